@@ -1,0 +1,101 @@
+// SPDX-License-Identifier: (GPL-2.0 OR Apache-2.0)
+/*
+ * Learning: one event per exec in a watched cgroup, sent through a ring buffer.
+ * Two programs, of which user space loads exactly one: the LSM hook that enforcement
+ * uses (observe only), where the kernel allows it, else sched_process_exec.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include "exec_event.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+/* Deepest cgroup level whose ancestors are checked against the watch list. */
+#define FP_MAX_CGROUP_LEVEL 32
+
+/* Set before load: only cgroups in fp_watched_cgroups (and below) are learned. */
+const volatile bool filter_cgroups = false;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 64 * 1024 * 1024);
+} fp_events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);
+	__type(value, __u8);
+} fp_watched_cgroups SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, FP_COUNTER_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} fp_counters SEC(".maps");
+
+/* Keep the shared types in BTF so the skeleton exposes them to Rust. */
+struct fp_exec_event _fp_exec_event = {};
+enum fp_path_flags _fp_path_flags = 0;
+enum fp_hook _fp_hook = 0;
+enum fp_event_flags _fp_event_flags = 0;
+enum fp_event_path _fp_event_path = 0;
+enum fp_counter _fp_counter = 0;
+
+static __always_inline void fp_count(__u32 counter)
+{
+	__u64 *value = bpf_map_lookup_elem(&fp_counters, &counter);
+
+	if (value)
+		*value += 1;
+}
+
+static __always_inline bool fp_cgroup_watched(void)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	int level = BPF_CORE_READ(task, cgroups, dfl_cgrp, level);
+	__u64 id;
+	int i;
+
+	if (!filter_cgroups)
+		return true;
+	for (i = 0; i <= FP_MAX_CGROUP_LEVEL; i++) {
+		if (i > level)
+			break;
+		id = bpf_get_current_ancestor_cgroup_id(i);
+		if (bpf_map_lookup_elem(&fp_watched_cgroups, &id))
+			return true;
+	}
+	return false;
+}
+
+static __always_inline void fp_record_exec(struct linux_binprm *bprm, __u16 hook)
+{
+	struct fp_event_buf *ev;
+	__u32 size = 0;
+
+	if (!fp_cgroup_watched())
+		return;
+	fp_count(FP_COUNTER_EVENTS);
+	ev = fp_build_exec_event(bprm, hook, &size);
+	if (!ev || size > sizeof(*ev) || bpf_ringbuf_output(&fp_events, ev, size, 0))
+		fp_count(FP_COUNTER_DROPPED);
+}
+
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(handle_sched_process_exec, struct task_struct *p, pid_t old_pid,
+	     struct linux_binprm *bprm)
+{
+	fp_record_exec(bprm, FP_HOOK_SCHED_PROCESS_EXEC);
+	return 0;
+}
+
+SEC("lsm/bprm_check_security")
+int BPF_PROG(handle_bprm_check_security, struct linux_binprm *bprm)
+{
+	fp_record_exec(bprm, FP_HOOK_BPRM_CHECK_SECURITY);
+	return 0; /* observe only */
+}

@@ -1,0 +1,185 @@
+//! Loading the learning programs: the LSM hook enforcement uses, where the kernel
+//! allows it, else `tp_btf/sched_process_exec`; which one, and why, is reported.
+
+use std::mem::MaybeUninit;
+use std::time::Duration;
+
+use libbpf_rs::skel::{OpenSkel, SkelBuilder};
+use libbpf_rs::{Link, MapCore, MapFlags, OpenObject, RingBuffer, RingBufferBuilder};
+
+use super::learn_skel::{LearnSkel, LearnSkelBuilder, OpenLearnSkel};
+use super::{take_libbpf_log, BpfError};
+use crate::event::Hook;
+
+/// Which hook to learn at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum HookChoice {
+    /// The LSM hook if this kernel allows BPF LSM programs, else the tracepoint.
+    Auto,
+    /// `lsm/bprm_check_security`, observe only: exactly what enforcement will check.
+    Lsm,
+    /// `tp_btf/sched_process_exec`: works wherever BTF does.
+    Tracepoint,
+}
+
+/// Exec counters kept by the BPF program.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub events: u64,
+    pub dropped: u64,
+}
+
+/// The loaded, attached learning program.
+pub struct LearnProbe {
+    skel: LearnSkel<'static>,
+    _link: Link,
+    hook: Hook,
+    lsm_refusal: Option<String>,
+}
+
+impl LearnProbe {
+    /// Load and attach. `watched` restricts learning to these cgroup ids and their
+    /// descendants; empty means every cgroup.
+    pub fn attach(choice: HookChoice, watched: &[u64]) -> Result<LearnProbe, BpfError> {
+        let (skel, hook, lsm_refusal) = match choice {
+            HookChoice::Tracepoint => (
+                load(Hook::SchedProcessExec, watched)?,
+                Hook::SchedProcessExec,
+                None,
+            ),
+            HookChoice::Lsm => (
+                load(Hook::BprmCheckSecurity, watched)?,
+                Hook::BprmCheckSecurity,
+                None,
+            ),
+            HookChoice::Auto => match load(Hook::BprmCheckSecurity, watched) {
+                Ok(skel) => (skel, Hook::BprmCheckSecurity, None),
+                Err(refused) => (
+                    load(Hook::SchedProcessExec, watched)?,
+                    Hook::SchedProcessExec,
+                    Some(refused.to_string()),
+                ),
+            },
+        };
+        let program = match hook {
+            Hook::SchedProcessExec => &skel.progs.handle_sched_process_exec,
+            Hook::BprmCheckSecurity => &skel.progs.handle_bprm_check_security,
+        };
+        let link = program.attach().map_err(|e| BpfError::Refused {
+            program: hook.name(),
+            reason: format!("attach failed: {e}"),
+            log: take_libbpf_log(20),
+        })?;
+        Ok(LearnProbe {
+            skel,
+            _link: link,
+            hook,
+            lsm_refusal,
+        })
+    }
+
+    pub fn hook(&self) -> Hook {
+        self.hook
+    }
+
+    /// Why the LSM hook was not used, when `auto` fell back to the tracepoint.
+    pub fn lsm_refusal(&self) -> Option<&str> {
+        self.lsm_refusal.as_deref()
+    }
+
+    /// A ring buffer reader that hands each raw event to `on_event`.
+    pub fn events<F>(&self, on_event: F) -> Result<RingBuffer<'_>, BpfError>
+    where
+        F: FnMut(&[u8]) -> i32 + 'static,
+    {
+        let map_error = |e: libbpf_rs::Error| BpfError::Map {
+            map: "fp_events",
+            reason: e.to_string(),
+        };
+        let mut builder = RingBufferBuilder::new();
+        builder
+            .add(&self.skel.maps.fp_events, on_event)
+            .map_err(map_error)?;
+        builder.build().map_err(map_error)
+    }
+
+    /// Sum of the per-CPU counters.
+    pub fn counters(&self) -> Result<Counters, BpfError> {
+        let read = |index: u32| -> Result<u64, BpfError> {
+            let per_cpu = self
+                .skel
+                .maps
+                .fp_counters
+                .lookup_percpu(&index.to_ne_bytes(), MapFlags::ANY)
+                .map_err(|e| BpfError::Map {
+                    map: "fp_counters",
+                    reason: e.to_string(),
+                })?
+                .unwrap_or_default();
+            Ok(per_cpu
+                .iter()
+                .filter_map(|v| v.get(..8).and_then(|b| b.try_into().ok()))
+                .map(u64::from_ne_bytes)
+                .sum())
+        };
+        Ok(Counters {
+            events: read(COUNTER_EVENTS)?,
+            dropped: read(COUNTER_DROPPED)?,
+        })
+    }
+}
+
+/// `enum fp_counter` in bpf/fingerprint.h.
+const COUNTER_EVENTS: u32 = 0;
+const COUNTER_DROPPED: u32 = 1;
+
+/// How long a poll waits before the caller gets a chance to flush.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(100);
+
+fn load(hook: Hook, watched: &[u64]) -> Result<LearnSkel<'static>, BpfError> {
+    // The skeleton borrows its object storage for as long as the program runs; a
+    // learning process loads at most two, so leaking them is the simple, safe choice.
+    let storage: &'static mut MaybeUninit<OpenObject> = Box::leak(Box::new(MaybeUninit::uninit()));
+    let refused = |reason: String| BpfError::Refused {
+        program: hook.name(),
+        reason,
+        log: take_libbpf_log(20),
+    };
+    let mut open: OpenLearnSkel<'static> = LearnSkelBuilder::default()
+        .open(storage)
+        .map_err(|e| refused(format!("open failed: {e}")))?;
+    open.progs
+        .handle_bprm_check_security
+        .set_autoload(hook == Hook::BprmCheckSecurity);
+    open.progs
+        .handle_sched_process_exec
+        .set_autoload(hook == Hook::SchedProcessExec);
+    if let Some(rodata) = open.maps.rodata_data.as_deref_mut() {
+        rodata.filter_cgroups = !watched.is_empty();
+    }
+    let skel = open.load().map_err(|e| refused(load_reason(hook, &e)))?;
+    for id in watched {
+        skel.maps
+            .fp_watched_cgroups
+            .update(&id.to_ne_bytes(), &[1], MapFlags::ANY)
+            .map_err(|e| BpfError::Map {
+                map: "fp_watched_cgroups",
+                reason: format!("adding cgroup {id}: {e}"),
+            })?;
+    }
+    Ok(skel)
+}
+
+/// Explain a load failure; EPERM on an LSM program with an empty verifier log is the
+/// kernel refusing trampolines outright (lockdown, or BPF LSM not enabled at boot).
+fn load_reason(hook: Hook, err: &libbpf_rs::Error) -> String {
+    let text = err.to_string();
+    if hook == Hook::BprmCheckSecurity && text.contains("Operation not permitted") {
+        return format!(
+            "{text}: this kernel does not allow BPF LSM programs (trampoline programs are \
+             refused before verification; check `lsm=` on the kernel command line includes \
+             bpf, CONFIG_BPF_LSM=y, and lockdown)"
+        );
+    }
+    text
+}

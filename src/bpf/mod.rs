@@ -1,0 +1,137 @@
+//! The one layer that talks to libbpf: skeletons, loading, attaching, maps. Everything
+//! above it is plain Rust. libbpf's own log is captured so that a refused program is
+//! reported with the kernel's reason, once, instead of pages on stderr.
+
+pub mod learn;
+
+use std::sync::Mutex;
+
+mod learn_skel {
+    include!(concat!(env!("OUT_DIR"), "/learn.skel.rs"));
+}
+
+/// Layouts shared with the BPF programs (`bpf/fingerprint.h`), from the skeleton's BTF.
+pub mod types {
+    pub use super::learn_skel::types::fp_exec_event;
+}
+
+// SAFETY: fp_exec_event is a repr(C) struct of integers: any byte pattern is valid.
+unsafe impl plain::Plain for types::fp_exec_event {}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BpfError {
+    #[error(
+        "{0} needs root (or CAP_BPF and CAP_PERFMON, plus CAP_SYS_ADMIN for the LSM); \
+         run it with sudo"
+    )]
+    NotPrivileged(&'static str),
+    #[error(
+        "this kernel has no BTF (/sys/kernel/btf/vmlinux is missing); fingerprint needs a \
+         kernel built with CONFIG_DEBUG_INFO_BTF=y (5.15 or newer)"
+    )]
+    NoBtf,
+    #[error("kernel {found} is too old: fingerprint needs 5.15 or newer with BTF")]
+    KernelTooOld { found: String },
+    #[error("the kernel refused BPF program {program}: {reason}{}", log_suffix(.log))]
+    Refused {
+        program: &'static str,
+        reason: String,
+        log: String,
+    },
+    #[error("BPF map {map}: {reason}")]
+    Map { map: &'static str, reason: String },
+}
+
+fn log_suffix(log: &str) -> String {
+    if log.is_empty() {
+        String::new()
+    } else {
+        format!("\nlibbpf said:\n{log}")
+    }
+}
+
+/// Lines libbpf printed since the last `take_libbpf_log`.
+static LIBBPF_LOG: Mutex<String> = Mutex::new(String::new());
+
+fn capture_libbpf_log() {
+    libbpf_rs::set_print(Some((
+        libbpf_rs::PrintLevel::Info,
+        |_level, message: String| {
+            if let Ok(mut log) = LIBBPF_LOG.lock() {
+                log.push_str(&message);
+            }
+        },
+    )));
+}
+
+/// The captured libbpf log, last `lines` lines (the verifier's verdict is at the end).
+fn take_libbpf_log(lines: usize) -> String {
+    let mut log = LIBBPF_LOG
+        .lock()
+        .map(|mut l| std::mem::take(&mut *l))
+        .unwrap_or_default();
+    let all: Vec<&str> = log.lines().collect();
+    let tail = all[all.len().saturating_sub(lines)..].join("\n");
+    log.clear();
+    tail
+}
+
+/// Check what every BPF feature of fingerprint needs, with a precise reason.
+pub fn preflight(what: &'static str) -> Result<(), BpfError> {
+    if !has_bpf_privileges() {
+        return Err(BpfError::NotPrivileged(what));
+    }
+    if !std::path::Path::new("/sys/kernel/btf/vmlinux").exists() {
+        return Err(BpfError::NoBtf);
+    }
+    let release = nix::sys::utsname::uname()
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if !kernel_at_least(&release, (5, 15)) {
+        return Err(BpfError::KernelTooOld { found: release });
+    }
+    capture_libbpf_log();
+    Ok(())
+}
+
+/// Root, or CAP_BPF (39) with CAP_PERFMON (38), or CAP_SYS_ADMIN (21), effective.
+fn has_bpf_privileges() -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return true;
+    }
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
+        return false;
+    };
+    let caps = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .unwrap_or(0);
+    let has = |bit: u32| caps & (1 << bit) != 0;
+    has(21) || (has(39) && has(38))
+}
+
+/// Whether a `uname -r` release string is at least `min` (major, minor).
+pub fn kernel_at_least(release: &str, min: (u32, u32)) -> bool {
+    let mut parts = release
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse::<u32>().unwrap_or(0));
+    let major = parts.next().unwrap_or(0);
+    let minor = parts.next().unwrap_or(0);
+    (major, minor) >= min
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernel_versions_compare_numerically() {
+        assert!(kernel_at_least("6.18.44-fc-v669", (5, 15)));
+        assert!(kernel_at_least("5.15.0-91-generic", (5, 15)));
+        assert!(!kernel_at_least("5.4.0-150-generic", (5, 15)));
+        assert!(kernel_at_least("6.1.0-27-cloud-amd64", (5, 15)));
+        assert!(!kernel_at_least("garbage", (5, 15)));
+    }
+}

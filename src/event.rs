@@ -1,0 +1,345 @@
+//! Decoding of the exec events the BPF programs send, and the facts user space
+//! derives from them (which files an exec ran: a binary, or a script and its
+//! interpreter). Pure code: unit tests reach it without root.
+
+use std::fmt;
+
+use crate::bpf::types::fp_exec_event;
+
+/// Path flags, as set by the shared BPF path routine (`bpf/path.h`).
+pub mod path_flags {
+    pub const TRUNCATED: u32 = 1;
+    pub const DELETED: u32 = 2;
+    pub const UNREACHABLE: u32 = 4;
+    pub const ABSENT: u32 = 8;
+}
+
+/// `bpf/fingerprint.h` `enum fp_event_flags`.
+const EVENT_INTERPRETED: u16 = 1;
+/// `bpf/fingerprint.h` `enum fp_hook`.
+const HOOK_SCHED_PROCESS_EXEC: u16 = 1;
+const HOOK_BPRM_CHECK_SECURITY: u16 = 2;
+
+/// The kernel hook an event came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hook {
+    /// `tp_btf/sched_process_exec`: once per exec, after it succeeded.
+    SchedProcessExec,
+    /// `lsm/bprm_check_security`: once per file checked (script, then interpreter).
+    BprmCheckSecurity,
+}
+
+impl Hook {
+    pub fn name(self) -> &'static str {
+        match self {
+            Hook::SchedProcessExec => "tp_btf/sched_process_exec",
+            Hook::BprmCheckSecurity => "lsm/bprm_check_security",
+        }
+    }
+}
+
+impl fmt::Display for Hook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A path as resolved in the kernel, with its `path_flags`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KernelPath {
+    pub bytes: Vec<u8>,
+    pub flags: u32,
+}
+
+/// One exec as reported by BPF.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecEvent {
+    pub cgroup_id: u64,
+    pub ktime_ns: u64,
+    pub pid: u32,
+    pub ppid: u32,
+    pub uid: u32,
+    pub hook: Hook,
+    /// A binfmt handler replaced the interpreter: `filename` named a script.
+    pub interpreted: bool,
+    pub exe: KernelPath,
+    pub parent: KernelPath,
+    /// The name the caller passed, as typed (relative, a symlink, /dev/fd/N...).
+    pub filename: KernelPath,
+    pub cwd: KernelPath,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error("exec event of {0} bytes is shorter than its {1}-byte header")]
+    Short(usize, usize),
+    #[error("exec event paths need {0} bytes but the event carries {1}")]
+    PathsOverrun(usize, usize),
+    #[error("exec event has unknown hook {0}")]
+    UnknownHook(u16),
+}
+
+impl ExecEvent {
+    /// Decode one ring buffer record.
+    pub fn decode(data: &[u8]) -> Result<ExecEvent, DecodeError> {
+        let header_len = std::mem::size_of::<fp_exec_event>();
+        let mut header = fp_exec_event::default();
+        plain::copy_from_bytes(&mut header, data)
+            .map_err(|_| DecodeError::Short(data.len(), header_len))?;
+        let hook = match header.hook {
+            HOOK_SCHED_PROCESS_EXEC => Hook::SchedProcessExec,
+            HOOK_BPRM_CHECK_SECURITY => Hook::BprmCheckSecurity,
+            other => return Err(DecodeError::UnknownHook(other)),
+        };
+        let body = &data[header_len..];
+        let needed: usize = header.len.iter().map(|&l| usize::from(l)).sum();
+        if needed > body.len() {
+            return Err(DecodeError::PathsOverrun(needed, body.len()));
+        }
+        let mut offset = 0;
+        let mut paths = header
+            .len
+            .iter()
+            .zip(header.path_flags.iter())
+            .map(|(&len, &flags)| {
+                let bytes = body[offset..offset + usize::from(len)].to_vec();
+                offset += usize::from(len);
+                KernelPath {
+                    bytes,
+                    flags: u32::from(flags),
+                }
+            });
+        let mut next = || {
+            paths.next().unwrap_or(KernelPath {
+                bytes: Vec::new(),
+                flags: path_flags::ABSENT,
+            })
+        };
+        // The order of `enum fp_event_path`.
+        let (exe, parent, filename, cwd) = (next(), next(), next(), next());
+        debug_assert_eq!(
+            (PATH_EXE, PATH_PARENT, PATH_FILENAME, PATH_CWD),
+            (0, 1, 2, 3)
+        );
+        Ok(ExecEvent {
+            cgroup_id: header.cgroup_id,
+            ktime_ns: header.ktime_ns,
+            pid: header.pid,
+            ppid: header.ppid,
+            uid: header.uid,
+            hook,
+            interpreted: header.event_flags & EVENT_INTERPRETED != 0,
+            exe,
+            parent,
+            filename,
+            cwd,
+        })
+    }
+
+    /// The files this exec ran, as they should be recorded: the file executed and,
+    /// when sched_process_exec reports an interpreted script, the script too (that
+    /// hook only sees the final interpreter; bprm_check_security reports each level
+    /// as its own event).
+    pub fn executed_files(&self) -> Vec<KernelPath> {
+        let mut files = vec![self.exe.clone()];
+        if self.interpreted && self.hook == Hook::SchedProcessExec {
+            files.push(self.script_path());
+        }
+        files
+    }
+
+    /// The script's path, from the name the caller typed: made absolute against the
+    /// kernel-resolved cwd and normalised. The kernel no longer holds the script's
+    /// file at sched_process_exec, so symlinks in that name stay unresolved; a
+    /// script run through a file descriptor cannot be named and is UNREACHABLE.
+    fn script_path(&self) -> KernelPath {
+        let typed = &self.filename.bytes;
+        if typed.starts_with(b"/dev/fd/") || typed.starts_with(b"/proc/self/fd/") {
+            return KernelPath {
+                bytes: typed.clone(),
+                flags: path_flags::UNREACHABLE,
+            };
+        }
+        let mut flags = self.filename.flags;
+        let joined = if typed.first() == Some(&b'/') {
+            typed.clone()
+        } else {
+            flags |= self.cwd.flags & !path_flags::ABSENT;
+            let mut joined = self.cwd.bytes.clone();
+            joined.push(b'/');
+            joined.extend_from_slice(typed);
+            joined
+        };
+        KernelPath {
+            bytes: normalize(&joined),
+            flags,
+        }
+    }
+}
+
+/// Lexically normalise an absolute path: drop empty and `.` components, apply `..`.
+pub fn normalize(path: &[u8]) -> Vec<u8> {
+    let mut parts: Vec<&[u8]> = Vec::new();
+    for part in path.split(|&b| b == b'/') {
+        match part {
+            b"" | b"." => {}
+            b".." => {
+                parts.pop();
+            }
+            _ => parts.push(part),
+        }
+    }
+    let mut out = Vec::with_capacity(path.len());
+    for part in &parts {
+        out.push(b'/');
+        out.extend_from_slice(part);
+    }
+    if out.is_empty() {
+        out.push(b'/');
+    }
+    out
+}
+
+/// Render path bytes for people: valid UTF-8 as is, other bytes as `\xNN`, and
+/// control characters escaped so a newline in a name cannot forge a line.
+pub fn display_path(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                c if c.is_control() => out.extend(c.escape_default()),
+                c => out.push(c),
+            }
+        }
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn encode(hook: u16, flags: u16, paths: [(&[u8], u16); 4]) -> Vec<u8> {
+        let mut header = fp_exec_event {
+            cgroup_id: 42,
+            ktime_ns: 7,
+            pid: 100,
+            ppid: 99,
+            uid: 1000,
+            hook,
+            event_flags: flags,
+            ..Default::default()
+        };
+        for (i, (bytes, f)) in paths.iter().enumerate() {
+            header.len[i] = bytes.len() as u16;
+            header.path_flags[i] = *f;
+        }
+        // SAFETY: fp_exec_event is a plain C struct with no padding-sensitive invariants.
+        let mut data = unsafe { plain::as_bytes(&header) }.to_vec();
+        for (bytes, _) in paths {
+            data.extend_from_slice(bytes);
+        }
+        data
+    }
+
+    #[test]
+    fn decodes_all_four_paths() {
+        let data = encode(
+            1,
+            0,
+            [
+                (b"/usr/bin/true", 0),
+                (b"/bin/sh", 0),
+                (b"true", 0),
+                (b"", 8),
+            ],
+        );
+        let ev = ExecEvent::decode(&data).unwrap();
+        assert_eq!(ev.exe.bytes, b"/usr/bin/true");
+        assert_eq!(ev.parent.bytes, b"/bin/sh");
+        assert_eq!(ev.filename.bytes, b"true");
+        assert_eq!(ev.cwd.flags, path_flags::ABSENT);
+        assert_eq!((ev.cgroup_id, ev.pid, ev.ppid, ev.uid), (42, 100, 99, 1000));
+        assert_eq!(ev.executed_files(), vec![ev.exe.clone()]);
+    }
+
+    #[test]
+    fn rejects_truncated_records() {
+        let data = encode(1, 0, [(b"/a", 0), (b"/b", 0), (b"c", 0), (b"", 8)]);
+        assert!(matches!(
+            ExecEvent::decode(&data[..data.len() - 1]),
+            Err(DecodeError::PathsOverrun(..))
+        ));
+        assert!(matches!(
+            ExecEvent::decode(&data[..4]),
+            Err(DecodeError::Short(..))
+        ));
+        let bad = encode(9, 0, [(b"", 0), (b"", 0), (b"", 0), (b"", 0)]);
+        assert_eq!(ExecEvent::decode(&bad), Err(DecodeError::UnknownHook(9)));
+    }
+
+    #[test]
+    fn tracepoint_script_records_script_relative_to_cwd() {
+        let data = encode(
+            1,
+            1,
+            [
+                (b"/usr/bin/dash", 0),
+                (b"/bin/bash", 0),
+                (b"./run/../x.sh", 0),
+                (b"/srv/app", 0),
+            ],
+        );
+        let files = ExecEvent::decode(&data).unwrap().executed_files();
+        assert_eq!(files.len(), 2);
+        assert_eq!(files[1].bytes, b"/srv/app/x.sh");
+    }
+
+    #[test]
+    fn lsm_interpreter_event_does_not_duplicate_the_script() {
+        let data = encode(
+            2,
+            1,
+            [
+                (b"/usr/bin/dash", 0),
+                (b"/bin/bash", 0),
+                (b"/x.sh", 0),
+                (b"", 8),
+            ],
+        );
+        assert_eq!(ExecEvent::decode(&data).unwrap().executed_files().len(), 1);
+    }
+
+    #[test]
+    fn script_run_by_fd_is_unreachable() {
+        let data = encode(
+            1,
+            1,
+            [
+                (b"/bin/sh", 0),
+                (b"/bin/sh", 0),
+                (b"/dev/fd/3", 0),
+                (b"", 8),
+            ],
+        );
+        let files = ExecEvent::decode(&data).unwrap().executed_files();
+        assert_eq!(files[1].flags, path_flags::UNREACHABLE);
+    }
+
+    #[test]
+    fn normalize_handles_dots_and_root() {
+        assert_eq!(normalize(b"/a/./b//c/../d"), b"/a/b/d");
+        assert_eq!(normalize(b"/.."), b"/");
+        assert_eq!(normalize(b"/"), b"/");
+    }
+
+    #[test]
+    fn display_escapes_control_and_invalid_bytes() {
+        assert_eq!(display_path(b"/a b/\n/\xff"), "/a b/\\n/\\xff");
+        assert_eq!(display_path(b"/back\\slash"), "/back\\\\slash");
+    }
+}

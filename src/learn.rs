@@ -1,0 +1,270 @@
+//! `fingerprint learn`: attach the learning program, turn each exec event into an
+//! observation of the workload its cgroup belongs to, and write them to the database
+//! at least once a second. Stopping (Ctrl-C, SIGTERM, --duration) drains every event
+//! already in the ring buffer before the session is closed, so nothing is lost.
+
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+
+use crate::bpf::learn::{Counters, HookChoice, LearnProbe, POLL_INTERVAL};
+use crate::cgroup::CgroupV2;
+use crate::event::{ExecEvent, Hook};
+use crate::progress::Progress;
+use crate::storage::{Batch, Database, Observation, SessionInfo};
+use crate::workload::{self, WorkloadId};
+
+/// How often observations are committed: `kill -9` loses at most this much.
+pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+
+pub struct LearnOptions {
+    pub db: PathBuf,
+    pub duration: Option<Duration>,
+    /// Cgroup directories to learn (with everything below them); empty: all.
+    pub cgroups: Vec<PathBuf>,
+    pub hook: HookChoice,
+    pub quiet: bool,
+}
+
+/// What a learning run did, for the closing summary.
+#[derive(Debug, Clone)]
+pub struct LearnSummary {
+    pub hook: Hook,
+    pub elapsed: Duration,
+    pub counters: Counters,
+    pub recorded: u64,
+    pub undecodable: u64,
+    pub workloads: usize,
+    pub executables: usize,
+    pub unnamed_cgroups: usize,
+}
+
+/// Learn until `stop` is set or the duration elapses.
+pub fn run(opts: &LearnOptions, stop: Arc<AtomicBool>) -> Result<LearnSummary> {
+    crate::bpf::preflight("fingerprint learn")?;
+    let cgroups = CgroupV2::discover()?;
+    let watched = opts
+        .cgroups
+        .iter()
+        .map(|path| {
+            cgroups
+                .id_of(path)
+                .with_context(|| format!("--cgroup {}", path.display()))
+        })
+        .collect::<Result<Vec<u64>>>()?;
+    let mut db = Database::open(&opts.db)
+        .with_context(|| format!("opening the learning database {}", opts.db.display()))?;
+
+    let probe = LearnProbe::attach(opts.hook, &watched)?;
+    if let Some(reason) = probe.lsm_refusal() {
+        eprintln!(
+            "fingerprint: the BPF LSM is not usable on this kernel, learning at {} instead \
+             (what is learned is the same files; scripts are named as typed)\n  reason: {}",
+            probe.hook(),
+            first_line(reason)
+        );
+    }
+    eprintln!(
+        "fingerprint: learning at {} into {}",
+        probe.hook(),
+        opts.db.display()
+    );
+    let session = db.begin_session(&session_info(probe.hook()))?;
+
+    let recorder = Rc::new(RefCell::new(Recorder::new(cgroups)));
+    let sink = Rc::clone(&recorder);
+    let ring = probe.events(move |data| {
+        sink.borrow_mut().on_event(data);
+        0
+    })?;
+
+    let progress = Progress::new(opts.quiet);
+    let started = Instant::now();
+    let mut last_flush = Instant::now();
+    loop {
+        let done =
+            stop.load(Ordering::SeqCst) || opts.duration.is_some_and(|d| started.elapsed() >= d);
+        if done {
+            break;
+        }
+        // EINTR from a signal is expected here; the loop re-checks `stop`.
+        let _ = ring.poll(POLL_INTERVAL);
+        if last_flush.elapsed() >= FLUSH_INTERVAL {
+            let counters = probe.counters()?;
+            recorder
+                .borrow_mut()
+                .flush(&mut db, session, counters, None)?;
+            progress.update(&recorder.borrow(), counters, started.elapsed());
+            last_flush = Instant::now();
+        }
+    }
+    // Everything the kernel produced before we stopped is in the ring: drain it.
+    ring.consume().context("draining the event ring buffer")?;
+    let counters = probe.counters()?;
+    let ended = now_ms();
+    recorder
+        .borrow_mut()
+        .flush(&mut db, session, counters, Some(ended))?;
+    progress.finish();
+    let recorder = recorder.borrow();
+    Ok(LearnSummary {
+        hook: probe.hook(),
+        elapsed: started.elapsed(),
+        counters,
+        recorded: recorder.recorded,
+        undecodable: recorder.undecodable,
+        workloads: recorder.workloads.len(),
+        executables: recorder.executables.len(),
+        unnamed_cgroups: recorder.unnamed_cgroups,
+    })
+}
+
+fn first_line(text: &str) -> &str {
+    text.lines().next().unwrap_or(text)
+}
+
+fn session_info(hook: Hook) -> SessionInfo {
+    let uname = nix::sys::utsname::uname().ok();
+    SessionInfo {
+        host: nix::unistd::gethostname()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_else(|_| "unknown".into()),
+        kernel: uname
+            .map(|u| u.release().to_string_lossy().into_owned())
+            .unwrap_or_else(|| "unknown".into()),
+        hook: hook.name().into(),
+        started_at_ms: now_ms(),
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Converts BPF clock (CLOCK_MONOTONIC) readings to wall-clock milliseconds.
+struct Clock {
+    offset_ns: i128,
+}
+
+impl Clock {
+    fn new() -> Clock {
+        use nix::time::{clock_gettime, ClockId};
+        let ns = |id| {
+            clock_gettime(id)
+                .map(|t| t.tv_sec() as i128 * 1_000_000_000 + t.tv_nsec() as i128)
+                .unwrap_or(0)
+        };
+        Clock {
+            offset_ns: ns(ClockId::CLOCK_REALTIME) - ns(ClockId::CLOCK_MONOTONIC),
+        }
+    }
+
+    fn wall_ms(&self, ktime_ns: u64) -> i64 {
+        ((ktime_ns as i128 + self.offset_ns) / 1_000_000) as i64
+    }
+}
+
+/// Turns events into observations and keeps the running totals.
+pub struct Recorder {
+    cgroups: CgroupV2,
+    names: HashMap<u64, (String, WorkloadId)>,
+    clock: Clock,
+    batch: Batch,
+    pub recorded: u64,
+    pub undecodable: u64,
+    pub unnamed_cgroups: usize,
+    pub workloads: HashSet<WorkloadId>,
+    pub executables: HashSet<(WorkloadId, Vec<u8>)>,
+}
+
+impl Recorder {
+    fn new(cgroups: CgroupV2) -> Recorder {
+        Recorder {
+            cgroups,
+            names: HashMap::new(),
+            clock: Clock::new(),
+            batch: Batch::default(),
+            recorded: 0,
+            undecodable: 0,
+            unnamed_cgroups: 0,
+            workloads: HashSet::new(),
+            executables: HashSet::new(),
+        }
+    }
+
+    fn on_event(&mut self, data: &[u8]) {
+        let event = match ExecEvent::decode(data) {
+            Ok(event) => event,
+            Err(_) => {
+                self.undecodable += 1;
+                return;
+            }
+        };
+        let (cgroup_path, workload) = self.name_cgroup(event.cgroup_id);
+        let time_ms = self.clock.wall_ms(event.ktime_ns);
+        for file in event.executed_files() {
+            self.workloads.insert(workload.clone());
+            self.executables
+                .insert((workload.clone(), file.bytes.clone()));
+            self.batch.add(Observation {
+                workload: workload.clone(),
+                cgroup_id: event.cgroup_id,
+                cgroup_path: cgroup_path.clone(),
+                path: file.bytes,
+                path_flags: file.flags,
+                parent: event.parent.bytes.clone(),
+                uid: event.uid,
+                time_ms,
+            });
+            self.recorded += 1;
+        }
+    }
+
+    /// The cgroup's path and workload; cgroup ids are looked up once and cached.
+    fn name_cgroup(&mut self, id: u64) -> (String, WorkloadId) {
+        if let Some(named) = self.names.get(&id) {
+            return named.clone();
+        }
+        let named = match self.cgroups.path_of(id) {
+            Ok(Some(path)) => {
+                let workload = workload::identify(&path);
+                (path, workload)
+            }
+            // Gone before we could look: keep the events, under an honest name.
+            _ => {
+                self.unnamed_cgroups += 1;
+                let path = format!("cgroup-id:{id}");
+                (path.clone(), WorkloadId::Cgroup { path })
+            }
+        };
+        self.names.insert(id, named.clone());
+        named
+    }
+
+    fn flush(
+        &mut self,
+        db: &mut Database,
+        session: i64,
+        counters: Counters,
+        ended_at_ms: Option<i64>,
+    ) -> Result<()> {
+        let batch = std::mem::take(&mut self.batch);
+        db.record(
+            session,
+            &batch,
+            counters.events,
+            counters.dropped,
+            ended_at_ms,
+        )
+        .with_context(|| format!("writing to {}", db.path().display()))
+    }
+}

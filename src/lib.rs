@@ -1,0 +1,10 @@
+//! fingerprint: learn which executables every workload on a node runs, keep them as
+//! reviewable profiles, and lock each workload to its profile with one BPF LSM program.
+
+pub mod bpf;
+pub mod cgroup;
+pub mod event;
+pub mod learn;
+pub mod progress;
+pub mod storage;
+pub mod workload;

@@ -1,0 +1,53 @@
+//! The live display of `fingerprint learn`: events per second, workloads, distinct
+//! executables and drops, on stderr when it is a terminal.
+
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::bpf::learn::Counters;
+use crate::learn::Recorder;
+
+pub struct Progress {
+    bar: Option<ProgressBar>,
+    last_events: std::cell::Cell<u64>,
+}
+
+impl Progress {
+    pub fn new(quiet: bool) -> Progress {
+        let bar = (!quiet).then(|| {
+            let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} learning {elapsed_precise}  {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
+            bar.enable_steady_tick(Duration::from_millis(200));
+            bar
+        });
+        Progress {
+            bar,
+            last_events: std::cell::Cell::new(0),
+        }
+    }
+
+    /// Called about once a second.
+    pub fn update(&self, recorder: &Recorder, counters: Counters, _elapsed: Duration) {
+        let Some(bar) = &self.bar else { return };
+        let rate = counters
+            .events
+            .saturating_sub(self.last_events.replace(counters.events));
+        bar.set_message(format!(
+            "{} execs ({rate}/s) · {} workloads · {} executables · {} dropped",
+            counters.events,
+            recorder.workloads.len(),
+            recorder.executables.len(),
+            counters.dropped
+        ));
+    }
+
+    pub fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}

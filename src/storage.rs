@@ -1,0 +1,626 @@
+//! The learning database: SQLite (WAL), a versioned schema with migrations, batched
+//! writes of what learning observed, and merging of databases from several nodes.
+//!
+//! The unit of record is an *observation*: what one learning session saw one
+//! workload execute. Per-workload executables are the aggregate over sessions, so a
+//! merge is a union of sessions (keyed by a UUID): commutative and idempotent, and
+//! provenance (which host, which session) is never lost.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Transaction};
+
+use crate::workload::WorkloadId;
+
+/// Schema migrations; `PRAGMA user_version` is the number applied.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE sessions (
+    id INTEGER PRIMARY KEY,
+    uuid TEXT NOT NULL UNIQUE,
+    host TEXT NOT NULL,
+    kernel TEXT NOT NULL,
+    hook TEXT NOT NULL,
+    started_at_ms INTEGER NOT NULL,
+    ended_at_ms INTEGER,
+    events_seen INTEGER NOT NULL DEFAULT 0,
+    events_dropped INTEGER NOT NULL DEFAULT 0,
+    merged_from TEXT
+);
+CREATE TABLE workloads (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    kind TEXT NOT NULL,
+    identity TEXT NOT NULL
+);
+CREATE TABLE cgroups (
+    session_id INTEGER NOT NULL REFERENCES sessions(id),
+    cgroup_id INTEGER NOT NULL,
+    path TEXT NOT NULL,
+    workload_id INTEGER NOT NULL REFERENCES workloads(id),
+    PRIMARY KEY (session_id, cgroup_id)
+) WITHOUT ROWID;
+CREATE TABLE observations (
+    session_id INTEGER NOT NULL REFERENCES sessions(id),
+    workload_id INTEGER NOT NULL REFERENCES workloads(id),
+    path BLOB NOT NULL,
+    path_flags INTEGER NOT NULL,
+    count INTEGER NOT NULL,
+    first_seen_ms INTEGER NOT NULL,
+    last_seen_ms INTEGER NOT NULL,
+    PRIMARY KEY (session_id, workload_id, path, path_flags)
+) WITHOUT ROWID;
+CREATE TABLE observation_parents (
+    session_id INTEGER NOT NULL,
+    workload_id INTEGER NOT NULL,
+    path BLOB NOT NULL,
+    path_flags INTEGER NOT NULL,
+    parent BLOB NOT NULL,
+    count INTEGER NOT NULL,
+    PRIMARY KEY (session_id, workload_id, path, path_flags, parent)
+) WITHOUT ROWID;
+CREATE TABLE observation_uids (
+    session_id INTEGER NOT NULL,
+    workload_id INTEGER NOT NULL,
+    path BLOB NOT NULL,
+    path_flags INTEGER NOT NULL,
+    uid INTEGER NOT NULL,
+    count INTEGER NOT NULL,
+    PRIMARY KEY (session_id, workload_id, path, path_flags, uid)
+) WITHOUT ROWID;
+CREATE VIEW executables AS
+    SELECT workload_id, path, path_flags, SUM(count) AS count,
+           MIN(first_seen_ms) AS first_seen_ms, MAX(last_seen_ms) AS last_seen_ms
+    FROM observations GROUP BY workload_id, path, path_flags;
+"#];
+
+/// The schema version this build writes and understands.
+pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("database {path}: {source}")]
+    Sqlite {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error(
+        "database {path} has schema version {found}, newer than this fingerprint supports \
+         ({supported}); use a newer fingerprint, or a new --db file"
+    )]
+    TooNew {
+        path: PathBuf,
+        found: u32,
+        supported: u32,
+    },
+    #[error("database {path} does not exist; run `fingerprint learn --db {path}` first")]
+    Missing { path: PathBuf },
+    #[error("database {path}: workload {name:?} has an identity this build cannot read: {detail}")]
+    BadIdentity {
+        path: PathBuf,
+        name: String,
+        detail: String,
+    },
+}
+
+/// Facts about a learning session, written when it starts.
+#[derive(Debug, Clone)]
+pub struct SessionInfo {
+    pub host: String,
+    pub kernel: String,
+    pub hook: String,
+    pub started_at_ms: i64,
+}
+
+/// What one exec contributes to a workload's record.
+#[derive(Debug, Clone)]
+pub struct Observation {
+    pub workload: WorkloadId,
+    pub cgroup_id: u64,
+    pub cgroup_path: String,
+    pub path: Vec<u8>,
+    pub path_flags: u32,
+    pub parent: Vec<u8>,
+    pub uid: u32,
+    pub time_ms: i64,
+}
+
+/// Observations aggregated in memory between two writes, so a flush costs one
+/// upsert per distinct executable, not one per exec.
+#[derive(Debug, Default)]
+pub struct Batch {
+    executables: HashMap<(WorkloadId, Vec<u8>, u32), Aggregate>,
+    cgroups: HashMap<u64, (String, WorkloadId)>,
+    observations: u64,
+}
+
+#[derive(Debug, Default)]
+struct Aggregate {
+    count: u64,
+    first_seen_ms: i64,
+    last_seen_ms: i64,
+    parents: HashMap<Vec<u8>, u64>,
+    uids: HashMap<u32, u64>,
+}
+
+impl Batch {
+    pub fn add(&mut self, obs: Observation) {
+        self.observations += 1;
+        self.cgroups
+            .entry(obs.cgroup_id)
+            .or_insert_with(|| (obs.cgroup_path, obs.workload.clone()));
+        let agg = self
+            .executables
+            .entry((obs.workload, obs.path, obs.path_flags))
+            .or_insert_with(|| Aggregate {
+                first_seen_ms: obs.time_ms,
+                last_seen_ms: obs.time_ms,
+                ..Aggregate::default()
+            });
+        agg.count += 1;
+        agg.first_seen_ms = agg.first_seen_ms.min(obs.time_ms);
+        agg.last_seen_ms = agg.last_seen_ms.max(obs.time_ms);
+        *agg.parents.entry(obs.parent).or_default() += 1;
+        *agg.uids.entry(obs.uid).or_default() += 1;
+    }
+
+    /// Observations added since the batch was created.
+    pub fn len(&self) -> u64 {
+        self.observations
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.observations == 0
+    }
+}
+
+/// One executable as learned for a workload, aggregated over every session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LearnedExecutable {
+    pub path: Vec<u8>,
+    pub path_flags: u32,
+    pub count: u64,
+    pub first_seen_ms: i64,
+    pub last_seen_ms: i64,
+}
+
+/// Everything learned about one workload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LearnedWorkload {
+    pub id: WorkloadId,
+    pub name: String,
+    pub executables: Vec<LearnedExecutable>,
+}
+
+/// A learning session as stored (for status, merge reports and tests).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    pub uuid: String,
+    pub host: String,
+    pub kernel: String,
+    pub hook: String,
+    pub started_at_ms: i64,
+    pub ended_at_ms: Option<i64>,
+    pub events_seen: u64,
+    pub events_dropped: u64,
+    pub merged_from: Option<String>,
+}
+
+/// What a merge did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MergeReport {
+    pub sessions_added: usize,
+    pub sessions_already_present: usize,
+}
+
+pub struct Database {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl Database {
+    /// Open (creating it if missing) and migrate a database for writing.
+    pub fn open(path: &Path) -> Result<Database, StorageError> {
+        let conn = Connection::open(path).map_err(|e| sqlite_error(path, e))?;
+        let db = Database {
+            conn,
+            path: path.to_owned(),
+        };
+        db.configure()?;
+        db.migrate()?;
+        Ok(db)
+    }
+
+    /// Open an existing database; error if it does not exist.
+    pub fn open_existing(path: &Path) -> Result<Database, StorageError> {
+        if !path.exists() {
+            return Err(StorageError::Missing {
+                path: path.to_owned(),
+            });
+        }
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags).map_err(|e| sqlite_error(path, e))?;
+        let db = Database {
+            conn,
+            path: path.to_owned(),
+        };
+        db.configure()?;
+        db.migrate()?;
+        Ok(db)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn err(&self, e: rusqlite::Error) -> StorageError {
+        sqlite_error(&self.path, e)
+    }
+
+    fn configure(&self) -> Result<(), StorageError> {
+        // WAL with synchronous=NORMAL: a crash of this process loses nothing committed.
+        self.conn
+            .execute_batch(
+                "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; \
+                 PRAGMA foreign_keys=ON; PRAGMA busy_timeout=5000;",
+            )
+            .map_err(|e| self.err(e))
+    }
+
+    fn schema_version(&self) -> Result<u32, StorageError> {
+        self.conn
+            .query_row("PRAGMA user_version", [], |row| row.get(0))
+            .map_err(|e| self.err(e))
+    }
+
+    fn migrate(&self) -> Result<(), StorageError> {
+        let found = self.schema_version()?;
+        if found > SCHEMA_VERSION {
+            return Err(StorageError::TooNew {
+                path: self.path.clone(),
+                found,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        for (index, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+            let version = index + 1;
+            self.conn
+                .execute_batch(&format!(
+                    "BEGIN IMMEDIATE; {sql}; PRAGMA user_version = {version}; COMMIT;"
+                ))
+                .map_err(|e| self.err(e))?;
+        }
+        Ok(())
+    }
+
+    /// Record the start of a learning session; returns its row id.
+    pub fn begin_session(&self, info: &SessionInfo) -> Result<i64, StorageError> {
+        self.conn
+            .execute(
+                "INSERT INTO sessions (uuid, host, kernel, hook, started_at_ms) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    new_uuid(),
+                    info.host,
+                    info.kernel,
+                    info.hook,
+                    info.started_at_ms
+                ],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Write a batch of observations and the session's counters in one transaction.
+    pub fn record(
+        &mut self,
+        session: i64,
+        batch: &Batch,
+        events_seen: u64,
+        events_dropped: u64,
+        ended_at_ms: Option<i64>,
+    ) -> Result<(), StorageError> {
+        let path = self.path.clone();
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(|e| sqlite_error(&path, e))?;
+        write_batch(&tx, session, batch).map_err(|e| sqlite_error(&path, e))?;
+        tx.execute(
+            "UPDATE sessions SET events_seen = ?2, events_dropped = ?3, \
+             ended_at_ms = COALESCE(?4, ended_at_ms) WHERE id = ?1",
+            params![
+                session,
+                events_seen as i64,
+                events_dropped as i64,
+                ended_at_ms
+            ],
+        )
+        .map_err(|e| sqlite_error(&path, e))?;
+        tx.commit().map_err(|e| sqlite_error(&path, e))
+    }
+
+    /// Everything learned, one entry per workload (sorted by name), executables
+    /// sorted by path.
+    pub fn learned_workloads(&self) -> Result<Vec<LearnedWorkload>, StorageError> {
+        let mut workloads = self.workload_index()?;
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT workload_id, path, path_flags, count, first_seen_ms, last_seen_ms \
+                 FROM executables ORDER BY workload_id, path, path_flags",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |row| {
+                Ok((
+                    row.get::<_, i64>(0)?,
+                    LearnedExecutable {
+                        path: row.get(1)?,
+                        path_flags: row.get(2)?,
+                        count: row.get::<_, i64>(3)? as u64,
+                        first_seen_ms: row.get(4)?,
+                        last_seen_ms: row.get(5)?,
+                    },
+                ))
+            })
+            .map_err(|e| self.err(e))?;
+        for row in rows {
+            let (workload_id, exe) = row.map_err(|e| self.err(e))?;
+            if let Some(workload) = workloads.get_mut(&workload_id) {
+                workload.executables.push(exe);
+            }
+        }
+        let mut list: Vec<LearnedWorkload> = workloads.into_values().collect();
+        list.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(list)
+    }
+
+    fn workload_index(&self) -> Result<HashMap<i64, LearnedWorkload>, StorageError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, name, identity FROM workloads")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |row| {
+                Ok((
+                    row.get::<_, i64>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, String>(2)?,
+                ))
+            })
+            .map_err(|e| self.err(e))?;
+        let mut index = HashMap::new();
+        for row in rows {
+            let (id, name, identity) = row.map_err(|e| self.err(e))?;
+            let workload_id: WorkloadId =
+                serde_json::from_str(&identity).map_err(|e| StorageError::BadIdentity {
+                    path: self.path.clone(),
+                    name: name.clone(),
+                    detail: e.to_string(),
+                })?;
+            index.insert(
+                id,
+                LearnedWorkload {
+                    id: workload_id,
+                    name,
+                    executables: Vec::new(),
+                },
+            );
+        }
+        Ok(index)
+    }
+
+    /// Every session recorded or merged into this database, oldest first.
+    pub fn sessions(&self) -> Result<Vec<SessionRecord>, StorageError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT uuid, host, kernel, hook, started_at_ms, ended_at_ms, events_seen, \
+                 events_dropped, merged_from FROM sessions ORDER BY started_at_ms, uuid",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |row| {
+                Ok(SessionRecord {
+                    uuid: row.get(0)?,
+                    host: row.get(1)?,
+                    kernel: row.get(2)?,
+                    hook: row.get(3)?,
+                    started_at_ms: row.get(4)?,
+                    ended_at_ms: row.get(5)?,
+                    events_seen: row.get::<_, i64>(6)? as u64,
+                    events_dropped: row.get::<_, i64>(7)? as u64,
+                    merged_from: row.get(8)?,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
+    /// Bring every session of `other` that this database lacks into it, with its
+    /// observations, in one transaction. Sessions are matched by UUID, so merging the
+    /// same source twice changes nothing.
+    pub fn merge_from(&mut self, other: &Path) -> Result<MergeReport, StorageError> {
+        // Open the source first: this checks that it exists and migrates it.
+        drop(Database::open_existing(other)?);
+        let path = self.path.clone();
+        let source = other.to_string_lossy().into_owned();
+        self.conn
+            .execute("ATTACH DATABASE ?1 AS src", [&source])
+            .map_err(|e| sqlite_error(&path, e))?;
+        let result = merge_attached(&mut self.conn, &source).map_err(|e| sqlite_error(&path, e));
+        self.conn
+            .execute("DETACH DATABASE src", [])
+            .map_err(|e| sqlite_error(&path, e))?;
+        result
+    }
+}
+
+fn sqlite_error(path: &Path, source: rusqlite::Error) -> StorageError {
+    StorageError::Sqlite {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// A random UUID (v4) from the kernel's random pool.
+fn new_uuid() -> String {
+    let mut bytes = [0u8; 16];
+    // getrandom(2) only fails for invalid arguments; a short read cannot happen for 16 bytes.
+    // SAFETY: the buffer is valid for 16 bytes of writes.
+    let _ = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}
+
+fn workload_row(tx: &Transaction, id: &WorkloadId) -> rusqlite::Result<i64> {
+    let name = id.name();
+    if let Some(row) = tx
+        .query_row("SELECT id FROM workloads WHERE name = ?1", [&name], |r| {
+            r.get(0)
+        })
+        .optional()?
+    {
+        return Ok(row);
+    }
+    let identity = serde_json::to_string(id).map_err(|e| {
+        rusqlite::Error::ToSqlConversionFailure(
+            Box::new(e) as Box<dyn std::error::Error + Send + Sync>
+        )
+    })?;
+    tx.execute(
+        "INSERT INTO workloads (name, kind, identity) VALUES (?1, ?2, ?3)",
+        params![name, id.kind(), identity],
+    )?;
+    Ok(tx.last_insert_rowid())
+}
+
+fn write_batch(tx: &Transaction, session: i64, batch: &Batch) -> rusqlite::Result<()> {
+    let mut workload_ids: HashMap<&WorkloadId, i64> = HashMap::new();
+    for workload in batch
+        .cgroups
+        .values()
+        .map(|(_, w)| w)
+        .chain(batch.executables.keys().map(|(w, _, _)| w))
+    {
+        if !workload_ids.contains_key(workload) {
+            workload_ids.insert(workload, workload_row(tx, workload)?);
+        }
+    }
+    let mut cgroup = tx.prepare_cached(
+        "INSERT OR IGNORE INTO cgroups (session_id, cgroup_id, path, workload_id) \
+         VALUES (?1, ?2, ?3, ?4)",
+    )?;
+    for (cgroup_id, (path, workload)) in &batch.cgroups {
+        cgroup.execute(params![
+            session,
+            *cgroup_id as i64,
+            path,
+            workload_ids[workload]
+        ])?;
+    }
+    let mut exe = tx.prepare_cached(
+        "INSERT INTO observations (session_id, workload_id, path, path_flags, count, \
+         first_seen_ms, last_seen_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+         ON CONFLICT DO UPDATE SET count = count + excluded.count, \
+         first_seen_ms = MIN(first_seen_ms, excluded.first_seen_ms), \
+         last_seen_ms = MAX(last_seen_ms, excluded.last_seen_ms)",
+    )?;
+    let mut parent = tx.prepare_cached(
+        "INSERT INTO observation_parents (session_id, workload_id, path, path_flags, parent, \
+         count) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+         ON CONFLICT DO UPDATE SET count = count + excluded.count",
+    )?;
+    let mut uid = tx.prepare_cached(
+        "INSERT INTO observation_uids (session_id, workload_id, path, path_flags, uid, count) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO UPDATE SET count = count + excluded.count",
+    )?;
+    for ((workload, path, flags), agg) in &batch.executables {
+        let workload = workload_ids[workload];
+        exe.execute(params![
+            session,
+            workload,
+            path,
+            flags,
+            agg.count as i64,
+            agg.first_seen_ms,
+            agg.last_seen_ms
+        ])?;
+        for (parent_path, count) in &agg.parents {
+            parent.execute(params![
+                session,
+                workload,
+                path,
+                flags,
+                parent_path,
+                *count as i64
+            ])?;
+        }
+        for (user, count) in &agg.uids {
+            uid.execute(params![session, workload, path, flags, user, *count as i64])?;
+        }
+    }
+    Ok(())
+}
+
+fn merge_attached(conn: &mut Connection, source: &str) -> Result<MergeReport, rusqlite::Error> {
+    let tx = conn.transaction()?;
+    let total: i64 = tx.query_row("SELECT COUNT(*) FROM src.sessions", [], |r| r.get(0))?;
+    tx.execute_batch(
+        "CREATE TEMP TABLE new_sessions AS SELECT uuid FROM src.sessions \
+         WHERE uuid NOT IN (SELECT uuid FROM main.sessions);",
+    )?;
+    let added = tx.execute(
+        "INSERT INTO main.sessions (uuid, host, kernel, hook, started_at_ms, ended_at_ms, \
+         events_seen, events_dropped, merged_from) \
+         SELECT uuid, host, kernel, hook, started_at_ms, ended_at_ms, events_seen, \
+         events_dropped, COALESCE(merged_from, ?1) FROM src.sessions \
+         WHERE uuid IN (SELECT uuid FROM temp.new_sessions)",
+        [source],
+    )?;
+    // Map the source's session and workload ids to ours; copy only new sessions' rows.
+    tx.execute_batch(
+        "INSERT OR IGNORE INTO main.workloads (name, kind, identity) \
+           SELECT name, kind, identity FROM src.workloads; \
+         CREATE TEMP TABLE session_map AS \
+           SELECT s.id AS src_id, m.id AS dst_id FROM src.sessions s \
+           JOIN main.sessions m ON m.uuid = s.uuid \
+           WHERE s.uuid IN (SELECT uuid FROM temp.new_sessions); \
+         CREATE TEMP TABLE workload_map AS \
+           SELECT s.id AS src_id, m.id AS dst_id FROM src.workloads s \
+           JOIN main.workloads m ON m.name = s.name; \
+         INSERT INTO main.cgroups SELECT sm.dst_id, c.cgroup_id, c.path, wm.dst_id \
+           FROM src.cgroups c JOIN temp.session_map sm ON sm.src_id = c.session_id \
+           JOIN temp.workload_map wm ON wm.src_id = c.workload_id; \
+         INSERT INTO main.observations SELECT sm.dst_id, wm.dst_id, o.path, o.path_flags, \
+           o.count, o.first_seen_ms, o.last_seen_ms FROM src.observations o \
+           JOIN temp.session_map sm ON sm.src_id = o.session_id \
+           JOIN temp.workload_map wm ON wm.src_id = o.workload_id; \
+         INSERT INTO main.observation_parents SELECT sm.dst_id, wm.dst_id, o.path, \
+           o.path_flags, o.parent, o.count FROM src.observation_parents o \
+           JOIN temp.session_map sm ON sm.src_id = o.session_id \
+           JOIN temp.workload_map wm ON wm.src_id = o.workload_id; \
+         INSERT INTO main.observation_uids SELECT sm.dst_id, wm.dst_id, o.path, \
+           o.path_flags, o.uid, o.count FROM src.observation_uids o \
+           JOIN temp.session_map sm ON sm.src_id = o.session_id \
+           JOIN temp.workload_map wm ON wm.src_id = o.workload_id; \
+         DROP TABLE temp.new_sessions; DROP TABLE temp.session_map; \
+         DROP TABLE temp.workload_map;",
+    )?;
+    tx.commit()?;
+    Ok(MergeReport {
+        sessions_added: added,
+        sessions_already_present: (total as usize).saturating_sub(added),
+    })
+}
