@@ -117,10 +117,6 @@ impl ExecEvent {
         };
         // The order of `enum fp_event_path`.
         let (exe, parent, filename, cwd) = (next(), next(), next(), next());
-        debug_assert_eq!(
-            (PATH_EXE, PATH_PARENT, PATH_FILENAME, PATH_CWD),
-            (0, 1, 2, 3)
-        );
         Ok(ExecEvent {
             cgroup_id: header.cgroup_id,
             ktime_ns: header.ktime_ns,
