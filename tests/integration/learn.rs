@@ -1,0 +1,357 @@
+//! `fingerprint learn` on the real kernel: real cgroups, real processes, a real SQLite
+//! file. Each test learns only its own cgroups, so tests can run side by side.
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::symlink;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::common::*;
+
+const TRUE: &str = "/usr/bin/true";
+const DASH: &str = "/usr/bin/dash";
+const BUSYBOX: &str = "/bin/busybox";
+
+fn paths(rows: &[ExeRow]) -> Vec<Vec<u8>> {
+    rows.iter().map(|r| r.path.clone()).collect()
+}
+
+#[test]
+fn plain_exec_records_canonical_path_parent_and_count() {
+    if !privileged("plain_exec") {
+        return;
+    }
+    let (_keep, tmp) = temp_dir();
+    let exe = install_binary(TRUE, &tmp.join("bin/fp-plain"));
+    let cg = TestCgroup::new();
+    let db = tmp.join("learn.db");
+    let learner = Learner::start(&db, &[&cg]);
+    cg.run_ok(&exe, &[]);
+    cg.run_ok(&exe, &[]);
+    learner.stop_ok();
+
+    let rows = executables(&db, &cg.path);
+    assert_eq!(
+        rows,
+        vec![ExeRow {
+            path: bytes(&exe),
+            flags: 0,
+            count: 2
+        }]
+    );
+    let test_binary = std::env::current_exe().unwrap().canonicalize().unwrap();
+    assert_eq!(
+        parents(&db, &cg.path, &bytes(&exe)),
+        vec![bytes(&test_binary)]
+    );
+}
+
+#[test]
+fn symlink_and_relative_names_record_the_file_itself() {
+    if !privileged("symlink_and_relative") {
+        return;
+    }
+    let (_keep, tmp) = temp_dir();
+    let exe = install_binary(TRUE, &tmp.join("bin/fp-target"));
+    symlink(&exe, tmp.join("link-to-target")).unwrap();
+    std::fs::create_dir_all(tmp.join("elsewhere")).unwrap();
+    let cg = TestCgroup::new();
+    let db = tmp.join("learn.db");
+    let learner = Learner::start(&db, &[&cg]);
+    cg.run_ok(tmp.join("link-to-target"), &[]);
+    let status = cg
+        .command("../bin/fp-target")
+        .current_dir(tmp.join("elsewhere"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    learner.stop_ok();
+
+    let rows = executables(&db, &cg.path);
+    assert_eq!(
+        paths(&rows),
+        vec![bytes(&exe)],
+        "only the target, by its absolute path"
+    );
+    assert_eq!(rows[0].count, 2);
+}
+
+#[test]
+fn script_records_script_and_interpreter() {
+    if !privileged("script") {
+        return;
+    }
+    let (_keep, tmp) = temp_dir();
+    let interpreter = install_binary(DASH, &tmp.join("bin/fp-sh"));
+    let script = tmp.join("bin/fp-script");
+    std::fs::write(&script, format!("#!{}\nexit 0\n", interpreter.display())).unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let cg = TestCgroup::new();
+    let db = tmp.join("learn.db");
+    let learner = Learner::start(&db, &[&cg]);
+    cg.run_ok(&script, &[]);
+    learner.stop_ok();
+
+    let mut expected = vec![bytes(&interpreter), bytes(&script)];
+    expected.sort();
+    assert_eq!(paths(&executables(&db, &cg.path)), expected);
+}
+
+#[test]
+fn odd_bytes_in_paths_survive_exactly() {
+    if !privileged("odd_bytes") {
+        return;
+    }
+    let (_keep, tmp) = temp_dir();
+    let mut name = bytes(&tmp.join("dir with space"));
+    name.extend_from_slice(b"/new\nline-\xff\xfe-bin");
+    let exe = Path::new(OsStr::from_bytes(&name)).to_owned();
+    install_binary(TRUE, &exe);
+    let cg = TestCgroup::new();
+    let db = tmp.join("learn.db");
+    let learner = Learner::start(&db, &[&cg]);
+    cg.run_ok(&exe, &[]);
+    learner.stop_ok();
+
+    assert_eq!(paths(&executables(&db, &cg.path)), vec![name]);
+}
+
+#[test]
+fn long_paths_across_many_directories_are_complete() {
+    if !privileged("long_paths") {
+        return;
+    }
+    let (_keep, tmp) = temp_dir();
+    let mut dir = tmp.clone();
+    for level in 0..45 {
+        dir.push(format!("level-{level:02}-dir"));
+    }
+    let exe = install_binary(TRUE, &dir.join("fp-deep"));
+    assert!(
+        bytes(&exe).len() > 500,
+        "the path must exceed 255 bytes by far"
+    );
+    let cg = TestCgroup::new();
+    let db = tmp.join("learn.db");
+    let learner = Learner::start(&db, &[&cg]);
+    cg.run_ok(&exe, &[]);
+    learner.stop_ok();
+
+    let rows = executables(&db, &cg.path);
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].path, bytes(&exe));
+    assert_eq!(rows[0].flags, 0, "complete, not truncated");
+}
+
+#[test]
+fn thousands_of_short_lived_processes_lose_nothing() {
+    if !privileged("thousands") {
+        return;
+    }
+    const EXECS: u64 = 3000;
+    let (_keep, tmp) = temp_dir();
+    let exe = install_binary(TRUE, &tmp.join("bin/fp-storm"));
+    let cg = TestCgroup::new();
+    let db = tmp.join("learn.db");
+    let learner = Learner::start(&db, &[&cg]);
+    for _ in 0..EXECS {
+        cg.run_ok(&exe, &[]);
+    }
+    learner.stop_ok();
+
+    assert_eq!(executables(&db, &cg.path)[0].count, EXECS);
+    let (seen, dropped) = session_counters(&db);
+    assert_eq!((seen, dropped), (EXECS, 0));
+}
+
+#[test]
+fn two_cgroups_are_kept_apart() {
+    if !privileged("two_cgroups") {
+        return;
+    }
+    let (_keep, tmp) = temp_dir();
+    let a = install_binary(TRUE, &tmp.join("bin/fp-only-a"));
+    let b = install_binary(TRUE, &tmp.join("bin/fp-only-b"));
+    let (cg_a, cg_b) = (TestCgroup::new(), TestCgroup::new());
+    let db = tmp.join("learn.db");
+    let learner = Learner::start(&db, &[&cg_a, &cg_b]);
+    cg_a.run_ok(&a, &[]);
+    cg_b.run_ok(&b, &[]);
+    learner.stop_ok();
+
+    assert_eq!(paths(&executables(&db, &cg_a.path)), vec![bytes(&a)]);
+    assert_eq!(paths(&executables(&db, &cg_b.path)), vec![bytes(&b)]);
+}
+
+#[test]
+fn nested_cgroups_belong_to_the_watched_one() {
+    if !privileged("nested_cgroups") {
+        return;
+    }
+    let (_keep, tmp) = temp_dir();
+    let exe = install_binary(TRUE, &tmp.join("bin/fp-nested"));
+    let cg = TestCgroup::new();
+    let child = cg.dir.join("child");
+    std::fs::create_dir(&child).unwrap();
+    let db = tmp.join("learn.db");
+    let learner = Learner::start(&db, &[&cg]);
+    let procs = std::fs::OpenOptions::new()
+        .write(true)
+        .open(child.join("cgroup.procs"))
+        .unwrap();
+    let mut cmd = std::process::Command::new(&exe);
+    // SAFETY: only write(2) on an fd opened before fork.
+    unsafe {
+        use std::os::fd::AsRawFd;
+        cmd.pre_exec(move || {
+            if libc::write(procs.as_raw_fd(), b"0".as_ptr().cast(), 1) != 1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    assert!(cmd.status().unwrap().success());
+    learner.stop_ok();
+    std::fs::remove_dir(&child).unwrap();
+
+    let nested = format!("{}/child", cg.path);
+    assert_eq!(
+        paths(&executables(&tmp.join("learn.db"), &nested)),
+        vec![bytes(&exe)]
+    );
+}
+
+#[test]
+fn own_root_in_a_new_mount_namespace_records_the_path_seen_inside() {
+    if !privileged("own_root") {
+        return;
+    }
+    let (_keep, tmp) = temp_dir();
+    let root = tmp.join("rootfs");
+    install_binary(BUSYBOX, &root.join("bin/busybox"));
+    symlink("busybox", root.join("bin/true")).unwrap();
+    let cg = TestCgroup::new();
+    let db = tmp.join("learn.db");
+    let learner = Learner::start(&db, &[&cg]);
+    let root_c = std::ffi::CString::new(root.as_os_str().as_bytes()).unwrap();
+    let mut cmd = cg.command("/bin/true");
+    // SAFETY: raw syscalls only, on data prepared before fork.
+    unsafe {
+        cmd.pre_exec(move || {
+            let check = |rc: libc::c_int| {
+                if rc == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            };
+            check(libc::unshare(libc::CLONE_NEWNS))?;
+            check(libc::mount(
+                c"none".as_ptr(),
+                c"/".as_ptr(),
+                std::ptr::null(),
+                libc::MS_REC | libc::MS_PRIVATE,
+                std::ptr::null(),
+            ))?;
+            check(libc::mount(
+                root_c.as_ptr(),
+                root_c.as_ptr(),
+                std::ptr::null(),
+                libc::MS_BIND,
+                std::ptr::null(),
+            ))?;
+            check(libc::chroot(root_c.as_ptr()))?;
+            check(libc::chdir(c"/".as_ptr()))
+        });
+    }
+    assert!(cmd.status().unwrap().success());
+    learner.stop_ok();
+
+    assert_eq!(
+        paths(&executables(&db, &cg.path)),
+        vec![b"/bin/busybox".to_vec()]
+    );
+}
+
+#[test]
+fn an_existing_database_is_appended_to() {
+    if !privileged("append") {
+        return;
+    }
+    let (_keep, tmp) = temp_dir();
+    let exe = install_binary(TRUE, &tmp.join("bin/fp-append"));
+    let cg = TestCgroup::new();
+    let db = tmp.join("learn.db");
+    for _ in 0..2 {
+        let learner = Learner::start(&db, &[&cg]);
+        cg.run_ok(&exe, &[]);
+        learner.stop_ok();
+    }
+    assert_eq!(executables(&db, &cg.path)[0].count, 2);
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let sessions: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM sessions WHERE ended_at_ms IS NOT NULL",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(sessions, 2);
+}
+
+#[test]
+fn sigkill_loses_at_most_the_last_second() {
+    if !privileged("sigkill") {
+        return;
+    }
+    let (_keep, tmp) = temp_dir();
+    let exe = install_binary(TRUE, &tmp.join("bin/fp-killed"));
+    let cg = TestCgroup::new();
+    let db = tmp.join("learn.db");
+    let learner = Learner::start(&db, &[&cg]);
+    for _ in 0..20 {
+        cg.run_ok(&exe, &[]);
+    }
+    // The flush interval is one second: within a few the rows must be committed.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut count = 0;
+    while Instant::now() < deadline {
+        count = executables(&db, &cg.path).first().map_or(0, |r| r.count);
+        if count == 20 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    learner.signal(nix::sys::signal::Signal::SIGKILL);
+    assert!(!learner.wait().success());
+    assert_eq!(count, 20, "committed within the flush interval");
+    assert_eq!(
+        executables(&db, &cg.path)[0].count,
+        20,
+        "still there after kill -9"
+    );
+}
+
+#[test]
+fn sigterm_stops_cleanly_and_closes_the_session() {
+    if !privileged("sigterm") {
+        return;
+    }
+    let (_keep, tmp) = temp_dir();
+    let cg = TestCgroup::new();
+    let db = tmp.join("learn.db");
+    let learner = Learner::start(&db, &[&cg]);
+    learner.signal(nix::sys::signal::Signal::SIGTERM);
+    assert!(learner.wait().success());
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let open: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM sessions WHERE ended_at_ms IS NULL",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(open, 0);
+}

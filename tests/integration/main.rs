@@ -1,0 +1,6 @@
+//! The one integration test binary. Tests that need root and BPF run for real: when
+//! they cannot, they skip with a message on a developer machine and FAIL under CI=true.
+
+mod cli;
+mod common;
+mod learn;
