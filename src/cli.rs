@@ -39,6 +39,31 @@ pub enum Command {
     ///   fingerprint merge --into fleet.db node-a.db node-b.db
     #[command(verbatim_doc_comment)]
     Merge(MergeArgs),
+    /// Show what a learning database holds: sessions, workloads, executables.
+    ///
+    /// Example:
+    ///   fingerprint show --db fingerprint.db -o json
+    #[command(verbatim_doc_comment)]
+    Show(ShowArgs),
+}
+
+/// Output formats for commands that report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    /// For people.
+    Text,
+    /// For machines: one JSON document on stdout.
+    Json,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ShowArgs {
+    /// Database to read.
+    #[arg(long, default_value = "fingerprint.db", value_name = "PATH")]
+    pub db: PathBuf,
+    /// Output format.
+    #[arg(long, short, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
 }
 
 #[derive(Debug, clap::Args)]

@@ -6,5 +6,6 @@ pub mod cgroup;
 pub mod event;
 pub mod learn;
 pub mod progress;
+pub mod show;
 pub mod storage;
 pub mod workload;

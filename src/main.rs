@@ -11,8 +11,9 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use clap::Parser;
 
-use cli::{Cli, Command, LearnArgs, MergeArgs};
+use cli::{Cli, Command, LearnArgs, MergeArgs, OutputFormat, ShowArgs};
 use fingerprint::learn::{self, LearnOptions, LearnSummary};
+use fingerprint::show;
 use fingerprint::storage::Database;
 
 /// Exit status for errors (diff(1) convention: 0 same, 1 different, 2 trouble).
@@ -23,6 +24,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Learn(args) => learn_command(args),
         Command::Merge(args) => merge_command(args),
+        Command::Show(args) => show_command(args),
     };
     match result {
         Ok(code) => code,
@@ -102,6 +104,17 @@ fn merge_command(args: MergeArgs) -> Result<ExitCode> {
             report.sessions_added,
             report.sessions_already_present
         );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn show_command(args: ShowArgs) -> Result<ExitCode> {
+    let db = Database::open_existing(&args.db)?;
+    let sessions = db.sessions()?;
+    let workloads = db.learned_workloads()?;
+    match args.output {
+        OutputFormat::Text => print!("{}", show::render_text(&sessions, &workloads)),
+        OutputFormat::Json => println!("{:#}", show::render_json(&sessions, &workloads)),
     }
     Ok(ExitCode::SUCCESS)
 }

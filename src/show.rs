@@ -1,0 +1,114 @@
+//! `fingerprint show`: what a learning database holds, for people (text) and for
+//! machines (JSON).
+
+use serde_json::{json, Value};
+
+use crate::event::{display_path, path_flags};
+use crate::storage::{LearnedExecutable, LearnedWorkload, SessionRecord};
+
+/// Words for the flags a path carries, e.g. "deleted, unreachable".
+pub fn describe_flags(flags: u32) -> String {
+    let names = [
+        (path_flags::TRUNCATED, "truncated"),
+        (path_flags::DELETED, "deleted"),
+        (path_flags::UNREACHABLE, "unreachable from the process root"),
+    ];
+    names
+        .iter()
+        .filter(|(bit, _)| flags & bit != 0)
+        .map(|(_, name)| *name)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A path for JSON: a string when it is UTF-8, else `{"hex": "..."}`.
+pub fn path_json(bytes: &[u8]) -> Value {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => Value::String(text.to_owned()),
+        Err(_) => json!({ "hex": bytes.iter().map(|b| format!("{b:02x}")).collect::<String>() }),
+    }
+}
+
+pub fn render_text(sessions: &[SessionRecord], workloads: &[LearnedWorkload]) -> String {
+    let mut out = String::new();
+    let seen: u64 = sessions.iter().map(|s| s.events_seen).sum();
+    let dropped: u64 = sessions.iter().map(|s| s.events_dropped).sum();
+    out.push_str(&format!(
+        "{} sessions, {seen} execs seen, {dropped} dropped, {} workloads\n",
+        sessions.len(),
+        workloads.len()
+    ));
+    for workload in workloads {
+        out.push_str(&format!(
+            "\n{} ({}, {} executables)\n",
+            workload.name,
+            workload.id.kind(),
+            workload.executables.len()
+        ));
+        for exe in &workload.executables {
+            out.push_str(&executable_line(exe));
+        }
+    }
+    out
+}
+
+fn executable_line(exe: &LearnedExecutable) -> String {
+    let flags = describe_flags(exe.path_flags);
+    let note = if flags.is_empty() {
+        String::new()
+    } else {
+        format!("  [{flags}]")
+    };
+    format!("  {:>8}  {}{note}\n", exe.count, display_path(&exe.path))
+}
+
+pub fn render_json(sessions: &[SessionRecord], workloads: &[LearnedWorkload]) -> Value {
+    let sessions: Vec<Value> = sessions
+        .iter()
+        .map(|s| {
+            json!({
+                "uuid": s.uuid, "host": s.host, "kernel": s.kernel, "hook": s.hook,
+                "started_at_ms": s.started_at_ms, "ended_at_ms": s.ended_at_ms,
+                "events_seen": s.events_seen, "events_dropped": s.events_dropped,
+                "merged_from": s.merged_from,
+            })
+        })
+        .collect();
+    let workloads: Vec<Value> = workloads
+        .iter()
+        .map(|w| {
+            let executables: Vec<Value> = w
+                .executables
+                .iter()
+                .map(|e| {
+                    json!({
+                        "path": path_json(&e.path), "flags": e.path_flags, "count": e.count,
+                        "first_seen_ms": e.first_seen_ms, "last_seen_ms": e.last_seen_ms,
+                    })
+                })
+                .collect();
+            json!({ "name": w.name, "identity": w.id, "executables": executables })
+        })
+        .collect();
+    json!({ "sessions": sessions, "workloads": workloads })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_are_named() {
+        assert_eq!(describe_flags(0), "");
+        assert_eq!(
+            describe_flags(2 | 4),
+            "deleted, unreachable from the process root"
+        );
+    }
+
+    #[test]
+    fn non_utf8_paths_become_hex_objects() {
+        assert_eq!(path_json(b"/usr/bin/true"), json!("/usr/bin/true"));
+        assert_eq!(path_json(b"/\xff"), json!({"hex": "2fff"}));
+    }
+}
