@@ -6,9 +6,16 @@ use std::path::PathBuf;
 use libbpf_cargo::SkeletonBuilder;
 
 /// Objects to build; each becomes `$OUT_DIR/<name>.skel.rs`.
-const BPF_OBJECTS: &[&str] = &["learn"];
+const BPF_OBJECTS: &[&str] = &["learn", "enforce"];
 /// Headers every object may include: a change to any rebuilds them all.
-const BPF_HEADERS: &[&str] = &["fingerprint.h", "path.h", "exec_event.h", "vmlinux.h"];
+const BPF_HEADERS: &[&str] = &[
+    "fingerprint.h",
+    "path.h",
+    "exec_event.h",
+    "siphash.h",
+    "policy.h",
+    "vmlinux.h",
+];
 
 fn main() {
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));

@@ -75,6 +75,9 @@ static __always_inline struct fp_event_buf *fp_build_exec_event(struct linux_bin
 	ev->hdr.uid = (__u32)bpf_get_current_uid_gid();
 	ev->hdr.hook = hook;
 	ev->hdr.event_flags = 0;
+	ev->hdr.profile_id = 0;
+	ev->hdr.action = 0;
+	ev->hdr.reason = 0;
 	if ((void *)BPF_CORE_READ(bprm, interp) != (void *)filename)
 		ev->hdr.event_flags |= FP_EVENT_INTERPRETED;
 

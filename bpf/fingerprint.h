@@ -64,6 +64,11 @@ struct fp_exec_event {
 	__u16 event_flags;
 	__u16 len[FP_EVENT_PATHS];
 	__u16 path_flags[FP_EVENT_PATHS];
+	/* Enforcement only (zero when learning): the profile checked, what was done
+	 * (enum fp_action) and why (enum fp_reason). */
+	__u32 profile_id;
+	__u16 action;
+	__u16 reason;
 };
 
 enum fp_event_path {
@@ -71,6 +76,81 @@ enum fp_event_path {
 	FP_EVENT_PATH_PARENT = 1,
 	FP_EVENT_PATH_FILENAME = 2,
 	FP_EVENT_PATH_CWD = 3,
+};
+
+/* ---- Enforcement ---- */
+
+/* Most patterns one profile may carry, and the longest pattern. */
+#define FP_MAX_PATTERNS 16
+#define FP_PATTERN_MAX 256
+
+enum fp_mode {
+	FP_MODE_AUDIT = 1,   /* report, allow */
+	FP_MODE_ENFORCE = 2, /* report, deny (LSM) or kill (fallback) */
+};
+
+enum fp_action {
+	FP_ACTION_AUDITED = 1, /* reported and allowed */
+	FP_ACTION_DENIED = 2,  /* exec refused with EPERM by the LSM hook */
+	FP_ACTION_KILLED = 3,  /* new image killed with SIGKILL (fallback mechanism) */
+};
+
+enum fp_reason {
+	FP_REASON_NOT_ALLOWED = 1,  /* the file is not in the workload's profile */
+	FP_REASON_UNNAMEABLE = 2,   /* memfd, deleted, outside the root or truncated path */
+	FP_REASON_NO_PROFILE = 3,   /* no profile for this cgroup and --default deny */
+};
+
+/* Keyed SipHash-2-4-128 of a canonical path: the allowlist key. */
+struct fp_digest {
+	__u64 hi;
+	__u64 lo;
+};
+
+/* Settings user space may change while enforcing (one array entry). */
+struct fp_config {
+	__u64 hash_key[2];     /* SipHash key: random per enforcement, never exported */
+	__u32 default_mode;    /* 0: leave unprofiled cgroups alone, else enum fp_mode */
+	__u32 mode_override;   /* 0: each profile's own mode, else enum fp_mode */
+};
+
+/* A profile as enforced: its digests are allow[offset, offset + count), sorted. */
+struct fp_profile {
+	__u32 allow_offset;
+	__u32 allow_count;
+	__u32 pattern_count;
+	__u32 mode;
+};
+
+struct fp_pattern_key {
+	__u32 profile_id;
+	__u32 index;
+};
+
+/* A glob over a canonical path: `*` matches any bytes within one component. */
+struct fp_pattern {
+	__u32 len;
+	char bytes[FP_PATTERN_MAX];
+};
+
+/* How a new cgroup is bound to a profile when it is created. */
+enum fp_rule_kind {
+	FP_RULE_PATH = 1, /* the cgroup's full path under the v2 root */
+	FP_RULE_LEAF = 2, /* the cgroup directory's own name (a systemd unit) */
+};
+
+struct fp_rule_key {
+	__u32 kind;
+	__u32 pad;
+	struct fp_digest digest;
+};
+
+enum fp_enforce_counter {
+	FP_ENFORCE_CHECKS = 0,     /* execs checked against a profile */
+	FP_ENFORCE_VIOLATIONS = 1, /* of which not allowed */
+	FP_ENFORCE_DROPPED = 2,    /* violation events lost: ring buffer full */
+	FP_ENFORCE_BOUND = 3,      /* cgroups bound at creation by the kernel */
+	FP_ENFORCE_COUNTER_MAX = 4,
 };
 
 #endif /* FINGERPRINT_H */

@@ -3,6 +3,8 @@
 
 pub mod bpf;
 pub mod cgroup;
+pub mod digest;
+pub mod enforce;
 pub mod event;
 pub mod learn;
 pub mod progress;

@@ -278,7 +278,8 @@ strip_escapes() { sed -u -e 's/\x1b\[[0-9;?]*[A-Za-z]//g' -e 's/\x1b[c78]//g' -e
 cmdline="console=ttyS0 quiet panic=-1 lsm=landlock,lockdown,yama,bpf$append_extra"
 
 if [[ $verbose -eq 1 ]]; then
-  tail -n +1 -f "$console" | strip_escapes >&2 &
+  # $! must be tail itself (not a pipeline's last part): killing it ends sed too.
+  tail -n +1 -f "$console" > >(strip_escapes >&2) &
   tailpid=$!
 fi
 

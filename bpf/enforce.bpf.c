@@ -1,0 +1,196 @@
+// SPDX-License-Identifier: (GPL-2.0 OR Apache-2.0)
+/*
+ * Enforcement: ONE program on the exec path for every workload. User space loads
+ * either the LSM program (deny with EPERM) or, where the kernel refuses BPF LSM, the
+ * kill fallback on sched_process_exec; plus the cgroup programs that bind new cgroups
+ * to profiles before any process can enter them.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include "exec_event.h"
+#include "policy.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+#define EPERM 1
+#define SIGKILL 9
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 4 * 1024 * 1024);
+} fp_violations SEC(".maps");
+
+/* Input of the test-run program: a resolved path to check. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct fp_path);
+} fp_test_path SEC(".maps");
+
+struct fp_test_args {
+	__u32 profile_id;
+	__u32 allowed; /* out */
+	struct fp_digest digest; /* out */
+};
+
+/* Keep the shared types in BTF for the skeleton. */
+struct fp_exec_event _fp_exec_event = {};
+struct fp_config _fp_config = {};
+struct fp_profile _fp_profile = {};
+struct fp_pattern _fp_pattern = {};
+struct fp_pattern_key _fp_pattern_key = {};
+struct fp_rule_key _fp_rule_key = {};
+struct fp_digest _fp_digest = {};
+struct fp_test_args _fp_test_args = {};
+struct fp_path _fp_path = {};
+enum fp_mode _fp_mode = 0;
+enum fp_action _fp_action = 0;
+enum fp_reason _fp_reason = 0;
+enum fp_rule_kind _fp_rule_kind = 0;
+enum fp_enforce_counter _fp_enforce_counter = 0;
+
+static __always_inline void fp_report(struct linux_binprm *bprm, __u16 hook,
+				      struct fp_verdict *v, __u16 action)
+{
+	struct fp_event_buf *ev;
+	__u32 size = 0;
+
+	ev = fp_build_exec_event(bprm, hook, &size);
+	if (!ev) {
+		fp_enforce_count(FP_ENFORCE_DROPPED);
+		return;
+	}
+	ev->hdr.profile_id = v->profile_id;
+	ev->hdr.action = action;
+	ev->hdr.reason = v->reason;
+	if (size > sizeof(*ev) || bpf_ringbuf_output(&fp_violations, ev, size, 0))
+		fp_enforce_count(FP_ENFORCE_DROPPED);
+}
+
+SEC("lsm/bprm_check_security")
+int BPF_PROG(enforce_bprm_check_security, struct linux_binprm *bprm, int ret)
+{
+	struct fp_verdict v;
+
+	if (ret)
+		return ret;
+	v = fp_check_exec(BPF_CORE_READ(bprm, file));
+	if (!v.mode)
+		return 0;
+	if (v.mode == FP_MODE_ENFORCE) {
+		fp_report(bprm, FP_HOOK_BPRM_CHECK_SECURITY, &v, FP_ACTION_DENIED);
+		return -EPERM;
+	}
+	fp_report(bprm, FP_HOOK_BPRM_CHECK_SECURITY, &v, FP_ACTION_AUDITED);
+	return 0;
+}
+
+/* Fallback: the exec has happened; the new image is killed before it runs. */
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(enforce_sched_process_exec, struct task_struct *task, pid_t old_pid,
+	     struct linux_binprm *bprm)
+{
+	struct fp_verdict v = fp_check_exec(BPF_CORE_READ(bprm, file));
+
+	if (!v.mode)
+		return 0;
+	if (v.mode == FP_MODE_ENFORCE) {
+		bpf_send_signal(SIGKILL);
+		fp_report(bprm, FP_HOOK_SCHED_PROCESS_EXEC, &v, FP_ACTION_KILLED);
+	} else {
+		fp_report(bprm, FP_HOOK_SCHED_PROCESS_EXEC, &v, FP_ACTION_AUDITED);
+	}
+	return 0;
+}
+
+/* The cgroup id of a cgroup: its kernfs node id. */
+static __always_inline __u64 fp_cgroup_id(struct cgroup *cgrp)
+{
+	return BPF_CORE_READ(cgrp, kn, id);
+}
+
+static __always_inline __u32 *fp_rule_lookup(__u32 kind, const char *name)
+{
+	struct fp_rule_key key = { .kind = kind };
+	struct fp_config *cfg;
+	struct fp_path *p;
+	__u32 zero = 0;
+	long n;
+
+	cfg = bpf_map_lookup_elem(&fp_config_map, &zero);
+	p = bpf_map_lookup_elem(&fp_path_scratch, &zero);
+	if (!cfg || !p)
+		return NULL;
+	n = bpf_probe_read_kernel_str(p->data, FP_PATH_MAX, name);
+	if (n <= 1)
+		return NULL;
+	if (!fp_digest_bytes(p, 0, n - 1, cfg, &key.digest))
+		return NULL;
+	return bpf_map_lookup_elem(&fp_rules, &key);
+}
+
+/*
+ * A new cgroup joins its parent's profile (nested cgroups follow their container),
+ * else a profile whose rule names its path or leaf. This runs inside mkdir, before
+ * any process can be moved into the cgroup: its first exec is already covered.
+ */
+SEC("tp_btf/cgroup_mkdir")
+int BPF_PROG(bind_cgroup_mkdir, struct cgroup *cgrp, const char *path)
+{
+	struct cgroup *parent;
+	__u64 id, parent_id;
+	__u32 *profile;
+
+	if (BPF_CORE_READ(cgrp, root, hierarchy_id) != 0)
+		return 0; /* a cgroup v1 hierarchy: ids there are not what exec sees */
+	id = fp_cgroup_id(cgrp);
+	parent = BPF_CORE_READ(cgrp, self.parent, cgroup);
+	parent_id = parent ? fp_cgroup_id(parent) : 0;
+	profile = bpf_map_lookup_elem(&fp_bindings, &parent_id);
+	if (!profile)
+		profile = fp_rule_lookup(FP_RULE_PATH, path);
+	if (!profile)
+		profile = fp_rule_lookup(FP_RULE_LEAF, BPF_CORE_READ(cgrp, kn, name));
+	if (profile && !bpf_map_update_elem(&fp_bindings, &id, profile, BPF_ANY))
+		fp_enforce_count(FP_ENFORCE_BOUND);
+	return 0;
+}
+
+SEC("tp_btf/cgroup_rmdir")
+int BPF_PROG(unbind_cgroup_rmdir, struct cgroup *cgrp, const char *path)
+{
+	__u64 id;
+
+	if (BPF_CORE_READ(cgrp, root, hierarchy_id) != 0)
+		return 0;
+	id = fp_cgroup_id(cgrp);
+	bpf_map_delete_elem(&fp_bindings, &id);
+	return 0;
+}
+
+/*
+ * Test-only: the decision on a path user space put in fp_test_path, run with
+ * BPF_PROG_TEST_RUN. Lets the host, where LSM programs cannot load, test the very
+ * code the LSM runs.
+ */
+SEC("syscall")
+int test_profile_allows(struct fp_test_args *args)
+{
+	struct fp_profile *prof;
+	struct fp_config *cfg;
+	struct fp_path *p;
+	__u32 zero = 0, id;
+
+	cfg = bpf_map_lookup_elem(&fp_config_map, &zero);
+	p = bpf_map_lookup_elem(&fp_test_path, &zero);
+	if (!cfg || !p || p->start >= FP_PATH_MAX)
+		return -1;
+	id = args->profile_id;
+	fp_digest_bytes(p, p->start, FP_PATH_MAX - p->start, cfg, &args->digest);
+	prof = bpf_map_lookup_elem(&fp_profiles, &id);
+	args->allowed = prof ? fp_profile_allows(id, prof, p, cfg) : 0;
+	return 0;
+}

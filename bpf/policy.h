@@ -1,0 +1,282 @@
+/* SPDX-License-Identifier: (GPL-2.0 OR Apache-2.0) */
+/*
+ * The enforcement decision, shared by the LSM program, the kill fallback and the
+ * test-run program: cgroup -> profile (one hash lookup), then the canonical path's
+ * keyed digest in the profile's sorted allowlist (binary search), then the profile's
+ * own patterns. Nothing here depends on how many workloads are loaded.
+ */
+#ifndef FINGERPRINT_POLICY_H
+#define FINGERPRINT_POLICY_H
+
+#include "siphash.h"
+
+/* Most glob steps per pattern; a pattern that needs more does not match (fails closed). */
+#define FP_GLOB_MAX_STEPS 8192
+/* Halvings of the allowlist search: enough for 2^32 entries. */
+#define FP_SEARCH_MAX_STEPS 32
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct fp_config);
+} fp_config_map SEC(".maps");
+
+/* cgroup id -> profile id. Sized by user space; entries only for bound cgroups. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, __u32);
+} fp_bindings SEC(".maps");
+
+/* profile id -> where its digests are. Replaced atomically on reload. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct fp_profile);
+} fp_profiles SEC(".maps");
+
+/* Every profile's sorted digests, back to back. Sized by user space. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct fp_digest);
+} fp_allow SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 1);
+	__type(key, struct fp_pattern_key);
+	__type(value, struct fp_pattern);
+} fp_patterns SEC(".maps");
+
+/* Binds a cgroup to a profile when it is created: by full path or by leaf name. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 1);
+	__type(key, struct fp_rule_key);
+	__type(value, __u32);
+} fp_rules SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, FP_ENFORCE_COUNTER_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} fp_enforce_counters SEC(".maps");
+
+/* Glob matcher state; kept in memory so the verifier checks one step function. */
+struct fp_glob {
+	__u32 start; /* the path is data[start, start + len) */
+	__u32 len;
+	__u32 p;     /* position in the pattern */
+	__u32 s;     /* position in the path */
+	__u32 star;  /* position of the last '*' in the pattern, or FP_GLOB_NO_STAR */
+	__u32 match; /* path position the last '*' has consumed up to */
+};
+
+#define FP_GLOB_NO_STAR 0xffffffff
+
+struct fp_scratch {
+	struct fp_digest digest;
+	struct fp_glob glob;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct fp_scratch);
+} fp_policy_scratch SEC(".maps");
+
+static __always_inline void fp_enforce_count(__u32 counter)
+{
+	__u64 *value = bpf_map_lookup_elem(&fp_enforce_counters, &counter);
+
+	if (value)
+		*value += 1;
+}
+
+/* Whether `d` is among the profile's sorted digests. */
+__noinline int fp_allowlist_contains(const struct fp_profile *prof, const struct fp_digest *d)
+{
+	__u32 lo = 0, hi, mid, index, i;
+	struct fp_digest *e;
+
+	if (!prof || !d)
+		return 0;
+	hi = prof->allow_count;
+	for (i = 0; i < FP_SEARCH_MAX_STEPS; i++) {
+		if (lo >= hi)
+			break;
+		mid = lo + (hi - lo) / 2;
+		index = prof->allow_offset + mid;
+		e = bpf_map_lookup_elem(&fp_allow, &index);
+		if (!e)
+			return 0;
+		if (e->hi == d->hi && e->lo == d->lo)
+			return 1;
+		if (e->hi < d->hi || (e->hi == d->hi && e->lo < d->lo))
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return 0;
+}
+
+enum fp_glob_step { FP_GLOB_MORE = 0, FP_GLOB_MATCH = 1, FP_GLOB_FAIL = 2 };
+
+/* One step of glob matching with backtracking to the last star; a star never
+ * consumes '/'. */
+__noinline int fp_glob_step(struct fp_glob *g, const struct fp_pattern *pat,
+			    const struct fp_path *path)
+{
+	__u32 plen;
+	char c, pc;
+
+	if (!g || !pat || !path)
+		return FP_GLOB_FAIL;
+	plen = pat->len;
+	if (plen > FP_PATTERN_MAX)
+		return FP_GLOB_FAIL;
+	pc = g->p < plen ? pat->bytes[g->p & (FP_PATTERN_MAX - 1)] : 0;
+	if (g->s >= g->len) {
+		if (g->p < plen && pc == '*') {
+			g->p++;
+			return FP_GLOB_MORE;
+		}
+		return g->p == plen ? FP_GLOB_MATCH : FP_GLOB_FAIL;
+	}
+	c = path->data[(g->start + g->s) & (FP_PATH_MAX - 1)];
+	if (g->p < plen && pc == '*') {
+		g->star = g->p++;
+		g->match = g->s;
+		return FP_GLOB_MORE;
+	}
+	if (g->p < plen && pc == c) {
+		g->p++;
+		g->s++;
+		return FP_GLOB_MORE;
+	}
+	if (g->star != FP_GLOB_NO_STAR) {
+		if (path->data[(g->start + g->match) & (FP_PATH_MAX - 1)] == '/')
+			return FP_GLOB_FAIL;
+		g->match++;
+		g->s = g->match;
+		g->p = g->star + 1;
+		return FP_GLOB_MORE;
+	}
+	return FP_GLOB_FAIL;
+}
+
+__noinline int fp_glob_match(struct fp_glob *g, const struct fp_pattern *pat,
+			     const struct fp_path *path)
+{
+	int i, step;
+
+	if (!g || !pat || !path)
+		return 0;
+	g->start = path->start;
+	g->len = FP_PATH_MAX - path->start;
+	g->p = 0;
+	g->s = 0;
+	g->star = FP_GLOB_NO_STAR;
+	g->match = 0;
+	for (i = 0; i < FP_GLOB_MAX_STEPS; i++) {
+		step = fp_glob_step(g, pat, path);
+		if (step != FP_GLOB_MORE)
+			return step == FP_GLOB_MATCH;
+	}
+	return 0;
+}
+
+/* Whether profile `id` allows the resolved path `p`. */
+static __always_inline int fp_profile_allows(__u32 id, const struct fp_profile *prof,
+					     const struct fp_path *p,
+					     const struct fp_config *cfg)
+{
+	struct fp_pattern_key key = { .profile_id = id };
+	struct fp_pattern *pattern;
+	struct fp_scratch *scratch;
+	__u32 zero = 0, i;
+
+	scratch = bpf_map_lookup_elem(&fp_policy_scratch, &zero);
+	if (!scratch || p->start >= FP_PATH_MAX)
+		return 0;
+	if (!fp_digest_bytes(p, p->start, FP_PATH_MAX - p->start, cfg, &scratch->digest))
+		return 0;
+	if (fp_allowlist_contains(prof, &scratch->digest))
+		return 1;
+	for (i = 0; i < FP_MAX_PATTERNS; i++) {
+		if (i >= prof->pattern_count)
+			break;
+		key.index = i;
+		pattern = bpf_map_lookup_elem(&fp_patterns, &key);
+		if (pattern && fp_glob_match(&scratch->glob, pattern, p))
+			return 1;
+	}
+	return 0;
+}
+
+/* The verdict on one file executed by the current task. */
+struct fp_verdict {
+	__u32 profile_id;
+	__u32 mode;   /* 0: allowed (or not profiled), else enum fp_mode */
+	__u16 reason; /* enum fp_reason when mode != 0 */
+};
+
+static __always_inline struct fp_verdict fp_check_exec(struct file *file)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct fp_verdict verdict = {};
+	struct fp_profile *prof;
+	struct fp_config *cfg;
+	struct fp_path *p;
+	__u64 cgroup = bpf_get_current_cgroup_id();
+	__u32 zero = 0, *id;
+
+	cfg = bpf_map_lookup_elem(&fp_config_map, &zero);
+	if (!cfg)
+		return verdict;
+	id = bpf_map_lookup_elem(&fp_bindings, &cgroup);
+	if (!id) {
+		if (cfg->default_mode) {
+			verdict.mode = cfg->mode_override ? cfg->mode_override : cfg->default_mode;
+			verdict.reason = FP_REASON_NO_PROFILE;
+			fp_enforce_count(FP_ENFORCE_VIOLATIONS);
+		}
+		return verdict;
+	}
+	verdict.profile_id = *id;
+	fp_enforce_count(FP_ENFORCE_CHECKS);
+	prof = bpf_map_lookup_elem(&fp_profiles, id);
+	p = bpf_map_lookup_elem(&fp_path_scratch, &zero);
+	if (!prof || !p) {
+		/* Bound to a profile that is not loaded: fail closed. */
+		verdict.mode = FP_MODE_ENFORCE;
+		verdict.reason = FP_REASON_NO_PROFILE;
+	} else {
+		fp_resolve_path(p, (__u64)&file->f_path, (__u64)&task->fs->root);
+		if (p->flags & (FP_PATH_TRUNCATED | FP_PATH_DELETED | FP_PATH_UNREACHABLE |
+				FP_PATH_ABSENT))
+			verdict.reason = FP_REASON_UNNAMEABLE;
+		else if (!fp_profile_allows(*id, prof, p, cfg))
+			verdict.reason = FP_REASON_NOT_ALLOWED;
+		else
+			return verdict;
+		verdict.mode = prof->mode;
+	}
+	if (cfg->mode_override)
+		verdict.mode = cfg->mode_override;
+	fp_enforce_count(FP_ENFORCE_VIOLATIONS);
+	return verdict;
+}
+
+#endif /* FINGERPRINT_POLICY_H */

@@ -1,0 +1,2 @@
+//! `fingerprint enforce`.
+pub mod plan;
