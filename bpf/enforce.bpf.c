@@ -179,6 +179,7 @@ int BPF_PROG(unbind_cgroup_rmdir, struct cgroup *cgrp, const char *path)
 SEC("syscall")
 int test_profile_allows(struct fp_test_args *args)
 {
+	struct fp_scratch *scratch;
 	struct fp_profile *prof;
 	struct fp_config *cfg;
 	struct fp_path *p;
@@ -186,10 +187,13 @@ int test_profile_allows(struct fp_test_args *args)
 
 	cfg = bpf_map_lookup_elem(&fp_config_map, &zero);
 	p = bpf_map_lookup_elem(&fp_test_path, &zero);
-	if (!cfg || !p || p->start >= FP_PATH_MAX)
+	scratch = bpf_map_lookup_elem(&fp_policy_scratch, &zero);
+	if (!cfg || !p || !scratch || p->start >= FP_PATH_MAX)
 		return -1;
 	id = args->profile_id;
-	fp_digest_bytes(p, p->start, FP_PATH_MAX - p->start, cfg, &args->digest);
+	fp_digest_bytes(p, p->start, FP_PATH_MAX - p->start, cfg, &scratch->digest);
+	args->digest.hi = scratch->digest.hi;
+	args->digest.lo = scratch->digest.lo;
 	prof = bpf_map_lookup_elem(&fp_profiles, &id);
 	args->allowed = prof ? fp_profile_allows(id, prof, p, cfg) : 0;
 	return 0;

@@ -114,10 +114,13 @@ struct fp_config {
 	__u32 mode_override;   /* 0: each profile's own mode, else enum fp_mode */
 };
 
-/* A profile as enforced: its digests are allow[offset, offset + count), sorted. */
+/* A profile as enforced: its digests are allow[offset, offset + count), sorted; its
+ * patterns are fp_patterns[{id, pattern_base + i}] for i < pattern_count, so a reload
+ * writes a new set beside the old one and switches with this one update. */
 struct fp_profile {
 	__u32 allow_offset;
 	__u32 allow_count;
+	__u32 pattern_base;
 	__u32 pattern_count;
 	__u32 mode;
 };

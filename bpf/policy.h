@@ -217,7 +217,7 @@ static __always_inline int fp_profile_allows(__u32 id, const struct fp_profile *
 	for (i = 0; i < FP_MAX_PATTERNS; i++) {
 		if (i >= prof->pattern_count)
 			break;
-		key.index = i;
+		key.index = prof->pattern_base + i;
 		pattern = bpf_map_lookup_elem(&fp_patterns, &key);
 		if (pattern && fp_glob_match(&scratch->glob, pattern, p))
 			return 1;
@@ -235,6 +235,7 @@ struct fp_verdict {
 static __always_inline struct fp_verdict fp_check_exec(struct file *file)
 {
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct fs_struct *fs = BPF_CORE_READ(task, fs);
 	struct fp_verdict verdict = {};
 	struct fp_profile *prof;
 	struct fp_config *cfg;
@@ -263,7 +264,7 @@ static __always_inline struct fp_verdict fp_check_exec(struct file *file)
 		verdict.mode = FP_MODE_ENFORCE;
 		verdict.reason = FP_REASON_NO_PROFILE;
 	} else {
-		fp_resolve_path(p, (__u64)&file->f_path, (__u64)&task->fs->root);
+		fp_resolve_path(p, (__u64)&file->f_path, (__u64)&fs->root);
 		if (p->flags & (FP_PATH_TRUNCATED | FP_PATH_DELETED | FP_PATH_UNREACHABLE |
 				FP_PATH_ABSENT))
 			verdict.reason = FP_REASON_UNNAMEABLE;

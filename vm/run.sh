@@ -287,7 +287,7 @@ t_boot=$(date +%s.%N)
 timeout --kill-after=10 "$timeout_s" \
   qemu-system-x86_64 \
     -accel tcg -cpu max -m "$mem" -smp 2 \
-    -nographic -no-reboot -nodefaults -monitor none \
+    -nographic -no-reboot -nodefaults -monitor none ${FP_VM_QEMU_EXTRA:-} \
     -kernel "$vmlinuz" -initrd "$tmp/initrd.gz" -append "$cmdline" \
     -serial "file:$console" \
     -serial "file:$tmp/stdout" \

@@ -8,7 +8,7 @@ use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{Link, MapCore, MapFlags, OpenObject, RingBuffer, RingBufferBuilder};
 
 use super::learn_skel::{LearnSkel, LearnSkelBuilder, OpenLearnSkel};
-use super::{take_libbpf_log, BpfError};
+use super::{refused, BpfError};
 use crate::event::Hook;
 
 /// Which hook to learn at.
@@ -54,10 +54,10 @@ impl LearnProbe {
             ),
             HookChoice::Auto => match load(Hook::BprmCheckSecurity, watched) {
                 Ok(skel) => (skel, Hook::BprmCheckSecurity, None),
-                Err(refused) => (
+                Err(refusal) => (
                     load(Hook::SchedProcessExec, watched)?,
                     Hook::SchedProcessExec,
-                    Some(refused.to_string()),
+                    Some(refusal.to_string()),
                 ),
             },
         };
@@ -65,11 +65,9 @@ impl LearnProbe {
             Hook::SchedProcessExec => &skel.progs.handle_sched_process_exec,
             Hook::BprmCheckSecurity => &skel.progs.handle_bprm_check_security,
         };
-        let link = program.attach().map_err(|e| BpfError::Refused {
-            program: hook.name(),
-            reason: format!("attach failed: {e}"),
-            log: take_libbpf_log(20),
-        })?;
+        let link = program
+            .attach()
+            .map_err(|e| refused(hook.name(), format!("attach failed: {e}")))?;
         Ok(LearnProbe {
             skel,
             _link: link,
@@ -140,11 +138,7 @@ fn load(hook: Hook, watched: &[u64]) -> Result<LearnSkel<'static>, BpfError> {
     // The skeleton borrows its object storage for as long as the program runs; a
     // learning process loads at most two, so leaking them is the simple, safe choice.
     let storage: &'static mut MaybeUninit<OpenObject> = Box::leak(Box::new(MaybeUninit::uninit()));
-    let refused = |reason: String| BpfError::Refused {
-        program: hook.name(),
-        reason,
-        log: take_libbpf_log(20),
-    };
+    let refused = |reason: String| refused(hook.name(), reason);
     let mut open: OpenLearnSkel<'static> = LearnSkelBuilder::default()
         .open(storage)
         .map_err(|e| refused(format!("open failed: {e}")))?;

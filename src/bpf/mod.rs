@@ -2,12 +2,17 @@
 //! above it is plain Rust. libbpf's own log is captured so that a refused program is
 //! reported with the kernel's reason, once, instead of pages on stderr.
 
+pub mod enforce;
 pub mod learn;
 
 use std::sync::Mutex;
 
 mod learn_skel {
     include!(concat!(env!("OUT_DIR"), "/learn.skel.rs"));
+}
+
+mod enforce_skel {
+    include!(concat!(env!("OUT_DIR"), "/enforce.skel.rs"));
 }
 
 /// Layouts shared with the BPF programs (`bpf/fingerprint.h`), from the skeleton's BTF.
@@ -34,7 +39,7 @@ pub enum BpfError {
     KernelTooOld { found: String },
     #[error("the kernel refused BPF program {program}: {reason}{}", log_suffix(.log))]
     Refused {
-        program: &'static str,
+        program: String,
         reason: String,
         log: String,
     },
@@ -74,6 +79,23 @@ fn take_libbpf_log(lines: usize) -> String {
     let tail = all[all.len().saturating_sub(lines)..].join("\n");
     log.clear();
     tail
+}
+
+/// The program libbpf says failed to load (`prog 'name': failed to load`), if any.
+fn failed_program(log: &str) -> Option<String> {
+    let start = log.find("prog '")? + "prog '".len();
+    let len = log[start..].find("': failed to load")?;
+    Some(log[start..start + len].to_owned())
+}
+
+/// A load or attach refusal, naming the program from libbpf's log where it says.
+fn refused(program: &str, reason: String) -> BpfError {
+    let log = take_libbpf_log(20);
+    BpfError::Refused {
+        program: failed_program(&log).unwrap_or_else(|| program.to_owned()),
+        reason,
+        log,
+    }
 }
 
 /// Check what every BPF feature of fingerprint needs, with a precise reason.
@@ -125,6 +147,13 @@ pub fn kernel_at_least(release: &str, min: (u32, u32)) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_failing_program_is_named_from_the_log() {
+        let log = "libbpf: prog 'test_profile_allows': failed to load: -EACCES\n";
+        assert_eq!(failed_program(log).as_deref(), Some("test_profile_allows"));
+        assert_eq!(failed_program("nothing here"), None);
+    }
 
     #[test]
     fn kernel_versions_compare_numerically() {

@@ -182,7 +182,11 @@ fn plan_one(
         mode: input.mode,
         digests,
         patterns: input.patterns.clone(),
-        rules: input.workload.as_ref().map(binding_rules).unwrap_or_default(),
+        rules: input
+            .workload
+            .as_ref()
+            .map(binding_rules)
+            .unwrap_or_default(),
     })
 }
 
@@ -344,7 +348,11 @@ mod tests {
             plan(&[bad], &key, &mut ProfileIds::default()),
             Err(PlanError::TooManyPatterns { .. })
         ));
-        let dup = plan(&[input("d", &[]), input("d", &[])], &key, &mut ProfileIds::default());
+        let dup = plan(
+            &[input("d", &[]), input("d", &[])],
+            &key,
+            &mut ProfileIds::default(),
+        );
         assert!(matches!(dup, Err(PlanError::Duplicate { .. })));
     }
 
@@ -354,13 +362,21 @@ mod tests {
         assert_eq!(layout.allocate(4), Some(0));
         assert_eq!(layout.allocate(4), Some(4));
         layout.release(0, 4);
-        assert_eq!(layout.allocate(4), None, "quarantined until the reload ends");
+        assert_eq!(
+            layout.allocate(4),
+            None,
+            "quarantined until the reload ends"
+        );
         layout.end_reload();
         assert_eq!(layout.allocate(4), Some(0));
         layout.release(0, 4);
         layout.release(4, 4);
         layout.end_reload();
-        assert_eq!(layout.allocate(10), Some(0), "neighbours merge back into one region");
+        assert_eq!(
+            layout.allocate(10),
+            Some(0),
+            "neighbours merge back into one region"
+        );
     }
 
     #[test]

@@ -1,0 +1,447 @@
+//! Loading the enforcement programs and writing their maps. Which mechanism runs is
+//! decided here by trying: the LSM program where the kernel accepts it, else (only
+//! if allowed) the kill fallback on sched_process_exec.
+
+use std::mem::MaybeUninit;
+
+use libbpf_rs::skel::{OpenSkel, SkelBuilder};
+use libbpf_rs::{Link, MapCore, MapFlags, OpenObject, RingBuffer, RingBufferBuilder};
+
+use super::enforce_skel::types::{
+    fp_config, fp_digest, fp_path, fp_pattern, fp_pattern_key, fp_profile, fp_rule_key,
+    fp_test_args,
+};
+use super::enforce_skel::{EnforceSkel, EnforceSkelBuilder, OpenEnforceSkel};
+use super::{refused, BpfError};
+use crate::digest::{Digest, DigestKey};
+use crate::enforce::plan::{MapSizes, Mode, RuleKind, PATH_MAX, PATTERN_MAX};
+
+// SAFETY (all): repr(C) structs of integers and integer arrays: any bytes are valid.
+unsafe impl plain::Plain for fp_config {}
+unsafe impl plain::Plain for fp_digest {}
+unsafe impl plain::Plain for fp_path {}
+unsafe impl plain::Plain for fp_pattern {}
+unsafe impl plain::Plain for fp_pattern_key {}
+unsafe impl plain::Plain for fp_profile {}
+unsafe impl plain::Plain for fp_rule_key {}
+unsafe impl plain::Plain for fp_test_args {}
+
+/// How enforcement acts on a violation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum MechanismChoice {
+    /// The LSM if the kernel allows it; else the kill fallback, with a loud warning.
+    Auto,
+    /// `lsm/bprm_check_security`: the exec is refused with EPERM. Fail if unavailable.
+    Lsm,
+    /// `tp_btf/sched_process_exec` + SIGKILL: the exec happens, the new image is
+    /// killed before it runs a single instruction of its own.
+    Kill,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mechanism {
+    Lsm,
+    Kill,
+}
+
+impl Mechanism {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mechanism::Lsm => "lsm",
+            Mechanism::Kill => "kill",
+        }
+    }
+
+    pub fn hook(self) -> &'static str {
+        match self {
+            Mechanism::Lsm => "lsm/bprm_check_security",
+            Mechanism::Kill => "tp_btf/sched_process_exec",
+        }
+    }
+}
+
+/// Counters kept by the enforcement programs (`enum fp_enforce_counter`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EnforceCounters {
+    pub checks: u64,
+    pub violations: u64,
+    pub dropped: u64,
+    pub bound_at_mkdir: u64,
+}
+
+/// What a profile descriptor says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProfileDescriptor {
+    pub allow_offset: u32,
+    pub allow_count: u32,
+    pub pattern_base: u32,
+    pub pattern_count: u32,
+    pub mode: Mode,
+}
+
+pub struct EnforceProbe {
+    skel: EnforceSkel<'static>,
+    links: Vec<Link>,
+    mechanism: Mechanism,
+    lsm_refusal: Option<String>,
+}
+
+fn map_error(map: &'static str) -> impl Fn(libbpf_rs::Error) -> BpfError {
+    move |e| BpfError::Map {
+        map,
+        reason: e.to_string(),
+    }
+}
+
+fn bytes_of<T: plain::Plain>(value: &T) -> &[u8] {
+    // SAFETY: T is Plain: a repr(C) struct of integers, readable as bytes.
+    unsafe { plain::as_bytes(value) }
+}
+
+impl EnforceProbe {
+    /// Load (not yet attach) with maps of the given sizes.
+    pub fn load(choice: MechanismChoice, sizes: MapSizes) -> Result<EnforceProbe, BpfError> {
+        let (skel, mechanism, lsm_refusal) = match choice {
+            MechanismChoice::Lsm => (load(Mechanism::Lsm, sizes)?, Mechanism::Lsm, None),
+            MechanismChoice::Kill => (load(Mechanism::Kill, sizes)?, Mechanism::Kill, None),
+            MechanismChoice::Auto => match load(Mechanism::Lsm, sizes) {
+                Ok(skel) => (skel, Mechanism::Lsm, None),
+                Err(refusal) => (
+                    load(Mechanism::Kill, sizes)?,
+                    Mechanism::Kill,
+                    Some(refusal.to_string()),
+                ),
+            },
+        };
+        Ok(EnforceProbe {
+            skel,
+            links: Vec::new(),
+            mechanism,
+            lsm_refusal,
+        })
+    }
+
+    pub fn mechanism(&self) -> Mechanism {
+        self.mechanism
+    }
+
+    /// Why the LSM was not used, when `auto` fell back to kill mode.
+    pub fn lsm_refusal(&self) -> Option<&str> {
+        self.lsm_refusal.as_deref()
+    }
+
+    /// Attach the cgroup programs: from now on new cgroups are bound in the kernel.
+    pub fn attach_cgroup_tracking(&mut self) -> Result<(), BpfError> {
+        for (name, prog) in [
+            ("tp_btf/cgroup_mkdir", &self.skel.progs.bind_cgroup_mkdir),
+            ("tp_btf/cgroup_rmdir", &self.skel.progs.unbind_cgroup_rmdir),
+        ] {
+            let link = prog
+                .attach()
+                .map_err(|e| refused(name, format!("attach failed: {e}")))?;
+            self.links.push(link);
+        }
+        Ok(())
+    }
+
+    /// Attach the exec program: from now on profiles are enforced.
+    pub fn attach_exec_hook(&mut self) -> Result<(), BpfError> {
+        let prog = match self.mechanism {
+            Mechanism::Lsm => &self.skel.progs.enforce_bprm_check_security,
+            Mechanism::Kill => &self.skel.progs.enforce_sched_process_exec,
+        };
+        let link = prog
+            .attach()
+            .map_err(|e| refused(self.mechanism.hook(), format!("attach failed: {e}")))?;
+        self.links.push(link);
+        Ok(())
+    }
+
+    pub fn write_config(
+        &self,
+        key: &DigestKey,
+        default_mode: Option<Mode>,
+        mode_override: Option<Mode>,
+    ) -> Result<(), BpfError> {
+        let config = fp_config {
+            hash_key: key.0,
+            default_mode: default_mode.map_or(0, |m| m as u32),
+            mode_override: mode_override.map_or(0, |m| m as u32),
+        };
+        self.skel
+            .maps
+            .fp_config_map
+            .update(&0u32.to_ne_bytes(), bytes_of(&config), MapFlags::ANY)
+            .map_err(map_error("fp_config_map"))
+    }
+
+    /// Write digests at allow[offset..] in one batched update.
+    pub fn write_digests(&self, offset: u32, digests: &[Digest]) -> Result<(), BpfError> {
+        if digests.is_empty() {
+            return Ok(());
+        }
+        let keys: Vec<u8> = (offset..offset + digests.len() as u32)
+            .flat_map(u32::to_ne_bytes)
+            .collect();
+        let values: Vec<u8> = digests
+            .iter()
+            .flat_map(|d| {
+                let raw = fp_digest { hi: d.hi, lo: d.lo };
+                bytes_of(&raw).to_vec()
+            })
+            .collect();
+        self.skel
+            .maps
+            .fp_allow
+            .update_batch(
+                &keys,
+                &values,
+                digests.len() as u32,
+                MapFlags::ANY,
+                MapFlags::ANY,
+            )
+            .map_err(map_error("fp_allow"))
+    }
+
+    pub fn write_profile(&self, id: u32, desc: &ProfileDescriptor) -> Result<(), BpfError> {
+        let raw = fp_profile {
+            allow_offset: desc.allow_offset,
+            allow_count: desc.allow_count,
+            pattern_base: desc.pattern_base,
+            pattern_count: desc.pattern_count,
+            mode: desc.mode as u32,
+        };
+        self.skel
+            .maps
+            .fp_profiles
+            .update(&id.to_ne_bytes(), bytes_of(&raw), MapFlags::ANY)
+            .map_err(map_error("fp_profiles"))
+    }
+
+    pub fn delete_profile(&self, id: u32) -> Result<(), BpfError> {
+        self.skel
+            .maps
+            .fp_profiles
+            .delete(&id.to_ne_bytes())
+            .map_err(map_error("fp_profiles"))
+    }
+
+    pub fn write_pattern(&self, id: u32, index: u32, pattern: &[u8]) -> Result<(), BpfError> {
+        let key = fp_pattern_key {
+            profile_id: id,
+            index,
+        };
+        let mut value = fp_pattern {
+            len: pattern.len().min(PATTERN_MAX - 1) as u32,
+            bytes: [0; PATTERN_MAX],
+        };
+        for (dst, src) in value.bytes.iter_mut().zip(pattern) {
+            *dst = *src as i8;
+        }
+        self.skel
+            .maps
+            .fp_patterns
+            .update(bytes_of(&key), bytes_of(&value), MapFlags::ANY)
+            .map_err(map_error("fp_patterns"))
+    }
+
+    pub fn delete_pattern(&self, id: u32, index: u32) -> Result<(), BpfError> {
+        let key = fp_pattern_key {
+            profile_id: id,
+            index,
+        };
+        self.skel
+            .maps
+            .fp_patterns
+            .delete(bytes_of(&key))
+            .map_err(map_error("fp_patterns"))
+    }
+
+    fn rule_key(kind: RuleKind, digest: Digest) -> fp_rule_key {
+        fp_rule_key {
+            kind: kind as u32,
+            pad: 0,
+            digest: fp_digest {
+                hi: digest.hi,
+                lo: digest.lo,
+            },
+        }
+    }
+
+    pub fn write_rule(&self, kind: RuleKind, digest: Digest, id: u32) -> Result<(), BpfError> {
+        let key = Self::rule_key(kind, digest);
+        self.skel
+            .maps
+            .fp_rules
+            .update(bytes_of(&key), &id.to_ne_bytes(), MapFlags::ANY)
+            .map_err(map_error("fp_rules"))
+    }
+
+    pub fn delete_rule(&self, kind: RuleKind, digest: Digest) -> Result<(), BpfError> {
+        let key = Self::rule_key(kind, digest);
+        self.skel
+            .maps
+            .fp_rules
+            .delete(bytes_of(&key))
+            .map_err(map_error("fp_rules"))
+    }
+
+    pub fn bind(&self, cgroup_id: u64, profile_id: u32) -> Result<(), BpfError> {
+        self.skel
+            .maps
+            .fp_bindings
+            .update(
+                &cgroup_id.to_ne_bytes(),
+                &profile_id.to_ne_bytes(),
+                MapFlags::ANY,
+            )
+            .map_err(map_error("fp_bindings"))
+    }
+
+    pub fn unbind(&self, cgroup_id: u64) -> Result<(), BpfError> {
+        match self.skel.maps.fp_bindings.delete(&cgroup_id.to_ne_bytes()) {
+            Err(e) if e.kind() == libbpf_rs::ErrorKind::NotFound => Ok(()),
+            other => other.map_err(map_error("fp_bindings")),
+        }
+    }
+
+    /// Every (cgroup id, profile id) binding, including those the kernel made.
+    pub fn bindings(&self) -> Result<Vec<(u64, u32)>, BpfError> {
+        let map = &self.skel.maps.fp_bindings;
+        let mut out = Vec::new();
+        for key in map.keys() {
+            let Some(value) = map
+                .lookup(&key, MapFlags::ANY)
+                .map_err(map_error("fp_bindings"))?
+            else {
+                continue; // removed while we iterated
+            };
+            let cgroup = u64::from_ne_bytes(key.as_slice().try_into().unwrap_or_default());
+            let profile = u32::from_ne_bytes(value.as_slice().try_into().unwrap_or_default());
+            out.push((cgroup, profile));
+        }
+        Ok(out)
+    }
+
+    pub fn counters(&self) -> Result<EnforceCounters, BpfError> {
+        let map = &self.skel.maps.fp_enforce_counters;
+        let read = |index: u32| -> Result<u64, BpfError> {
+            let per_cpu = map
+                .lookup_percpu(&index.to_ne_bytes(), MapFlags::ANY)
+                .map_err(map_error("fp_enforce_counters"))?
+                .unwrap_or_default();
+            Ok(per_cpu
+                .iter()
+                .filter_map(|v| v.get(..8).and_then(|b| b.try_into().ok()))
+                .map(u64::from_ne_bytes)
+                .sum())
+        };
+        Ok(EnforceCounters {
+            checks: read(0)?,
+            violations: read(1)?,
+            dropped: read(2)?,
+            bound_at_mkdir: read(3)?,
+        })
+    }
+
+    /// A ring buffer reader that hands each violation event to `on_event`.
+    pub fn violations<F>(&self, on_event: F) -> Result<RingBuffer<'_>, BpfError>
+    where
+        F: FnMut(&[u8]) -> i32 + 'static,
+    {
+        let mut builder = RingBufferBuilder::new();
+        builder
+            .add(&self.skel.maps.fp_violations, on_event)
+            .map_err(map_error("fp_violations"))?;
+        builder.build().map_err(map_error("fp_violations"))
+    }
+
+    /// Run the very decision the exec hook runs on `path` for profile `id`, through
+    /// BPF_PROG_TEST_RUN. Returns (allowed, the kernel's digest of the path).
+    pub fn test_path(&self, id: u32, path: &[u8]) -> Result<(bool, Digest), BpfError> {
+        if path.len() >= PATH_MAX {
+            return Err(BpfError::Map {
+                map: "fp_test_path",
+                reason: format!("test path of {} bytes is too long", path.len()),
+            });
+        }
+        // SAFETY: fp_path is integers and integer arrays: all zeroes is a valid value.
+        let mut input: Box<fp_path> = Box::new(unsafe { std::mem::zeroed() });
+        let start = PATH_MAX - path.len();
+        input.start = start as u32;
+        for (dst, src) in input.data[start..PATH_MAX].iter_mut().zip(path) {
+            *dst = *src as i8;
+        }
+        self.skel
+            .maps
+            .fp_test_path
+            .update(&0u32.to_ne_bytes(), bytes_of(&*input), MapFlags::ANY)
+            .map_err(map_error("fp_test_path"))?;
+        let mut args = fp_test_args {
+            profile_id: id,
+            ..Default::default()
+        };
+        // SAFETY: fp_test_args is Plain; the kernel writes at most its size back.
+        let ctx = unsafe { plain::as_mut_bytes(&mut args) };
+        let mut run = libbpf_rs::ProgramInput::default();
+        run.context_in = Some(ctx);
+        let out = self
+            .skel
+            .progs
+            .test_profile_allows
+            .test_run(run)
+            .map_err(|e| refused("test_profile_allows", format!("test run failed: {e}")))?;
+        if out.return_value != 0 {
+            return Err(BpfError::Map {
+                map: "fp_test_path",
+                reason: format!("test program returned {}", out.return_value as i32),
+            });
+        }
+        Ok((
+            args.allowed != 0,
+            Digest {
+                hi: args.digest.hi,
+                lo: args.digest.lo,
+            },
+        ))
+    }
+}
+
+fn load(mechanism: Mechanism, sizes: MapSizes) -> Result<EnforceSkel<'static>, BpfError> {
+    // The skeleton borrows its object storage for as long as enforcement runs; at
+    // most two are loaded per process, so leaking them is the simple, safe choice.
+    let storage: &'static mut MaybeUninit<OpenObject> = Box::leak(Box::new(MaybeUninit::uninit()));
+    let refused = |reason: String| refused(mechanism.hook(), reason);
+    let mut open: OpenEnforceSkel<'static> = EnforceSkelBuilder::default()
+        .open(storage)
+        .map_err(|e| refused(format!("open failed: {e}")))?;
+    open.progs
+        .enforce_bprm_check_security
+        .set_autoload(mechanism == Mechanism::Lsm);
+    open.progs
+        .enforce_sched_process_exec
+        .set_autoload(mechanism == Mechanism::Kill);
+    let resize = [
+        (&mut open.maps.fp_profiles, sizes.profiles, "fp_profiles"),
+        (&mut open.maps.fp_allow, sizes.allow.max(1), "fp_allow"),
+        (&mut open.maps.fp_patterns, sizes.patterns, "fp_patterns"),
+        (&mut open.maps.fp_rules, sizes.rules, "fp_rules"),
+        (&mut open.maps.fp_bindings, sizes.bindings, "fp_bindings"),
+    ];
+    for (map, entries, name) in resize {
+        map.set_max_entries(entries).map_err(map_error(name))?;
+    }
+    open.load().map_err(|e| refused(load_reason(mechanism, &e)))
+}
+
+fn load_reason(mechanism: Mechanism, err: &libbpf_rs::Error) -> String {
+    let text = err.to_string();
+    if mechanism == Mechanism::Lsm && text.contains("Operation not permitted") {
+        return format!(
+            "{text}: this kernel does not allow BPF LSM programs (trampoline programs are \
+             refused before verification; the kernel needs CONFIG_BPF_LSM=y and `bpf` in \
+             its lsm= boot parameter)"
+        );
+    }
+    text
+}
