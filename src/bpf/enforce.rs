@@ -383,8 +383,10 @@ impl EnforceProbe {
         };
         // SAFETY: fp_test_args is Plain; the kernel writes at most its size back.
         let ctx = unsafe { plain::as_mut_bytes(&mut args) };
-        let mut run = libbpf_rs::ProgramInput::default();
-        run.context_in = Some(ctx);
+        let run = libbpf_rs::ProgramInput {
+            context_in: Some(ctx),
+            ..Default::default()
+        };
         let out = self
             .skel
             .progs
