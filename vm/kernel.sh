@@ -34,6 +34,24 @@ esac
 mkdir -p "$cache/kernels"
 cache=$(cd "$cache" && pwd)
 
+# Shortcut: asking apt takes about a second, so remember the answer for as long
+# as apt's package lists are unchanged (same names, sizes and times).
+lists_stamp=$(stat -c '%n %s %Y' /var/lib/apt/lists/*Packages* 2>/dev/null | cksum | cut -d' ' -f1,2 || true)
+memo=$cache/kernels/.resolved-$series
+if [[ -n $lists_stamp && -f $memo ]]; then
+  read -r memo_stamp memo_path <"$memo" || true
+  if [[ ${memo_stamp:-} == "${lists_stamp// /:}" && -f ${memo_path:-} ]]; then
+    echo "$memo_path"
+    exit 0
+  fi
+fi
+remember() {
+  if [[ -n $lists_stamp ]]; then
+    printf '%s %s\n' "${lists_stamp// /:}" "$1" >"$memo.$$"
+    mv "$memo.$$" "$memo"
+  fi
+}
+
 # "name version" lines of the matching packages (one apt-cache call: each
 # call re-reads the package lists, which takes about a second here).
 search() {
@@ -79,6 +97,7 @@ fi
 key="${best_pkg}_${best_ver//[:\/]/_}"
 dest="$cache/kernels/$key"
 if [[ -f $dest/vmlinuz ]]; then
+  remember "$dest/vmlinuz"
   echo "$dest/vmlinuz"
   exit 0
 fi
@@ -93,9 +112,11 @@ fi
 
 work=$(mktemp -d "$cache/kernels/.dl.XXXXXX")
 trap 'rm -rf "$work"' EXIT
-chmod 755 "$work" # apt-get download drops root to _apt, which must write here
 echo "kernel.sh: downloading $best_pkg $best_ver" >&2
-(cd "$work" && apt-get download -q "$best_pkg=$best_ver" >&2)
+# As root, apt would hand the download to user _apt, which cannot write here.
+sandbox=()
+[[ $(id -u) -ne 0 ]] || sandbox=(-o APT::Sandbox::User=root)
+(cd "$work" && apt-get download -q "${sandbox[@]+"${sandbox[@]}"}" "$best_pkg=$best_ver" >&2)
 deb=$(find "$work" -maxdepth 1 -name '*.deb' | head -n1)
 [[ -n $deb ]] || die "apt-get download produced no .deb for $best_pkg"
 mkdir "$work/x"
@@ -109,4 +130,5 @@ config=$(find "$work/x/boot" -maxdepth 1 -name 'config-*' | head -n1)
 printf '%s\n' "$best_ver" >"$work/out/version"
 printf '%s\n' "$best_pkg" >"$work/out/package"
 mv "$work/out" "$dest"
+remember "$dest/vmlinuz"
 echo "$dest/vmlinuz"

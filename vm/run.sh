@@ -23,15 +23,18 @@
 # error). Both failures print a message and the tail of the console log.
 #
 # Environment: FP_VM_CACHE (kernel cache dir, default <repo>/.vm),
-# TMPDIR (where the per-run temp dir goes).
+# TMPDIR (where the per-run temp dir goes), FP_VM_QEMU_EXTRA (extra qemu
+# options, split on blanks).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 prog=run.sh
 
-usage() {
-  sed -n '/^# usage:/,/^#  *-- COMMAND/p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
-  exit 2
+usage() { # usage [EXIT_STATUS]: 0 prints to stdout (--help), else to stderr
+  local text
+  text=$(sed -n '/^# usage:/,/^#  *-- COMMAND/p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//')
+  if [[ ${1:-2} -eq 0 ]]; then echo "$text"; else echo "$text" >&2; fi
+  exit "${1:-2}"
 }
 die() { echo "$prog: $*" >&2; exit 2; }
 
@@ -63,7 +66,7 @@ while [[ $# -gt 0 ]]; do
     --append=*) append_extra+=" ${1#*=}"; shift ;;
     --keep) keep=1; shift ;;
     --verbose|-v) verbose=1; shift ;;
-    -h|--help) usage ;;
+    -h|--help) usage 0 ;;
     --) shift; break ;;
     *) echo "$prog: unexpected argument '$1' (the command goes after --)" >&2; usage ;;
   esac
@@ -155,7 +158,17 @@ printf 'root:x:0:0:root:/root:/bin/sh\n' >"$root/etc/passwd"
 printf 'root:x:0:\n' >"$root/etc/group"
 printf 'fp-vm\n' >"$root/etc/hostname"
 
-is_elf() { [[ -f $1 && $(head -c4 "$1" 2>/dev/null | tr -d '\0') == $'\x7fELF' ]]; }
+# Reads NUL-separated paths; prints (NUL-separated) those that are x86-64 ELF
+# executables or shared objects, the files ldd can tell about. Skips relocatable
+# objects (.o, BPF objects) and other architectures. One process for all files.
+host_elves() {
+  perl -0 -ne '
+    chomp; next unless -f $_ && open(my $fh, "<", $_);
+    my $h = ""; read($fh, $h, 20); close $fh;
+    next unless length($h) == 20 && substr($h, 0, 4) eq "\x7fELF";
+    my ($type, $machine) = unpack("v v", substr($h, 16, 4));
+    print "$_\0" if ($type == 2 || $type == 3) && $machine == 62;'
+}
 
 # Copy one host file to the same path in the guest (following symlinks).
 copy_same_path() {
@@ -168,7 +181,7 @@ copy_same_path() {
 need_ldcache=0
 add_libs_of() {
   local f=$1 line lib
-  # ldd prints nothing useful (and fails) for static or non-host ELF files.
+  # ldd fails ("not a dynamic executable") for static binaries: nothing to add.
   while read -r line; do
     lib=''
     case $line in
@@ -193,16 +206,21 @@ for spec in "${adds[@]+"${adds[@]}"}"; do
   guest=/${guest#/}
   guest=${guest%/}
   [[ -n $guest ]] || die "--add: cannot replace the guest's /"
+  case $guest/ in
+    /proc/*|/sys/*|/dev/*) die "--add: $guest would be hidden by the guest's /proc, /sys or /dev" ;;
+  esac
   if [[ -d $host ]]; then
     mkdir -p "$root$guest"
     cp -a --remove-destination "$host/." "$root$guest/"
     while IFS= read -r -d '' f; do
-      is_elf "$f" && add_libs_of "$f"
-    done < <(find "$host/" -type f -print0)
+      add_libs_of "$f"
+    done < <(find "$host/" -type f -print0 | host_elves)
   else
     mkdir -p "$root$(dirname "$guest")"
     cp -L --preserve=mode,timestamps --remove-destination "$host" "$root$guest"
-    is_elf "$host" && add_libs_of "$host"
+    while IFS= read -r -d '' f; do
+      add_libs_of "$f"
+    done < <(printf '%s\0' "$host" | host_elves)
   fi
 done
 # The loader cache helps with libraries outside the default directories.
@@ -227,8 +245,10 @@ m -t devtmpfs devtmpfs /dev
 $bb mkdir -p /dev/pts /dev/shm
 m -t devpts devpts /dev/pts
 m -t tmpfs -o mode=1777 tmpfs /dev/shm
-m -t tmpfs -o mode=1777 tmpfs /tmp
-m -t tmpfs -o mode=755 tmpfs /run
+# The root is already a writable tmpfs; mount /tmp and /run only when empty,
+# so files added there with --add stay visible.
+[ -n "$($bb ls -A /tmp)" ] || m -t tmpfs -o mode=1777 tmpfs /tmp
+[ -n "$($bb ls -A /run)" ] || m -t tmpfs -o mode=755 tmpfs /run
 m -t securityfs securityfs /sys/kernel/security
 m -t bpf bpf /sys/fs/bpf
 m -t cgroup2 cgroup2 /sys/fs/cgroup
@@ -252,8 +272,21 @@ EOF
   printf '\n'
   printf 'cd %s || { echo "init: cannot cd to workdir" >&2; }\n' "$(shq "$workdir")"
   cat <<'EOF'
+# Busybox sh (Debian's static build) prefers its own applets to files in PATH
+# and runs many of them without any execve. Resolve a bare COMMAND through PATH
+# first, so that COMMAND is always really exec'd from the file that PATH finds.
+case $1 in
+  */*) ;;
+  *)
+    ifs=$IFS; IFS=:
+    for d in $PATH; do
+      if [ -f "$d/$1" ] && [ -x "$d/$1" ]; then c=$d/$1; shift; set -- "$c" "$@"; break; fi
+    done
+    IFS=$ifs ;;
+esac
 echo "start $(up)" >/dev/ttyS3
-"$@" </dev/null >/dev/ttyS1 2>/dev/ttyS2
+# In a subshell, so that even "exit N" or "exec" as COMMAND leaves /init alive.
+("$@") </dev/null >/dev/ttyS1 2>/dev/ttyS2
 rc=$?
 echo "exit $rc $(up)" >/dev/ttyS3
 $bb sync
@@ -283,11 +316,15 @@ if [[ $verbose -eq 1 ]]; then
   tailpid=$!
 fi
 
+# Extra qemu options, split on blanks (for experiments, e.g. "-bios qboot.rom").
+read -r -a qemu_extra <<<"${FP_VM_QEMU_EXTRA:-}"
+
 t_boot=$(date +%s.%N)
 timeout --kill-after=10 "$timeout_s" \
   qemu-system-x86_64 \
     -accel tcg -cpu max -m "$mem" -smp 2 \
-    -nographic -no-reboot -nodefaults -monitor none ${FP_VM_QEMU_EXTRA:-} \
+    -nographic -no-reboot -nodefaults -monitor none \
+    "${qemu_extra[@]+"${qemu_extra[@]}"}" \
     -kernel "$vmlinuz" -initrd "$tmp/initrd.gz" -append "$cmdline" \
     -serial "file:$console" \
     -serial "file:$tmp/stdout" \
