@@ -133,9 +133,10 @@ static __always_inline __u32 *fp_rule_lookup(__u32 kind, const char *name)
 }
 
 /*
- * A new cgroup joins its parent's profile (nested cgroups follow their container),
- * else a profile whose rule names its path or leaf. This runs inside mkdir, before
- * any process can be moved into the cgroup: its first exec is already covered.
+ * A new cgroup joins the profile whose rule names its path or leaf, else its parent's
+ * (nested cgroups follow their container; under --default deny, the deny-all
+ * profile). This runs inside mkdir, before any process can be moved into the cgroup:
+ * its first exec is already covered.
  */
 SEC("tp_btf/cgroup_mkdir")
 int BPF_PROG(bind_cgroup_mkdir, struct cgroup *cgrp, const char *path)
@@ -147,13 +148,14 @@ int BPF_PROG(bind_cgroup_mkdir, struct cgroup *cgrp, const char *path)
 	if (BPF_CORE_READ(cgrp, root, hierarchy_id) != 0)
 		return 0; /* a cgroup v1 hierarchy: ids there are not what exec sees */
 	id = fp_cgroup_id(cgrp);
-	parent = BPF_CORE_READ(cgrp, self.parent, cgroup);
-	parent_id = parent ? fp_cgroup_id(parent) : 0;
-	profile = bpf_map_lookup_elem(&fp_bindings, &parent_id);
-	if (!profile)
-		profile = fp_rule_lookup(FP_RULE_PATH, path);
+	profile = fp_rule_lookup(FP_RULE_PATH, path);
 	if (!profile)
 		profile = fp_rule_lookup(FP_RULE_LEAF, BPF_CORE_READ(cgrp, kn, name));
+	if (!profile) {
+		parent = BPF_CORE_READ(cgrp, self.parent, cgroup);
+		parent_id = parent ? fp_cgroup_id(parent) : 0;
+		profile = bpf_map_lookup_elem(&fp_bindings, &parent_id);
+	}
 	if (profile && !bpf_map_update_elem(&fp_bindings, &id, profile, BPF_ANY))
 		fp_enforce_count(FP_ENFORCE_BOUND);
 	return 0;

@@ -98,7 +98,7 @@ enum fp_action {
 enum fp_reason {
 	FP_REASON_NOT_ALLOWED = 1,  /* the file is not in the workload's profile */
 	FP_REASON_UNNAMEABLE = 2,   /* memfd, deleted, outside the root or truncated path */
-	FP_REASON_NO_PROFILE = 3,   /* no profile for this cgroup and --default deny */
+	FP_REASON_NO_PROFILE = 3,   /* bound to FP_PROFILE_DENY_ALL, or to a profile not loaded */
 };
 
 /* Keyed SipHash-2-4-128 of a canonical path: the allowlist key. */
@@ -110,9 +110,12 @@ struct fp_digest {
 /* Settings user space may change while enforcing (one array entry). */
 struct fp_config {
 	__u64 hash_key[2];     /* SipHash key: random per enforcement, never exported */
-	__u32 default_mode;    /* 0: leave unprofiled cgroups alone, else enum fp_mode */
 	__u32 mode_override;   /* 0: each profile's own mode, else enum fp_mode */
+	__u32 pad;
 };
+
+/* The profile unprofiled cgroups are bound to under --default deny: allows nothing. */
+#define FP_PROFILE_DENY_ALL 0xffffffff
 
 /* A profile as enforced: its digests are allow[offset, offset + count), sorted; its
  * patterns are fp_patterns[{id, pattern_base + i}] for i < pattern_count, so a reload

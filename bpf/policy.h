@@ -247,20 +247,14 @@ static __always_inline struct fp_verdict fp_check_exec(struct file *file)
 	if (!cfg)
 		return verdict;
 	id = bpf_map_lookup_elem(&fp_bindings, &cgroup);
-	if (!id) {
-		if (cfg->default_mode) {
-			verdict.mode = cfg->mode_override ? cfg->mode_override : cfg->default_mode;
-			verdict.reason = FP_REASON_NO_PROFILE;
-			fp_enforce_count(FP_ENFORCE_VIOLATIONS);
-		}
-		return verdict;
-	}
+	if (!id)
+		return verdict; /* not a profiled workload: left alone */
 	verdict.profile_id = *id;
 	fp_enforce_count(FP_ENFORCE_CHECKS);
 	prof = bpf_map_lookup_elem(&fp_profiles, id);
 	p = bpf_map_lookup_elem(&fp_path_scratch, &zero);
-	if (!prof || !p) {
-		/* Bound to a profile that is not loaded: fail closed. */
+	if (!prof || !p || *id == FP_PROFILE_DENY_ALL) {
+		/* Deny-all, or bound to a profile that is not loaded: fail closed. */
 		verdict.mode = FP_MODE_ENFORCE;
 		verdict.reason = FP_REASON_NO_PROFILE;
 	} else {

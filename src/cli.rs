@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
+use fingerprint::bpf::enforce::MechanismChoice;
 use fingerprint::bpf::learn::HookChoice;
+use fingerprint::enforce::plan::Mode;
 
 /// Learn which executables every workload runs, review them as profiles, lock them.
 #[derive(Debug, Parser)]
@@ -45,6 +47,68 @@ pub enum Command {
     ///   fingerprint show --db fingerprint.db -o json
     #[command(verbatim_doc_comment)]
     Show(ShowArgs),
+    /// Lock each workload to its profile with ONE BPF program for all workloads.
+    ///
+    /// Loads every profile into the maps of one program on the exec path: the cost of
+    /// an exec does not grow with the number of workloads. Cgroups of profiled
+    /// workloads are bound when enforcement starts and, for cgroups created later,
+    /// inside mkdir (before any process can enter them). Each violation is one JSON
+    /// line on stdout (or --events) and a row in the database. SIGHUP reloads the
+    /// profiles in place; SIGINT/SIGTERM stop.
+    ///
+    /// Examples:
+    ///   fingerprint enforce --profile profiles/ --mode audit
+    ///   fingerprint enforce --profile profiles/ --mechanism lsm --events /var/log/fingerprint.jsonl
+    ///   fingerprint enforce --profile profiles/ --default deny --default-scope /kubepods
+    #[command(verbatim_doc_comment)]
+    Enforce(EnforceArgs),
+}
+
+/// What happens to workloads without a profile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DefaultPolicy {
+    /// Leave them alone.
+    Allow,
+    /// Deny every exec in them (fail closed), within --default-scope.
+    Deny,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct EnforceArgs {
+    /// A profile file or a directory of profiles (as written by `fingerprint export`).
+    #[arg(long, value_name = "PATH")]
+    pub profile: PathBuf,
+    /// `lsm` denies the exec (EPERM); `kill` lets it happen and kills the new image
+    /// before it runs (for kernels without BPF LSM); `auto` uses the LSM where the
+    /// kernel allows it, else kill mode with a loud warning.
+    #[arg(long, value_enum, default_value_t = MechanismChoice::Auto)]
+    pub mechanism: MechanismChoice,
+    /// Put every profile in this mode, whatever the files say (e.g. a dry run with
+    /// `audit`). Default: each profile's own `mode`.
+    #[arg(long, value_enum)]
+    pub mode: Option<Mode>,
+    /// Workloads without a profile: left alone, or denied every exec.
+    #[arg(long, value_enum, default_value_t = DefaultPolicy::Allow)]
+    pub default: DefaultPolicy,
+    /// With --default deny: only cgroups at or below this cgroup path fail closed.
+    #[arg(long, default_value = "/", value_name = "CGROUP")]
+    pub default_scope: String,
+    /// Append violation events (JSON lines) to this file instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    pub events: Option<PathBuf>,
+    /// Database to record violations in.
+    #[arg(long, default_value = "fingerprint.db", value_name = "PATH")]
+    pub db: PathBuf,
+    /// Do not record violations in a database.
+    #[arg(long)]
+    pub no_db: bool,
+    /// Most cgroups that can be bound at once (memory is used only for those bound).
+    #[arg(long, default_value_t = 65536, value_name = "N")]
+    pub max_cgroups: u32,
+    /// Allowlist entries the map holds. Default: the profiles' entries plus a quarter
+    /// (at least 1024) for reloads.
+    #[arg(long, value_name = "N")]
+    pub allow_capacity: Option<u32>,
 }
 
 /// Output formats for commands that report.

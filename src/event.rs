@@ -67,6 +67,68 @@ pub struct ExecEvent {
     /// The name the caller passed, as typed (relative, a symlink, /dev/fd/N...).
     pub filename: KernelPath,
     pub cwd: KernelPath,
+    /// Enforcement only: the profile checked, what was done and why.
+    pub verdict: Option<Verdict>,
+}
+
+/// What enforcement did about an exec (`enum fp_action`, `enum fp_reason`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verdict {
+    pub profile_id: u32,
+    pub action: Action,
+    pub reason: Reason,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Audited,
+    Denied,
+    Killed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    NotAllowed,
+    Unnameable,
+    NoProfile,
+}
+
+impl Action {
+    fn from_raw(raw: u16) -> Option<Action> {
+        match raw {
+            1 => Some(Action::Audited),
+            2 => Some(Action::Denied),
+            3 => Some(Action::Killed),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::Audited => "audited",
+            Action::Denied => "denied",
+            Action::Killed => "killed",
+        }
+    }
+}
+
+impl Reason {
+    fn from_raw(raw: u16) -> Option<Reason> {
+        match raw {
+            1 => Some(Reason::NotAllowed),
+            2 => Some(Reason::Unnameable),
+            3 => Some(Reason::NoProfile),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Reason::NotAllowed => "not_in_profile",
+            Reason::Unnameable => "unnameable_path",
+            Reason::NoProfile => "no_profile",
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -129,6 +191,13 @@ impl ExecEvent {
             parent,
             filename,
             cwd,
+            verdict: Action::from_raw(header.action)
+                .zip(Reason::from_raw(header.reason))
+                .map(|(action, reason)| Verdict {
+                    profile_id: header.profile_id,
+                    action,
+                    reason,
+                }),
         })
     }
 
@@ -261,6 +330,29 @@ mod tests {
         assert_eq!(ev.cwd.flags, path_flags::ABSENT);
         assert_eq!((ev.cgroup_id, ev.pid, ev.ppid, ev.uid), (42, 100, 99, 1000));
         assert_eq!(ev.executed_files(), vec![ev.exe.clone()]);
+    }
+
+    #[test]
+    fn decodes_an_enforcement_verdict() {
+        let mut data = encode(2, 0, [(b"/bin/x", 0), (b"/bin/sh", 0), (b"x", 0), (b"", 8)]);
+        assert_eq!(
+            ExecEvent::decode(&data).unwrap().verdict,
+            None,
+            "learning events have none"
+        );
+        let header = std::mem::size_of::<fp_exec_event>();
+        data[header - 8..header - 4].copy_from_slice(&7u32.to_ne_bytes());
+        data[header - 4..header - 2].copy_from_slice(&2u16.to_ne_bytes());
+        data[header - 2..header].copy_from_slice(&1u16.to_ne_bytes());
+        let verdict = ExecEvent::decode(&data).unwrap().verdict.unwrap();
+        assert_eq!(
+            verdict,
+            Verdict {
+                profile_id: 7,
+                action: Action::Denied,
+                reason: Reason::NotAllowed
+            }
+        );
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! already in the ring buffer before the session is closed, so nothing is lost.
 
 use std::cell::RefCell;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,9 +16,10 @@ use anyhow::{Context, Result};
 use crate::bpf::learn::{Counters, HookChoice, LearnProbe, POLL_INTERVAL};
 use crate::cgroup::CgroupV2;
 use crate::event::{ExecEvent, Hook};
+use crate::naming::CgroupNames;
 use crate::progress::Progress;
 use crate::storage::{Batch, Database, Observation, SessionInfo};
-use crate::workload::{self, WorkloadId};
+use crate::workload::WorkloadId;
 
 /// How often observations are committed: `kill -9` loses at most this much.
 pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
@@ -121,7 +122,7 @@ pub fn run(opts: &LearnOptions, stop: Arc<AtomicBool>) -> Result<LearnSummary> {
         undecodable: recorder.undecodable,
         workloads: recorder.workloads.len(),
         executables: recorder.executables.len(),
-        unnamed_cgroups: recorder.unnamed_cgroups,
+        unnamed_cgroups: recorder.names.unnamed(),
     })
 }
 
@@ -130,20 +131,29 @@ fn first_line(text: &str) -> &str {
 }
 
 fn session_info(hook: Hook) -> SessionInfo {
-    let uname = nix::sys::utsname::uname().ok();
+    let (host, kernel) = host_and_kernel();
     SessionInfo {
-        host: nix::unistd::gethostname()
-            .map(|h| h.to_string_lossy().into_owned())
-            .unwrap_or_else(|_| "unknown".into()),
-        kernel: uname
-            .map(|u| u.release().to_string_lossy().into_owned())
-            .unwrap_or_else(|| "unknown".into()),
+        host,
+        kernel,
         hook: hook.name().into(),
         started_at_ms: now_ms(),
     }
 }
 
-fn now_ms() -> i64 {
+/// This node's host name and kernel release.
+pub(crate) fn host_and_kernel() -> (String, String) {
+    let uname = nix::sys::utsname::uname().ok();
+    (
+        nix::unistd::gethostname()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_else(|_| "unknown".into()),
+        uname
+            .map(|u| u.release().to_string_lossy().into_owned())
+            .unwrap_or_else(|| "unknown".into()),
+    )
+}
+
+pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
@@ -151,12 +161,12 @@ fn now_ms() -> i64 {
 }
 
 /// Converts BPF clock (CLOCK_MONOTONIC) readings to wall-clock milliseconds.
-struct Clock {
+pub(crate) struct Clock {
     offset_ns: i128,
 }
 
 impl Clock {
-    fn new() -> Clock {
+    pub(crate) fn new() -> Clock {
         use nix::time::{clock_gettime, ClockId};
         let ns = |id| {
             clock_gettime(id)
@@ -168,20 +178,18 @@ impl Clock {
         }
     }
 
-    fn wall_ms(&self, ktime_ns: u64) -> i64 {
+    pub(crate) fn wall_ms(&self, ktime_ns: u64) -> i64 {
         ((ktime_ns as i128 + self.offset_ns) / 1_000_000) as i64
     }
 }
 
 /// Turns events into observations and keeps the running totals.
 pub struct Recorder {
-    cgroups: CgroupV2,
-    names: HashMap<u64, (String, WorkloadId)>,
+    names: CgroupNames,
     clock: Clock,
     batch: Batch,
     pub recorded: u64,
     pub undecodable: u64,
-    pub unnamed_cgroups: usize,
     pub workloads: HashSet<WorkloadId>,
     pub executables: HashSet<(WorkloadId, Vec<u8>)>,
 }
@@ -189,13 +197,11 @@ pub struct Recorder {
 impl Recorder {
     fn new(cgroups: CgroupV2) -> Recorder {
         Recorder {
-            cgroups,
-            names: HashMap::new(),
+            names: CgroupNames::new(cgroups),
             clock: Clock::new(),
             batch: Batch::default(),
             recorded: 0,
             undecodable: 0,
-            unnamed_cgroups: 0,
             workloads: HashSet::new(),
             executables: HashSet::new(),
         }
@@ -209,7 +215,7 @@ impl Recorder {
                 return;
             }
         };
-        let (cgroup_path, workload) = self.name_cgroup(event.cgroup_id);
+        let (cgroup_path, workload) = self.names.name(event.cgroup_id);
         let time_ms = self.clock.wall_ms(event.ktime_ns);
         for file in event.executed_files() {
             self.workloads.insert(workload.clone());
@@ -227,27 +233,6 @@ impl Recorder {
             });
             self.recorded += 1;
         }
-    }
-
-    /// The cgroup's path and workload; cgroup ids are looked up once and cached.
-    fn name_cgroup(&mut self, id: u64) -> (String, WorkloadId) {
-        if let Some(named) = self.names.get(&id) {
-            return named.clone();
-        }
-        let named = match self.cgroups.path_of(id) {
-            Ok(Some(path)) => {
-                let workload = workload::identify(&path);
-                (path, workload)
-            }
-            // Gone before we could look: keep the events, under an honest name.
-            _ => {
-                self.unnamed_cgroups += 1;
-                let path = format!("cgroup-id:{id}");
-                (path.clone(), WorkloadId::Cgroup { path })
-            }
-        };
-        self.names.insert(id, named.clone());
-        named
     }
 
     fn flush(

@@ -3,10 +3,13 @@
 
 pub mod bpf;
 pub mod cgroup;
+pub mod diff;
 pub mod digest;
 pub mod enforce;
 pub mod event;
 pub mod learn;
+pub mod naming;
+pub mod profile;
 pub mod progress;
 pub mod show;
 pub mod storage;

@@ -5,13 +5,14 @@
 mod cli;
 
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::Parser;
 
-use cli::{Cli, Command, LearnArgs, MergeArgs, OutputFormat, ShowArgs};
+use cli::{Cli, Command, EnforceArgs, LearnArgs, MergeArgs, OutputFormat, ShowArgs};
+use fingerprint::enforce::run::{EnforceOptions, EnforceSummary, Signals};
 use fingerprint::learn::{self, LearnOptions, LearnSummary};
 use fingerprint::show;
 use fingerprint::storage::Database;
@@ -25,6 +26,7 @@ fn main() -> ExitCode {
         Command::Learn(args) => learn_command(args),
         Command::Merge(args) => merge_command(args),
         Command::Show(args) => show_command(args),
+        Command::Enforce(args) => enforce_command(args),
     };
     match result {
         Ok(code) => code,
@@ -35,13 +37,20 @@ fn main() -> ExitCode {
     }
 }
 
-/// A flag set by Ctrl-C and SIGTERM, for loops that must stop cleanly.
-fn stop_flag() -> Result<Arc<AtomicBool>> {
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = Arc::clone(&stop);
-    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))
-        .context("installing the SIGINT/SIGTERM handler")?;
-    Ok(stop)
+/// Flags for loops that must stop cleanly: SIGINT and SIGTERM stop, SIGHUP reloads.
+fn signals() -> Result<Signals> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let signals = Signals {
+        stop: Arc::new(AtomicBool::new(false)),
+        reload: Arc::new(AtomicBool::new(false)),
+    };
+    for signal in [SIGINT, SIGTERM] {
+        signal_hook::flag::register(signal, Arc::clone(&signals.stop))
+            .context("installing the SIGINT/SIGTERM handler")?;
+    }
+    signal_hook::flag::register(SIGHUP, Arc::clone(&signals.reload))
+        .context("installing the SIGHUP handler")?;
+    Ok(signals)
 }
 
 fn learn_command(args: LearnArgs) -> Result<ExitCode> {
@@ -52,7 +61,7 @@ fn learn_command(args: LearnArgs) -> Result<ExitCode> {
         hook: args.hook,
         quiet: args.quiet,
     };
-    let summary = learn::run(&opts, stop_flag()?)?;
+    let summary = learn::run(&opts, signals()?.stop)?;
     if !opts.quiet {
         print_learn_summary(&summary);
     }
@@ -117,4 +126,47 @@ fn show_command(args: ShowArgs) -> Result<ExitCode> {
         OutputFormat::Json => println!("{:#}", show::render_json(&sessions, &workloads)),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn enforce_command(args: EnforceArgs) -> Result<ExitCode> {
+    let opts = EnforceOptions {
+        profiles: args.profile,
+        mechanism: args.mechanism,
+        mode: args.mode,
+        default_deny_scope: match args.default {
+            cli::DefaultPolicy::Allow => None,
+            cli::DefaultPolicy::Deny => Some(args.default_scope),
+        },
+        events: args.events,
+        db: (!args.no_db).then_some(args.db),
+        max_cgroups: args.max_cgroups,
+        allow_capacity: args.allow_capacity,
+    };
+    let summary = fingerprint::enforce::run::run(&opts, &signals()?)?;
+    print_enforce_summary(&summary);
+    if summary.counters.dropped > 0 {
+        eprintln!(
+            "fingerprint: {} violation events were DROPPED (ring buffer full): the decisions \
+             were still enforced, but not all were reported",
+            summary.counters.dropped
+        );
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_enforce_summary(s: &EnforceSummary) {
+    eprintln!(
+        "fingerprint: enforced {} profiles for {:.1}s with the {} mechanism: {} execs checked, \
+         {} violations ({} reported, {} dropped), {} cgroups bound at creation, {} reloads",
+        s.profiles,
+        s.elapsed.as_secs_f64(),
+        s.mechanism.name(),
+        s.counters.checks,
+        s.counters.violations,
+        s.reported,
+        s.counters.dropped,
+        s.counters.bound_at_mkdir,
+        s.reloads
+    );
 }

@@ -14,7 +14,8 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Transaction};
 use crate::workload::WorkloadId;
 
 /// Schema migrations; `PRAGMA user_version` is the number applied.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE sessions (
     id INTEGER PRIMARY KEY,
     uuid TEXT NOT NULL UNIQUE,
@@ -72,7 +73,29 @@ CREATE VIEW executables AS
     SELECT workload_id, path, path_flags, SUM(count) AS count,
            MIN(first_seen_ms) AS first_seen_ms, MAX(last_seen_ms) AS last_seen_ms
     FROM observations GROUP BY workload_id, path, path_flags;
-"#];
+"#,
+    r#"
+CREATE TABLE violations (
+    id INTEGER PRIMARY KEY,
+    time_ms INTEGER NOT NULL,
+    host TEXT NOT NULL,
+    workload TEXT NOT NULL,
+    profile TEXT,
+    cgroup_id INTEGER NOT NULL,
+    cgroup_path TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    ppid INTEGER NOT NULL,
+    uid INTEGER NOT NULL,
+    executable BLOB NOT NULL,
+    executable_flags INTEGER NOT NULL,
+    parent BLOB NOT NULL,
+    action TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    mechanism TEXT NOT NULL
+);
+CREATE INDEX violations_by_workload ON violations (workload, time_ms);
+"#,
+];
 
 /// The schema version this build writes and understands.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
@@ -207,6 +230,26 @@ pub struct SessionRecord {
     pub merged_from: Option<String>,
 }
 
+/// One exec that broke a profile, as enforcement reported it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ViolationRecord {
+    pub time_ms: i64,
+    pub host: String,
+    pub workload: String,
+    pub profile: Option<String>,
+    pub cgroup_id: u64,
+    pub cgroup_path: String,
+    pub pid: u32,
+    pub ppid: u32,
+    pub uid: u32,
+    pub executable: Vec<u8>,
+    pub executable_flags: u32,
+    pub parent: Vec<u8>,
+    pub action: String,
+    pub reason: String,
+    pub mechanism: String,
+}
+
 /// What a merge did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MergeReport {
@@ -339,6 +382,45 @@ impl Database {
         )
         .map_err(|e| sqlite_error(&path, e))?;
         tx.commit().map_err(|e| sqlite_error(&path, e))
+    }
+
+    /// Append violations in one transaction.
+    pub fn record_violations(&mut self, rows: &[ViolationRecord]) -> Result<(), StorageError> {
+        let path = self.path.clone();
+        let err = |e| sqlite_error(&path, e);
+        let tx = self.conn.transaction().map_err(err)?;
+        {
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT INTO violations (time_ms, host, workload, profile, cgroup_id, \
+                     cgroup_path, pid, ppid, uid, executable, executable_flags, parent, action, \
+                     reason, mechanism) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                )
+                .map_err(err)?;
+            for v in rows {
+                insert
+                    .execute(params![
+                        v.time_ms,
+                        v.host,
+                        v.workload,
+                        v.profile,
+                        v.cgroup_id as i64,
+                        v.cgroup_path,
+                        v.pid,
+                        v.ppid,
+                        v.uid,
+                        v.executable,
+                        v.executable_flags,
+                        v.parent,
+                        v.action,
+                        v.reason,
+                        v.mechanism
+                    ])
+                    .map_err(err)?;
+            }
+        }
+        tx.commit().map_err(err)
     }
 
     /// Everything learned, one entry per workload (sorted by name), executables

@@ -69,6 +69,9 @@ pub struct EnforceCounters {
     pub bound_at_mkdir: u64,
 }
 
+/// `FP_PROFILE_DENY_ALL`: the profile of unprofiled cgroups under --default deny.
+pub const DENY_ALL_PROFILE: u32 = u32::MAX;
+
 /// What a profile descriptor says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ProfileDescriptor {
@@ -160,13 +163,12 @@ impl EnforceProbe {
     pub fn write_config(
         &self,
         key: &DigestKey,
-        default_mode: Option<Mode>,
         mode_override: Option<Mode>,
     ) -> Result<(), BpfError> {
         let config = fp_config {
             hash_key: key.0,
-            default_mode: default_mode.map_or(0, |m| m as u32),
             mode_override: mode_override.map_or(0, |m| m as u32),
+            pad: 0,
         };
         self.skel
             .maps

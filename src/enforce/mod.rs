@@ -1,2 +1,9 @@
-//! `fingerprint enforce`.
+//! `fingerprint enforce`: load every profile into ONE program's maps, bind cgroups to
+//! profiles, and report violations until stopped; SIGHUP reloads the profiles in place.
+
+pub mod binding;
+pub mod maps;
 pub mod plan;
+pub mod report;
+pub mod run;
+pub mod source;

@@ -47,10 +47,22 @@ pub struct TestCgroup {
 
 impl TestCgroup {
     pub fn new() -> TestCgroup {
+        TestCgroup::at(&format!("/{}", unique("fingerprint-test")))
+    }
+
+    /// A cgroup at this path under the v2 root.
+    pub fn at(path: &str) -> TestCgroup {
         let v2 = CgroupV2::discover().expect("cgroup v2 mount");
-        let path = format!("/{}", unique("fingerprint-test"));
-        let (dir, _id) = v2.create(&path).expect("creating a test cgroup");
-        TestCgroup { dir, path }
+        let (dir, _id) = v2.create(path).expect("creating a test cgroup");
+        TestCgroup {
+            dir,
+            path: path.to_string(),
+        }
+    }
+
+    /// A cgroup nested in this one, created now.
+    pub fn child(&self, name: &str) -> TestCgroup {
+        TestCgroup::at(&format!("{}/{name}", self.path))
     }
 
     /// A command that moves itself into this cgroup before it execs.
@@ -251,4 +263,14 @@ pub fn fingerprint(args: &[&OsStr]) -> std::process::Output {
 pub fn bytes(path: &Path) -> Vec<u8> {
     use std::os::unix::ffi::OsStrExt;
     path.as_os_str().as_bytes().to_vec()
+}
+
+/// A path as profiles and events write it: a string, or {"hex": ...} if not UTF-8.
+pub fn path_value(bytes: &[u8]) -> serde_json::Value {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => serde_json::Value::String(s.to_string()),
+        Err(_) => serde_json::json!({
+            "hex": bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        }),
+    }
 }

@@ -20,7 +20,7 @@ fn probe() -> EnforceProbe {
         bindings: 16,
     };
     let probe = EnforceProbe::load(MechanismChoice::Kill, sizes).expect("loading enforce.bpf.o");
-    probe.write_config(&KEY, None, None).expect("config");
+    probe.write_config(&KEY, None).expect("config");
     probe
 }
 

@@ -4,4 +4,5 @@
 mod cli;
 mod common;
 mod decision;
+mod enforce;
 mod learn;

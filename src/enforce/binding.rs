@@ -1,0 +1,106 @@
+//! Binding the cgroups that already exist when enforcement starts (or reloads) to
+//! their profiles. Cgroups created later are bound by the kernel itself, inside mkdir,
+//! by the same rules: a profile named for the cgroup's workload, else the parent's.
+
+use std::collections::HashMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+
+use crate::bpf::enforce::{EnforceProbe, DENY_ALL_PROFILE};
+use crate::workload;
+
+/// Which profile each existing cgroup gets.
+pub struct BindingPolicy<'a> {
+    /// Profile id by workload name.
+    pub profiles: &'a HashMap<String, u32>,
+    /// Under --default deny: unprofiled cgroups at or below this path (relative to the
+    /// v2 root, e.g. "/" or "/kubepods") get the deny-all profile.
+    pub default_deny_scope: Option<&'a str>,
+}
+
+impl BindingPolicy<'_> {
+    /// The profile for cgroup `path` whose parent has `parent` (None: unbound).
+    pub fn profile_for(&self, path: &str, parent: Option<u32>) -> Option<u32> {
+        let name = workload::identify(path).name();
+        if let Some(id) = self.profiles.get(&name) {
+            return Some(*id);
+        }
+        if parent.is_some() {
+            return parent;
+        }
+        self.default_deny_scope
+            .filter(|scope| in_scope(path, scope))
+            .map(|_| DENY_ALL_PROFILE)
+    }
+}
+
+/// Whether cgroup `path` is `scope` or below it.
+pub fn in_scope(path: &str, scope: &str) -> bool {
+    let scope = scope.trim_end_matches('/');
+    scope.is_empty() || path == scope || path.starts_with(&format!("{scope}/"))
+}
+
+/// Walk the cgroup v2 tree top-down and (re)bind every cgroup. Returns how many are
+/// bound. Cgroups that now have no profile are unbound.
+pub fn bind_existing(probe: &EnforceProbe, mount: &Path, policy: &BindingPolicy) -> Result<usize> {
+    let mut bound = 0;
+    let mut stack = vec![(mount.to_path_buf(), "/".to_string(), None::<u32>)];
+    while let Some((dir, path, parent)) = stack.pop() {
+        let Ok(meta) = std::fs::metadata(&dir) else {
+            continue; // removed while we walked; rmdir unbinds it in the kernel
+        };
+        let profile = policy.profile_for(&path, parent);
+        match profile {
+            Some(id) => {
+                probe
+                    .bind(meta.ino(), id)
+                    .with_context(|| format!("binding cgroup {path}"))?;
+                bound += 1;
+            }
+            None => probe.unbind(meta.ino())?,
+        }
+        let Ok(children) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for child in children.flatten() {
+            if child.file_type().is_ok_and(|t| t.is_dir()) {
+                let name = child.file_name().to_string_lossy().into_owned();
+                let child_path = if path == "/" {
+                    format!("/{name}")
+                } else {
+                    format!("{path}/{name}")
+                };
+                stack.push((child.path(), child_path, profile));
+            }
+        }
+    }
+    Ok(bound)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scope_is_a_path_prefix_on_component_boundaries() {
+        assert!(in_scope("/a/b", "/a"));
+        assert!(in_scope("/a", "/a"));
+        assert!(!in_scope("/ab", "/a"));
+        assert!(in_scope("/anything", "/"));
+    }
+
+    #[test]
+    fn own_profile_beats_parent_beats_default() {
+        let profiles = HashMap::from([("/web".to_string(), 4u32)]);
+        let policy = BindingPolicy {
+            profiles: &profiles,
+            default_deny_scope: Some("/pods"),
+        };
+        assert_eq!(policy.profile_for("/web", None), Some(4));
+        assert_eq!(policy.profile_for("/web/child", Some(4)), Some(4));
+        assert_eq!(policy.profile_for("/pods/x", None), Some(DENY_ALL_PROFILE));
+        assert_eq!(policy.profile_for("/other", None), None);
+    }
+}

@@ -1,0 +1,251 @@
+//! The enforcement process: load, bind, attach, then report violations until stopped.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+
+use super::binding::{bind_existing, BindingPolicy};
+use super::maps::{ApplyReport, MapState};
+use super::plan::{plan, MapSizes, Mode, PolicyInput, ProfileIds};
+use super::report::ViolationSink;
+use super::source::load_inputs;
+use crate::bpf::enforce::{EnforceCounters, EnforceProbe, Mechanism, MechanismChoice};
+use crate::cgroup::CgroupV2;
+use crate::digest::DigestKey;
+use crate::naming::CgroupNames;
+use crate::storage::Database;
+
+pub struct EnforceOptions {
+    pub profiles: PathBuf,
+    pub mechanism: MechanismChoice,
+    /// Force every profile into this mode; None: each profile's own.
+    pub mode: Option<Mode>,
+    /// Bind unprofiled cgroups at or below this cgroup path to deny-all.
+    pub default_deny_scope: Option<String>,
+    pub events: Option<PathBuf>,
+    pub db: Option<PathBuf>,
+    pub max_cgroups: u32,
+    pub allow_capacity: Option<u32>,
+}
+
+/// Flags set by signal handlers.
+pub struct Signals {
+    pub stop: Arc<AtomicBool>,
+    pub reload: Arc<AtomicBool>,
+}
+
+#[derive(Debug, Clone)]
+pub struct EnforceSummary {
+    pub mechanism: Mechanism,
+    pub profiles: usize,
+    pub counters: EnforceCounters,
+    pub reported: u64,
+    pub reloads: usize,
+    pub elapsed: Duration,
+}
+
+/// Everything enforcement keeps besides the loaded program itself.
+struct Enforcer {
+    state: MapState,
+    ids: ProfileIds,
+    key: DigestKey,
+    mount: PathBuf,
+    default_deny_scope: Option<String>,
+}
+
+impl Enforcer {
+    /// Make the maps hold these profiles and rebind existing cgroups to them.
+    fn apply(
+        &mut self,
+        probe: &EnforceProbe,
+        inputs: &[PolicyInput],
+    ) -> Result<(ApplyReport, usize)> {
+        let planned = plan(inputs, &self.key, &mut self.ids)?;
+        let report = self.state.apply(probe, planned)?;
+        let by_name: HashMap<String, u32> = inputs
+            .iter()
+            .filter_map(|i| {
+                self.state
+                    .profile_id(&i.name)
+                    .map(|id| (i.name.clone(), id))
+            })
+            .collect();
+        let policy = BindingPolicy {
+            profiles: &by_name,
+            default_deny_scope: self.default_deny_scope.as_deref(),
+        };
+        let bound = bind_existing(probe, &self.mount, &policy)?;
+        Ok((report, bound))
+    }
+}
+
+pub fn run(opts: &EnforceOptions, signals: &Signals) -> Result<EnforceSummary> {
+    crate::bpf::preflight("fingerprint enforce")?;
+    let inputs = load_inputs(&opts.profiles)?;
+    let key = DigestKey::random().context("reading random bytes for the digest key")?;
+    let mut ids = ProfileIds::default();
+    let planned = plan(&inputs, &key, &mut ids)?;
+    let sizes = MapSizes::for_profiles(&planned, opts.allow_capacity, opts.max_cgroups);
+    let cgroups = CgroupV2::discover()?;
+    let db = opts
+        .db
+        .as_deref()
+        .map(|p| Database::open(p).with_context(|| format!("opening {}", p.display())))
+        .transpose()?;
+    let out = event_output(opts.events.as_deref())?;
+
+    let mut probe = EnforceProbe::load(opts.mechanism, sizes)?;
+    if let Some(reason) = probe.lsm_refusal() {
+        warn_fallback(reason);
+    }
+    probe.write_config(&key, opts.mode)?;
+    let mut enforcer = Enforcer {
+        state: MapState::new(key, sizes.allow),
+        ids,
+        key,
+        mount: cgroups.mount_point().to_path_buf(),
+        default_deny_scope: opts.default_deny_scope.clone(),
+    };
+    // Track new cgroups before the scan, so none falls between the two.
+    probe.attach_cgroup_tracking()?;
+    let (_, bound) = enforcer.apply(&probe, &inputs)?;
+    probe.attach_exec_hook()?;
+    let mechanism = probe.mechanism();
+    eprintln!(
+        "fingerprint: enforcing {} profiles ({} allowlist entries, {} cgroups bound) at {} \
+         ({} mechanism{})",
+        enforcer.state.profiles(),
+        enforcer.state.entries(),
+        bound,
+        mechanism.hook(),
+        mechanism.name(),
+        opts.mode
+            .map(|m| format!(", every profile in {} mode", m.name()))
+            .unwrap_or_default()
+    );
+
+    let names = CgroupNames::new(cgroups);
+    let sink = Rc::new(RefCell::new(ViolationSink::new(out, db, names, mechanism)));
+    let profile_names: Rc<RefCell<HashMap<u32, String>>> = Rc::default();
+    refresh_names(&profile_names, &inputs, &enforcer.state);
+    // A violation that cannot be written stops enforcement loudly, never silently.
+    let sink_error: Rc<RefCell<Option<anyhow::Error>>> = Rc::default();
+    let ring = {
+        let sink = Rc::clone(&sink);
+        let names = Rc::clone(&profile_names);
+        let sink_error = Rc::clone(&sink_error);
+        probe.violations(move |data| {
+            let names = names.borrow();
+            match sink
+                .borrow_mut()
+                .on_event(data, |id| names.get(&id).cloned())
+            {
+                Ok(()) => 0,
+                Err(e) => {
+                    sink_error.borrow_mut().get_or_insert(e);
+                    -1
+                }
+            }
+        })?
+    };
+
+    let started = Instant::now();
+    let mut last_flush = Instant::now();
+    let mut reloads = 0;
+    while !signals.stop.load(Ordering::SeqCst) {
+        // EINTR from a signal is expected here; the loop re-checks the flags.
+        let _ = ring.poll(Duration::from_millis(100));
+        if let Some(e) = sink_error.borrow_mut().take() {
+            return Err(e.context("reporting a violation"));
+        }
+        if signals.reload.swap(false, Ordering::SeqCst) {
+            match reload(&mut enforcer, &probe, &opts.profiles) {
+                Ok(inputs) => {
+                    refresh_names(&profile_names, &inputs, &enforcer.state);
+                    reloads += 1;
+                }
+                // A bad profile must not stop enforcement: keep the loaded set.
+                Err(e) => eprintln!(
+                    "fingerprint: reload failed, still enforcing the previous profiles: {e:#}"
+                ),
+            }
+        }
+        if last_flush.elapsed() >= Duration::from_secs(1) {
+            sink.borrow_mut().flush()?;
+            last_flush = Instant::now();
+        }
+    }
+    ring.consume().context("draining violation events")?;
+    sink.borrow_mut().flush()?;
+    let counters = probe.counters()?;
+    let reported = sink.borrow().reported;
+    Ok(EnforceSummary {
+        mechanism,
+        profiles: enforcer.state.profiles(),
+        counters,
+        reported,
+        reloads,
+        elapsed: started.elapsed(),
+    })
+}
+
+fn reload(
+    enforcer: &mut Enforcer,
+    probe: &EnforceProbe,
+    profiles: &Path,
+) -> Result<Vec<PolicyInput>> {
+    let inputs = load_inputs(profiles)?;
+    let (report, bound) = enforcer.apply(probe, &inputs)?;
+    eprintln!(
+        "fingerprint: reloaded {}: {} added, {} changed, {} removed, {} unchanged; {} cgroups bound",
+        profiles.display(),
+        report.added.len(),
+        report.changed.len(),
+        report.removed.len(),
+        report.unchanged,
+        bound
+    );
+    Ok(inputs)
+}
+
+fn refresh_names(names: &RefCell<HashMap<u32, String>>, inputs: &[PolicyInput], state: &MapState) {
+    let mut names = names.borrow_mut();
+    names.clear();
+    for input in inputs {
+        if let Some(id) = state.profile_id(&input.name) {
+            names.insert(id, input.name.clone());
+        }
+    }
+}
+
+fn event_output(path: Option<&Path>) -> Result<Box<dyn Write>> {
+    Ok(match path {
+        None => Box::new(std::io::stdout()),
+        Some(path) => Box::new(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("opening --events {}", path.display()))?,
+        ),
+    })
+}
+
+/// Kill mode is not an LSM denial; nobody should learn that from a footnote.
+fn warn_fallback(reason: &str) {
+    eprintln!(
+        "fingerprint: WARNING: the BPF LSM is not available on this kernel; falling back to \
+         KILL MODE (tp_btf/sched_process_exec + SIGKILL).\n  In kill mode a forbidden exec \
+         HAPPENS and the new program is killed before it runs its first instruction: side \
+         effects of exec itself (file opened, setuid transition, audit records) are not \
+         prevented. Use --mechanism lsm to refuse to run without the LSM.\n  reason: {}",
+        reason.lines().next().unwrap_or(reason)
+    );
+}

@@ -1,0 +1,226 @@
+//! Export: turn what `learn` recorded into a [`ProfileSet`].
+//!
+//! Not every executed path can be allowlisted: a truncated path is incomplete, a
+//! deleted file or a memfd has no path anyone can install again, and a path outside
+//! the process's root means nothing to the enforcer. Allowlisting such a path would be
+//! a hole (or a rule that never matches), and dropping it quietly would hide fileless
+//! execution from the reviewer, so every skipped path is listed in the
+//! [`ExportReport`] with the reason and how often it ran.
+
+use std::fmt;
+
+use super::path_bytes::{escape_bytes, PathBytes};
+use super::paths::{ExecPath, PathProblem};
+use super::{ExecStats, Mode, Profile, ProfileSet, Stats, WorkloadMatch};
+use crate::storage::{LearnedExecutable, LearnedWorkload};
+use crate::workload::WorkloadId;
+
+/// `path_flags` bits set by learning (see `crate::storage::LearnedExecutable`).
+const FLAG_TRUNCATED: u32 = 1;
+const FLAG_DELETED: u32 = 2;
+const FLAG_UNREACHABLE: u32 = 4;
+const KNOWN_FLAGS: [(u32, &str); 3] = [
+    (FLAG_TRUNCATED, "truncated"),
+    (FLAG_DELETED, "deleted"),
+    (FLAG_UNREACHABLE, "unreachable from the process root"),
+];
+
+/// Choices made at export time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ExportOptions {
+    /// Mode written into every new profile (audit unless a person decides otherwise).
+    pub mode: Mode,
+    /// Also write counts and first/last seen times into a separate `"stats"` object.
+    /// Off by default: those change on every learn and would churn reviews.
+    pub with_stats: bool,
+}
+
+/// Why an executable was not exported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SkipReason {
+    /// Learning flagged the path (the raw `path_flags`; unknown bits are treated as
+    /// unallowlistable too, because we cannot know that they are harmless).
+    Flags(u32),
+    /// The path is not a canonical absolute path, so it could never match.
+    NotCanonical(PathProblem),
+}
+
+impl fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SkipReason::Flags(flags) => f.write_str(&describe_flags(*flags)),
+            SkipReason::NotCanonical(problem) => {
+                write!(f, "not canonical: path {}", problem.problem())
+            }
+        }
+    }
+}
+
+fn describe_flags(flags: u32) -> String {
+    let mut parts: Vec<String> = KNOWN_FLAGS
+        .iter()
+        .filter(|(bit, _)| flags & bit != 0)
+        .map(|(_, label)| (*label).to_owned())
+        .collect();
+    let unknown = flags & !KNOWN_FLAGS.iter().fold(0, |all, (bit, _)| all | bit);
+    if unknown != 0 {
+        parts.push(format!("unknown flags {unknown:#x}"));
+    }
+    parts.join(", ")
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkippedExecutable {
+    pub workload: String,
+    pub path: PathBytes,
+    pub reason: SkipReason,
+    /// How many times it was executed, so a reviewer can tell noise from a pattern.
+    pub count: u64,
+}
+
+/// A learned workload that could not become a profile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkippedWorkload {
+    pub name: String,
+    pub id: WorkloadId,
+    pub reason: String,
+}
+
+/// Everything export left out, and why. Empty when everything was exported.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExportReport {
+    pub skipped_executables: Vec<SkippedExecutable>,
+    pub skipped_workloads: Vec<SkippedWorkload>,
+}
+
+impl ExportReport {
+    pub fn is_empty(&self) -> bool {
+        self.skipped_executables.is_empty() && self.skipped_workloads.is_empty()
+    }
+}
+
+impl fmt::Display for ExportReport {
+    /// One line per skipped item, ready for stderr; nothing when the report is empty.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if !self.skipped_executables.is_empty() {
+            writeln!(
+                f,
+                "{} executable(s) not exported because they cannot be allowlisted:",
+                self.skipped_executables.len()
+            )?;
+        }
+        for skipped in &self.skipped_executables {
+            writeln!(
+                f,
+                "  {}: {} ({}; executed {} time(s))",
+                escape_bytes(skipped.workload.as_bytes()),
+                skipped.path,
+                skipped.reason,
+                skipped.count
+            )?;
+        }
+        for skipped in &self.skipped_workloads {
+            let name = escape_bytes(skipped.name.as_bytes());
+            writeln!(f, "workload `{name}` not exported: {}", skipped.reason)?;
+        }
+        Ok(())
+    }
+}
+
+impl ProfileSet {
+    /// Profiles for everything learned, in `mode`, without stats.
+    pub fn from_learned(learned: &[LearnedWorkload], mode: Mode) -> (ProfileSet, ExportReport) {
+        ProfileSet::from_learned_with(
+            learned,
+            ExportOptions {
+                mode,
+                with_stats: false,
+            },
+        )
+    }
+
+    /// Profiles for everything learned, with the given options.
+    pub fn from_learned_with(
+        learned: &[LearnedWorkload],
+        options: ExportOptions,
+    ) -> (ProfileSet, ExportReport) {
+        let mut set = ProfileSet::new();
+        let mut report = ExportReport::default();
+        for workload in learned {
+            match profile_for(&mut set, workload, options) {
+                Ok(profile) => add_executables(profile, workload, &mut report),
+                Err(reason) => report.skipped_workloads.push(SkippedWorkload {
+                    name: workload.name.clone(),
+                    id: workload.id.clone(),
+                    reason,
+                }),
+            }
+        }
+        (set, report)
+    }
+}
+
+/// The profile that `workload`'s executables go into: new, or the one already made for
+/// the same name and id (learning may report a workload in several pieces); or why
+/// there can be none.
+fn profile_for<'s>(
+    set: &'s mut ProfileSet,
+    workload: &LearnedWorkload,
+    options: ExportOptions,
+) -> Result<&'s mut Profile, String> {
+    if workload.name.is_empty() {
+        return Err("it has an empty name".to_owned());
+    }
+    let matcher = WorkloadMatch::Exact(workload.id.clone());
+    let profile = set
+        .profiles
+        .entry(workload.name.clone())
+        .or_insert_with(|| {
+            let mut profile = Profile::new(workload.name.clone(), matcher.clone(), options.mode);
+            profile.stats = options.with_stats.then(Stats::default);
+            profile
+        });
+    if profile.matcher != matcher {
+        return Err(format!(
+            "its name is already used by another workload ({}); it is {matcher}",
+            profile.matcher
+        ));
+    }
+    Ok(profile)
+}
+
+fn add_executables(profile: &mut Profile, workload: &LearnedWorkload, report: &mut ExportReport) {
+    for learned in &workload.executables {
+        match allowlistable(learned) {
+            Ok(path) => {
+                // `stats` is `Some` exactly when the options asked for stats.
+                if let Some(stats) = profile.stats.as_mut() {
+                    record_stats(stats, &path, learned);
+                }
+                profile.executables.insert(path);
+            }
+            Err(reason) => report.skipped_executables.push(SkippedExecutable {
+                workload: workload.name.clone(),
+                path: PathBytes::new(learned.path.clone()),
+                reason,
+                count: learned.count,
+            }),
+        }
+    }
+}
+
+fn allowlistable(learned: &LearnedExecutable) -> Result<ExecPath, SkipReason> {
+    if learned.path_flags != 0 {
+        return Err(SkipReason::Flags(learned.path_flags));
+    }
+    ExecPath::new(learned.path.clone()).map_err(SkipReason::NotCanonical)
+}
+
+fn record_stats(stats: &mut Stats, path: &ExecPath, learned: &LearnedExecutable) {
+    let seen = ExecStats {
+        count: learned.count,
+        first_seen_ms: learned.first_seen_ms,
+        last_seen_ms: learned.last_seen_ms,
+    };
+    stats.record(path.clone(), seen);
+}

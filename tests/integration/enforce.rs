@@ -1,0 +1,610 @@
+//! Enforcement scenarios, written once and run with both mechanisms: the kill
+//! fallback on this host (tp_btf works here) and the BPF LSM inside a qemu VM
+//! (`make vmtest` runs the `#[ignore]`d LSM tests there with --ignored).
+
+use std::ffi::CString;
+use std::io::{BufRead, BufReader};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::symlink;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::common::*;
+
+const TRUE: &str = "/usr/bin/true";
+const DASH: &str = "/usr/bin/dash";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mech {
+    Lsm,
+    Kill,
+}
+
+impl Mech {
+    fn arg(self) -> &'static str {
+        match self {
+            Mech::Lsm => "lsm",
+            Mech::Kill => "kill",
+        }
+    }
+
+    fn blocked_action(self) -> &'static str {
+        match self {
+            Mech::Lsm => "denied",
+            Mech::Kill => "killed",
+        }
+    }
+}
+
+/// What happened to an exec.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Ran(i32),
+    /// execve failed with EPERM: the LSM refused it.
+    Denied,
+    /// The new image died of SIGKILL: the kill fallback.
+    Killed,
+    Other(String),
+}
+
+pub fn outcome(cmd: &mut Command) -> Outcome {
+    match cmd.stdout(Stdio::null()).stderr(Stdio::null()).status() {
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => Outcome::Denied,
+        Err(e) => Outcome::Other(e.to_string()),
+        Ok(status) if status.signal() == Some(libc::SIGKILL) => Outcome::Killed,
+        Ok(status) => match status.code() {
+            Some(code) => Outcome::Ran(code),
+            None => Outcome::Other(format!("{status}")),
+        },
+    }
+}
+
+fn blocked(mech: Mech) -> Outcome {
+    match mech {
+        Mech::Lsm => Outcome::Denied,
+        Mech::Kill => Outcome::Killed,
+    }
+}
+
+/// Write a profile for cgroup `cg_path` allowing exactly these paths.
+pub fn write_profile(dir: &Path, cg_path: &str, mode: &str, exes: &[&Path], patterns: &[&str]) {
+    std::fs::create_dir_all(dir).unwrap();
+    let executables: Vec<Value> = exes
+        .iter()
+        .map(|p| crate::common::path_value(&bytes(p)))
+        .collect();
+    let profile = json!({
+        "schema": 1,
+        "workload": {"name": cg_path, "match": {"kind": "cgroup", "path": cg_path}},
+        "mode": mode,
+        "executables": executables,
+        "patterns": patterns,
+    });
+    let file = dir.join(format!(
+        "{}.json",
+        cg_path.trim_start_matches('/').replace('/', "%2F")
+    ));
+    std::fs::write(file, format!("{profile:#}\n")).unwrap();
+}
+
+/// `fingerprint enforce` running in the background.
+pub struct Enforcer {
+    child: Child,
+    stderr: mpsc::Receiver<String>,
+    pub events: PathBuf,
+    pub db: PathBuf,
+}
+
+impl Enforcer {
+    pub fn start(tmp: &Path, profiles: &Path, mech: Mech, extra: &[&str]) -> Enforcer {
+        let events = tmp.join(format!("{}.jsonl", unique("events")));
+        let db = tmp.join(format!("{}.db", unique("enforce")));
+        let mut child = Command::new(BIN)
+            .args(["enforce", "--mechanism", mech.arg(), "--profile"])
+            .arg(profiles)
+            .arg("--events")
+            .arg(&events)
+            .arg("--db")
+            .arg(&db)
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawning fingerprint enforce");
+        let (tx, rx) = mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let enforcer = Enforcer {
+            child,
+            stderr: rx,
+            events,
+            db,
+        };
+        enforcer.wait_for_line("fingerprint: enforcing");
+        enforcer
+    }
+
+    pub fn wait_for_line(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut seen = Vec::new();
+        while Instant::now() < deadline {
+            match self.stderr.recv_timeout(Duration::from_millis(200)) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(line) => seen.push(line),
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        panic!(
+            "enforcer never printed {needle:?}; stderr:\n{}",
+            seen.join("\n")
+        );
+    }
+
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, signal).unwrap();
+    }
+
+    /// Stop (SIGINT), assert a clean exit, return the violation events.
+    pub fn stop(mut self) -> Vec<Value> {
+        self.signal(nix::sys::signal::Signal::SIGINT);
+        let status = self.child.wait().unwrap();
+        let rest: Vec<String> = self.stderr.try_iter().collect();
+        assert!(
+            status.success(),
+            "enforce exited {status}: {}",
+            rest.join("\n")
+        );
+        read_events(&self.events)
+    }
+}
+
+pub fn read_events(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each event is one JSON line"))
+        .collect()
+}
+
+/// A workload: a cgroup with a profile, and two binaries: one allowed, one not.
+pub struct Fixture {
+    _keep: tempfile::TempDir,
+    pub tmp: PathBuf,
+    pub cg: TestCgroup,
+    pub profiles: PathBuf,
+    pub allowed: PathBuf,
+    pub forbidden: PathBuf,
+}
+
+impl Fixture {
+    pub fn new(mode: &str) -> Fixture {
+        let (keep, tmp) = temp_dir();
+        let allowed = install_binary(TRUE, &tmp.join("bin/fp-allowed"));
+        let forbidden = install_binary(TRUE, &tmp.join("bin/fp-forbidden"));
+        let cg = TestCgroup::new();
+        let profiles = tmp.join("profiles");
+        write_profile(&profiles, &cg.path, mode, &[&allowed], &[]);
+        Fixture {
+            _keep: keep,
+            tmp,
+            cg,
+            profiles,
+            allowed,
+            forbidden,
+        }
+    }
+
+    pub fn start(&self, mech: Mech, extra: &[&str]) -> Enforcer {
+        Enforcer::start(&self.tmp, &self.profiles, mech, extra)
+    }
+}
+
+fn executables_of(events: &[Value]) -> Vec<String> {
+    events
+        .iter()
+        .map(|e| e["executable"].as_str().unwrap_or("<non-utf8>").to_string())
+        .collect()
+}
+
+// ---- Scenarios -------------------------------------------------------------------
+
+pub fn new_executable_is_blocked_and_reported(mech: Mech) {
+    let f = Fixture::new("enforce");
+    let enforcer = f.start(mech, &[]);
+    let db = enforcer.db.clone();
+    assert_eq!(outcome(&mut f.cg.command(&f.allowed)), Outcome::Ran(0));
+    assert_eq!(outcome(&mut f.cg.command(&f.forbidden)), blocked(mech));
+    let events = enforcer.stop();
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let row: (String, Vec<u8>, String) = conn
+        .query_row(
+            "SELECT workload, executable, action FROM violations",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .expect("exactly one violation row");
+    assert_eq!(
+        row,
+        (
+            f.cg.path.clone(),
+            bytes(&f.forbidden),
+            mech.blocked_action().to_string()
+        )
+    );
+    assert_eq!(events.len(), 1, "{events:#?}");
+    let e = &events[0];
+    assert_eq!(e["executable"], json!(f.forbidden.to_str().unwrap()));
+    assert_eq!(e["action"], json!(mech.blocked_action()));
+    assert_eq!(e["reason"], json!("not_in_profile"));
+    assert_eq!(e["workload"], json!(f.cg.path));
+    assert_eq!(e["profile"], json!(f.cg.path));
+    let test_binary = std::env::current_exe().unwrap().canonicalize().unwrap();
+    assert_eq!(e["parent"], json!(test_binary.to_str().unwrap()));
+}
+
+pub fn other_workloads_are_unaffected(mech: Mech) {
+    let f = Fixture::new("enforce");
+    let other = TestCgroup::new();
+    let enforcer = f.start(mech, &[]);
+    assert_eq!(outcome(&mut other.command(&f.forbidden)), Outcome::Ran(0));
+    assert!(enforcer.stop().is_empty());
+}
+
+pub fn audit_mode_reports_and_allows(mech: Mech) {
+    let f = Fixture::new("audit");
+    let enforcer = f.start(mech, &[]);
+    assert_eq!(outcome(&mut f.cg.command(&f.forbidden)), Outcome::Ran(0));
+    let events = enforcer.stop();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["action"], json!("audited"));
+}
+
+pub fn mode_flag_overrides_profiles(mech: Mech) {
+    let f = Fixture::new("enforce");
+    let enforcer = f.start(mech, &["--mode", "audit"]);
+    assert_eq!(outcome(&mut f.cg.command(&f.forbidden)), Outcome::Ran(0));
+    assert_eq!(enforcer.stop()[0]["action"], json!("audited"));
+}
+
+pub fn reload_takes_effect(mech: Mech) {
+    let f = Fixture::new("enforce");
+    let enforcer = f.start(mech, &[]);
+    assert_eq!(outcome(&mut f.cg.command(&f.forbidden)), blocked(mech));
+    write_profile(
+        &f.profiles,
+        &f.cg.path,
+        "enforce",
+        &[&f.allowed, &f.forbidden],
+        &[],
+    );
+    enforcer.signal(nix::sys::signal::Signal::SIGHUP);
+    enforcer.wait_for_line("fingerprint: reloaded");
+    assert_eq!(outcome(&mut f.cg.command(&f.forbidden)), Outcome::Ran(0));
+    assert_eq!(outcome(&mut f.cg.command(&f.allowed)), Outcome::Ran(0));
+    write_profile(&f.profiles, &f.cg.path, "enforce", &[&f.forbidden], &[]);
+    enforcer.signal(nix::sys::signal::Signal::SIGHUP);
+    enforcer.wait_for_line("fingerprint: reloaded");
+    assert_eq!(outcome(&mut f.cg.command(&f.allowed)), blocked(mech));
+    assert_eq!(enforcer.stop().len(), 2);
+}
+
+pub fn a_bad_reload_keeps_the_previous_profiles(mech: Mech) {
+    let f = Fixture::new("enforce");
+    let enforcer = f.start(mech, &[]);
+    let file = std::fs::read_dir(&f.profiles)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    std::fs::write(&file, "{ not json").unwrap();
+    enforcer.signal(nix::sys::signal::Signal::SIGHUP);
+    let line = enforcer.wait_for_line("reload failed");
+    assert!(line.contains("still enforcing"), "{line}");
+    assert_eq!(outcome(&mut f.cg.command(&f.forbidden)), blocked(mech));
+    assert_eq!(outcome(&mut f.cg.command(&f.allowed)), Outcome::Ran(0));
+    enforcer.stop();
+}
+
+/// A cgroup created after enforcement started (a new container of a profiled
+/// workload) and a nested cgroup created under a bound one: covered from the first exec.
+pub fn late_and_nested_cgroups_are_covered(mech: Mech) {
+    let (_keep, tmp) = temp_dir();
+    let allowed = install_binary(TRUE, &tmp.join("bin/fp-allowed"));
+    let forbidden = install_binary(TRUE, &tmp.join("bin/fp-forbidden"));
+    let late_path = format!("/{}", unique("fingerprint-late"));
+    let profiles = tmp.join("profiles");
+    write_profile(&profiles, &late_path, "enforce", &[&allowed], &[]);
+    let enforcer = Enforcer::start(&tmp, &profiles, mech, &[]);
+    let late = TestCgroup::at(&late_path);
+    assert_eq!(
+        outcome(&mut late.command(&forbidden)),
+        blocked(mech),
+        "first exec in a new cgroup"
+    );
+    assert_eq!(outcome(&mut late.command(&allowed)), Outcome::Ran(0));
+    let nested = late.child("nested");
+    assert_eq!(
+        outcome(&mut nested.command(&forbidden)),
+        blocked(mech),
+        "nested cgroup"
+    );
+    let events = enforcer.stop();
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[1]["cgroup"], json!(nested.path));
+    assert_eq!(events[1]["profile"], json!(late_path));
+}
+
+pub fn default_deny_fails_closed_within_its_scope(mech: Mech) {
+    let f = Fixture::new("enforce");
+    let scope = TestCgroup::new();
+    let unprofiled = scope.child("unprofiled");
+    let enforcer = f.start(mech, &["--default", "deny", "--default-scope", &scope.path]);
+    assert_eq!(outcome(&mut unprofiled.command(&f.allowed)), blocked(mech));
+    let created_later = scope.child("later");
+    assert_eq!(
+        outcome(&mut created_later.command(&f.allowed)),
+        blocked(mech)
+    );
+    assert_eq!(
+        outcome(&mut f.cg.command(&f.allowed)),
+        Outcome::Ran(0),
+        "profiled: its profile"
+    );
+    let events = enforcer.stop();
+    assert_eq!(events.len(), 2);
+    assert!(
+        events.iter().all(|e| e["reason"] == json!("no_profile")),
+        "{events:#?}"
+    );
+}
+
+pub fn patterns_allow_on_purpose(mech: Mech) {
+    let (_keep, tmp) = temp_dir();
+    let versioned = install_binary(TRUE, &tmp.join("opt/app-1.2.3/bin/server"));
+    let outside = install_binary(TRUE, &tmp.join("opt/app-1.2.3/extra/bin/server"));
+    let cg = TestCgroup::new();
+    let profiles = tmp.join("profiles");
+    let pattern = format!("{}/opt/app-*/bin/server", tmp.display());
+    write_profile(&profiles, &cg.path, "enforce", &[], &[&pattern]);
+    let enforcer = Enforcer::start(&tmp, &profiles, mech, &[]);
+    assert_eq!(outcome(&mut cg.command(&versioned)), Outcome::Ran(0));
+    assert_eq!(outcome(&mut cg.command(&outside)), blocked(mech));
+    assert_eq!(enforcer.stop().len(), 1);
+}
+
+/// Every way of naming or smuggling a forbidden file is still that file (or an
+/// unnameable one) and is blocked.
+pub fn bypass_attempts_are_blocked(mech: Mech) {
+    let f = Fixture::new("enforce");
+    let t = &f.tmp;
+    symlink(&f.forbidden, t.join("symlink-to-forbidden")).unwrap();
+    std::fs::hard_link(&f.forbidden, t.join("bin/hardlink-to-forbidden")).unwrap();
+    let copy_of_allowed =
+        install_binary(f.allowed.to_str().unwrap(), &t.join("bin/copy-of-allowed"));
+    std::fs::create_dir_all(t.join("sub")).unwrap();
+    let enforcer = f.start(mech, &[]);
+    let cases: Vec<(&str, Command)> = vec![
+        ("symlink", f.cg.command(t.join("symlink-to-forbidden"))),
+        (
+            "hard link",
+            f.cg.command(t.join("bin/hardlink-to-forbidden")),
+        ),
+        ("relative path", {
+            let mut c = f.cg.command("../bin/fp-forbidden");
+            c.current_dir(t.join("sub"));
+            c
+        }),
+        ("copy of an allowed binary", f.cg.command(&copy_of_allowed)),
+        (
+            "execveat AT_EMPTY_PATH",
+            exec_via(&f.cg, &f.forbidden, Via::Execveat),
+        ),
+        (
+            "/proc/self/fd/N",
+            exec_via(&f.cg, &f.forbidden, Via::ProcFd),
+        ),
+        (
+            "memfd_create + fexecve",
+            exec_via(&f.cg, &f.allowed, Via::Memfd),
+        ),
+        ("dynamic loader", {
+            let mut c = f.cg.command(dynamic_loader());
+            c.arg(&f.forbidden);
+            c
+        }),
+    ];
+    for (name, mut cmd) in cases {
+        assert_eq!(outcome(&mut cmd), blocked(mech), "bypass: {name}");
+    }
+    let events = enforcer.stop();
+    let exes = executables_of(&events);
+    assert_eq!(events.len(), 8, "{exes:#?}");
+    assert!(
+        events
+            .iter()
+            .any(|e| e["reason"] == json!("unnameable_path")),
+        "memfd: {exes:#?}"
+    );
+}
+
+/// A script whose interpreter is not allowed is blocked (in kill mode the interpreter
+/// is what runs, so it is the interpreter that is caught).
+pub fn script_with_forbidden_interpreter_is_blocked(mech: Mech) {
+    let f = Fixture::new("enforce");
+    let interpreter = install_binary(DASH, &f.tmp.join("bin/fp-sh"));
+    let script = f.tmp.join("bin/fp-script");
+    std::fs::write(&script, format!("#!{}\nexit 0\n", interpreter.display())).unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    write_profile(
+        &f.profiles,
+        &f.cg.path,
+        "enforce",
+        &[&f.allowed, &script],
+        &[],
+    );
+    let enforcer = f.start(mech, &[]);
+    assert_eq!(outcome(&mut f.cg.command(&script)), blocked(mech));
+    let events = enforcer.stop();
+    assert_eq!(
+        executables_of(&events),
+        vec![interpreter.to_str().unwrap().to_string()]
+    );
+}
+
+/// LSM only: every level of an exec is checked, so a script not in the profile is
+/// denied even when its interpreter is allowed.
+pub fn script_not_in_profile_is_denied_even_with_allowed_interpreter() {
+    let f = Fixture::new("enforce");
+    let interpreter = install_binary(DASH, &f.tmp.join("bin/fp-sh"));
+    let script = f.tmp.join("bin/fp-script");
+    std::fs::write(&script, format!("#!{}\nexit 0\n", interpreter.display())).unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    write_profile(&f.profiles, &f.cg.path, "enforce", &[&interpreter], &[]);
+    let enforcer = f.start(Mech::Lsm, &[]);
+    assert_eq!(outcome(&mut f.cg.command(&script)), Outcome::Denied);
+    assert_eq!(
+        executables_of(&enforcer.stop()),
+        vec![script.to_str().unwrap().to_string()]
+    );
+}
+
+pub enum Via {
+    Execveat,
+    ProcFd,
+    Memfd,
+}
+
+/// A command whose child, instead of exec'ing the program, execs `target` another
+/// way. Only raw syscalls run after fork, on data prepared before it.
+fn exec_via(cg: &TestCgroup, target: &Path, via: Via) -> Command {
+    let file = std::fs::File::open(target).unwrap();
+    let argv0 = CString::new("fp-bypass").unwrap();
+    let empty = CString::new("").unwrap();
+    let proc_path = CString::new(format!("/proc/self/fd/{}", file.as_raw_fd())).unwrap();
+    let memfd_name = CString::new("fp-memfd").unwrap();
+    let size = file.metadata().unwrap().len() as usize;
+    let mut cmd = cg.command("/nonexistent-never-executed");
+    // SAFETY: raw syscalls only, on memory allocated before fork.
+    unsafe {
+        cmd.pre_exec(move || {
+            let argv = [argv0.as_ptr(), std::ptr::null()];
+            let envp = [std::ptr::null()];
+            let fd = file.as_raw_fd();
+            match via {
+                Via::Execveat => {
+                    libc::syscall(
+                        libc::SYS_execveat,
+                        fd,
+                        empty.as_ptr(),
+                        argv.as_ptr(),
+                        envp.as_ptr(),
+                        libc::AT_EMPTY_PATH,
+                    );
+                }
+                Via::ProcFd => {
+                    libc::execve(proc_path.as_ptr(), argv.as_ptr(), envp.as_ptr());
+                }
+                Via::Memfd => {
+                    let mem = libc::memfd_create(memfd_name.as_ptr(), 0);
+                    if mem < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    let mut offset: libc::off_t = 0;
+                    if libc::sendfile(mem, fd, &mut offset, size) != size as isize {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    libc::fexecve(mem, argv.as_ptr(), envp.as_ptr());
+                }
+            }
+            Err(std::io::Error::last_os_error())
+        });
+    }
+    cmd
+}
+
+fn dynamic_loader() -> PathBuf {
+    Path::new("/lib64/ld-linux-x86-64.so.2")
+        .canonicalize()
+        .unwrap()
+}
+
+// ---- The kill fallback, on this host ----------------------------------------------
+
+macro_rules! on_host_kill_mode {
+    ($($name:ident),* $(,)?) => {
+        mod kill {
+            use super::*;
+            $(
+                #[test]
+                fn $name() {
+                    if privileged(concat!("kill::", stringify!($name))) {
+                        super::$name(Mech::Kill);
+                    }
+                }
+            )*
+        }
+    };
+}
+
+on_host_kill_mode!(
+    new_executable_is_blocked_and_reported,
+    other_workloads_are_unaffected,
+    audit_mode_reports_and_allows,
+    mode_flag_overrides_profiles,
+    reload_takes_effect,
+    a_bad_reload_keeps_the_previous_profiles,
+    late_and_nested_cgroups_are_covered,
+    default_deny_fails_closed_within_its_scope,
+    patterns_allow_on_purpose,
+    bypass_attempts_are_blocked,
+    script_with_forbidden_interpreter_is_blocked,
+);
+
+// ---- The BPF LSM, inside the qemu VM (`make vmtest`) --------------------------------
+
+macro_rules! in_vm_lsm {
+    ($($name:ident),* $(,)?) => {
+        mod lsm {
+            use super::*;
+            $(
+                #[test]
+                #[ignore = "needs a kernel that loads BPF LSM programs: `make vmtest` runs it in qemu"]
+                fn $name() {
+                    super::$name(Mech::Lsm);
+                }
+            )*
+
+            #[test]
+            #[ignore = "needs a kernel that loads BPF LSM programs: `make vmtest` runs it in qemu"]
+            fn script_not_in_profile_is_denied_even_with_allowed_interpreter() {
+                super::script_not_in_profile_is_denied_even_with_allowed_interpreter();
+            }
+        }
+    };
+}
+
+in_vm_lsm!(
+    new_executable_is_blocked_and_reported,
+    other_workloads_are_unaffected,
+    audit_mode_reports_and_allows,
+    mode_flag_overrides_profiles,
+    reload_takes_effect,
+    a_bad_reload_keeps_the_previous_profiles,
+    late_and_nested_cgroups_are_covered,
+    default_deny_fails_closed_within_its_scope,
+    patterns_allow_on_purpose,
+    bypass_attempts_are_blocked,
+    script_with_forbidden_interpreter_is_blocked,
+);
