@@ -76,8 +76,8 @@ int BPF_PROG(enforce_bprm_check_security, struct linux_binprm *bprm, int ret)
 	struct fp_verdict v;
 
 	if (ret)
-		return ret;
-	v = fp_check_exec(BPF_CORE_READ(bprm, file));
+		return FP_LSM_PREVIOUS(ret);
+	fp_check_exec(BPF_CORE_READ(bprm, file), &v);
 	if (!v.mode)
 		return 0;
 	if (v.mode == FP_MODE_ENFORCE) {
@@ -93,8 +93,9 @@ SEC("tp_btf/sched_process_exec")
 int BPF_PROG(enforce_sched_process_exec, struct task_struct *task, pid_t old_pid,
 	     struct linux_binprm *bprm)
 {
-	struct fp_verdict v = fp_check_exec(BPF_CORE_READ(bprm, file));
+	struct fp_verdict v;
 
+	fp_check_exec(BPF_CORE_READ(bprm, file), &v);
 	if (!v.mode)
 		return 0;
 	if (v.mode == FP_MODE_ENFORCE) {

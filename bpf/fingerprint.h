@@ -159,4 +159,8 @@ enum fp_enforce_counter {
 	FP_ENFORCE_COUNTER_MAX = 4,
 };
 
+/* The verdict of the BPF LSM programs that ran before ours on the same hook, kept
+ * as it was (an errno) so that observing or allowing never undoes their denial. */
+#define FP_LSM_PREVIOUS(ret) ((ret) < 0 && (ret) >= -4095 ? (ret) : ((ret) ? -1 : 0))
+
 #endif /* FINGERPRINT_H */

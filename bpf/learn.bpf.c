@@ -94,8 +94,8 @@ int BPF_PROG(handle_sched_process_exec, struct task_struct *p, pid_t old_pid,
 }
 
 SEC("lsm/bprm_check_security")
-int BPF_PROG(handle_bprm_check_security, struct linux_binprm *bprm)
+int BPF_PROG(handle_bprm_check_security, struct linux_binprm *bprm, int ret)
 {
 	fp_record_exec(bprm, FP_HOOK_BPRM_CHECK_SECURITY);
-	return 0; /* observe only */
+	return FP_LSM_PREVIOUS(ret); /* observe only */
 }

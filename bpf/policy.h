@@ -228,50 +228,58 @@ static __always_inline int fp_profile_allows(__u32 id, const struct fp_profile *
 /* The verdict on one file executed by the current task. */
 struct fp_verdict {
 	__u32 profile_id;
-	__u32 mode;   /* 0: allowed (or not profiled), else enum fp_mode */
 	__u16 reason; /* enum fp_reason when mode != 0 */
+	/* 0: allowed (or not profiled), else enum fp_mode. 64 bits wide: the LSM hook's
+	 * return is checked on the whole register, and clang may return this register
+	 * where the C code says `return 0` once it knows the low half is zero. */
+	__u64 mode;
 };
 
-static __always_inline struct fp_verdict fp_check_exec(struct file *file)
+/* Fills *verdict; passed by pointer so that each field is a separate, zero-extended
+ * load (a by-value struct is packed into registers, and the LSM return check sees
+ * the packed upper half). */
+static __always_inline void fp_check_exec(struct file *file, struct fp_verdict *verdict)
 {
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 	struct fs_struct *fs = BPF_CORE_READ(task, fs);
-	struct fp_verdict verdict = {};
 	struct fp_profile *prof;
 	struct fp_config *cfg;
 	struct fp_path *p;
 	__u64 cgroup = bpf_get_current_cgroup_id();
 	__u32 zero = 0, *id;
 
+	verdict->profile_id = 0;
+	verdict->mode = 0;
+	verdict->reason = 0;
 	cfg = bpf_map_lookup_elem(&fp_config_map, &zero);
 	if (!cfg)
-		return verdict;
+		return;
 	id = bpf_map_lookup_elem(&fp_bindings, &cgroup);
 	if (!id)
-		return verdict; /* not a profiled workload: left alone */
-	verdict.profile_id = *id;
+		return; /* not a profiled workload: left alone */
+	verdict->profile_id = *id;
 	fp_enforce_count(FP_ENFORCE_CHECKS);
 	prof = bpf_map_lookup_elem(&fp_profiles, id);
 	p = bpf_map_lookup_elem(&fp_path_scratch, &zero);
 	if (!prof || !p || *id == FP_PROFILE_DENY_ALL) {
 		/* Deny-all, or bound to a profile that is not loaded: fail closed. */
-		verdict.mode = FP_MODE_ENFORCE;
-		verdict.reason = FP_REASON_NO_PROFILE;
+		verdict->mode = FP_MODE_ENFORCE;
+		verdict->reason = FP_REASON_NO_PROFILE;
 	} else {
 		fp_resolve_path(p, (__u64)&file->f_path, (__u64)&fs->root);
 		if (p->flags & (FP_PATH_TRUNCATED | FP_PATH_DELETED | FP_PATH_UNREACHABLE |
 				FP_PATH_ABSENT))
-			verdict.reason = FP_REASON_UNNAMEABLE;
+			verdict->reason = FP_REASON_UNNAMEABLE;
 		else if (!fp_profile_allows(*id, prof, p, cfg))
-			verdict.reason = FP_REASON_NOT_ALLOWED;
+			verdict->reason = FP_REASON_NOT_ALLOWED;
 		else
-			return verdict;
-		verdict.mode = prof->mode;
+			return;
+		verdict->mode = prof->mode;
 	}
 	if (cfg->mode_override)
-		verdict.mode = cfg->mode_override;
+		verdict->mode = cfg->mode_override;
 	fp_enforce_count(FP_ENFORCE_VIOLATIONS);
-	return verdict;
+	return;
 }
 
 #endif /* FINGERPRINT_POLICY_H */
