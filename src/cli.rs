@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 
 use fingerprint::bpf::enforce::MechanismChoice;
 use fingerprint::bpf::learn::HookChoice;
-use fingerprint::enforce::plan::Mode;
+use fingerprint::profile::Mode;
 
 /// Learn which executables every workload runs, review them as profiles, lock them.
 #[derive(Debug, Parser)]
@@ -32,15 +32,40 @@ pub enum Command {
     ///   fingerprint learn --db /var/lib/fingerprint/learn.db --cgroup /system.slice/nginx.service
     #[command(verbatim_doc_comment)]
     Learn(LearnArgs),
-    /// Merge learning databases from several nodes or replicas into one.
+    /// Merge what several nodes or replicas learned: databases, or profile sets.
     ///
-    /// Sessions are copied with their provenance (host, kernel, source file); merging
-    /// the same database twice changes nothing, and the order does not matter.
+    /// Databases: sessions are copied into --into with their provenance (host,
+    /// kernel, source file). Profiles (files or directories): the union of each
+    /// workload's executables and patterns, the stricter mode, written to the --into
+    /// directory. Either way, merging is commutative and idempotent.
     ///
-    /// Example:
+    /// Examples:
     ///   fingerprint merge --into fleet.db node-a.db node-b.db
+    ///   fingerprint merge --into profiles/ profiles/ node-c-profiles/
     #[command(verbatim_doc_comment)]
     Merge(MergeArgs),
+    /// Write one reviewable JSON profile per learned workload.
+    ///
+    /// Profiles already in --out are merged with what was learned (hand-set modes
+    /// and patterns are kept) unless --replace. Output is deterministic: the same
+    /// data gives byte-identical files. Paths that cannot be allowlisted (memfd,
+    /// deleted, incomplete) are reported, never written. See docs/profile-format.md.
+    ///
+    /// Example:
+    ///   fingerprint export --db fingerprint.db --out profiles/
+    #[command(verbatim_doc_comment)]
+    Export(ExportArgs),
+    /// Show how two sets of profiles differ; exit 0 if they do not, 1 if they do.
+    ///
+    /// A and B may each be a learning database, a profile file or a directory of
+    /// profiles. As a CI gate, --fail-on added fails only on new executables,
+    /// patterns or workloads (what a reviewer must look at).
+    ///
+    /// Examples:
+    ///   fingerprint diff profiles/ fingerprint.db
+    ///   fingerprint diff profiles/ learned.db --fail-on added -o json
+    #[command(verbatim_doc_comment)]
+    Diff(DiffArgs),
     /// Show what a learning database holds: sessions, workloads, executables.
     ///
     /// Example:
@@ -155,12 +180,68 @@ pub struct LearnArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct MergeArgs {
-    /// Database to merge into; created if missing.
+    /// Database (created if missing) or profile directory to merge into.
     #[arg(long, value_name = "PATH")]
     pub into: PathBuf,
-    /// Databases to merge from.
-    #[arg(required = true, value_name = "DB")]
+    /// Databases, or profile files and directories, to merge from (not mixed).
+    #[arg(required = true, value_name = "SOURCE")]
     pub sources: Vec<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ExportArgs {
+    /// Learning database to export.
+    #[arg(long, default_value = "fingerprint.db", value_name = "PATH")]
+    pub db: PathBuf,
+    /// Directory of profiles to write (created if missing).
+    #[arg(long, default_value = "profiles", value_name = "DIR")]
+    pub out: PathBuf,
+    /// Mode of newly created profiles. Review before choosing enforce.
+    #[arg(long, value_enum, default_value_t = Mode::Audit)]
+    pub mode: Mode,
+    /// Also write counts and first/last-seen times (a separate "stats" object).
+    #[arg(long)]
+    pub with_stats: bool,
+    /// Overwrite existing profiles instead of merging into them.
+    #[arg(long)]
+    pub replace: bool,
+}
+
+/// What makes `diff` exit 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FailOn {
+    /// Any difference.
+    Any,
+    /// Only additions: new executables, patterns or workloads.
+    Added,
+}
+
+/// When to colour text output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Color {
+    /// When stdout is a terminal and NO_COLOR is not set.
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DiffArgs {
+    /// The reference: database, profile file or directory (e.g. reviewed profiles/).
+    #[arg(value_name = "A")]
+    pub a: PathBuf,
+    /// The candidate: database, profile file or directory (e.g. a new learn).
+    #[arg(value_name = "B")]
+    pub b: PathBuf,
+    /// Output format.
+    #[arg(long, short, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+    /// What makes the exit status 1.
+    #[arg(long, value_enum, default_value_t = FailOn::Any)]
+    pub fail_on: FailOn,
+    /// Colour the text output.
+    #[arg(long, value_enum, default_value_t = Color::Auto)]
+    pub color: Color,
 }
 
 /// Durations like `500ms`, `30s`, `10m`, `2h`, or a plain number of seconds.

@@ -10,7 +10,7 @@
 //! Output is a human summary ([`Diff::render_text`]) or stable JSON ([`Diff::to_json`]),
 //! both documented in docs/profile-format.md.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::{self, Write as _};
 use std::fs::File;
 use std::io::Read;
@@ -451,7 +451,7 @@ fn workload_json(workload: &WorkloadDiff) -> Value {
             "covered": covered,
             "removed": json_paths(workload.executables_removed.iter().map(ExecPath::path_bytes)),
         },
-        "match": workload.matcher.as_ref().map(|change| change_json(change, match_to_json)),
+        "match": workload.matcher.as_ref().map(|change| change_json(change, |m| sorted_keys(match_to_json(m)))),
         "mode": workload.mode.as_ref().map(|change| change_json(change, |mode| json!(mode.as_str()))),
         "name": workload.name,
         "patterns": {
@@ -460,6 +460,20 @@ fn workload_json(workload: &WorkloadDiff) -> Value {
         },
         "status": workload.status.as_str(),
     })
+}
+
+/// The same object with its keys in alphabetical order, whatever order serde_json
+/// keeps (see [`Diff::to_json`]).
+fn sorted_keys(value: Value) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .collect::<BTreeMap<_, _>>()
+                .into_iter()
+                .collect(),
+        ),
+        other => other,
+    }
 }
 
 /// Paths as in profile files: a string, or `{"hex": ...}` when not UTF-8.

@@ -11,9 +11,14 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use clap::Parser;
 
-use cli::{Cli, Command, EnforceArgs, LearnArgs, MergeArgs, OutputFormat, ShowArgs};
+use cli::{
+    Cli, Color, Command, DiffArgs, EnforceArgs, ExportArgs, FailOn, LearnArgs, MergeArgs,
+    OutputFormat, ShowArgs,
+};
+use fingerprint::diff;
 use fingerprint::enforce::run::{EnforceOptions, EnforceSummary, Signals};
 use fingerprint::learn::{self, LearnOptions, LearnSummary};
+use fingerprint::profile::{ExportOptions, ProfileSet};
 use fingerprint::show;
 use fingerprint::storage::Database;
 
@@ -27,6 +32,8 @@ fn main() -> ExitCode {
         Command::Merge(args) => merge_command(args),
         Command::Show(args) => show_command(args),
         Command::Enforce(args) => enforce_command(args),
+        Command::Export(args) => export_command(args),
+        Command::Diff(args) => diff_command(args),
     };
     match result {
         Ok(code) => code,
@@ -101,6 +108,28 @@ fn print_learn_summary(s: &LearnSummary) {
 }
 
 fn merge_command(args: MergeArgs) -> Result<ExitCode> {
+    let databases = args.sources.iter().filter(|p| is_database(p)).count();
+    if databases == args.sources.len() {
+        merge_databases(&args)
+    } else if databases == 0 {
+        merge_profiles(&args)
+    } else {
+        anyhow::bail!(
+            "merge takes either databases or profiles, not both: merge the databases first, \
+             then export"
+        )
+    }
+}
+
+/// A SQLite database, by its 16-byte header.
+fn is_database(path: &std::path::Path) -> bool {
+    let mut header = [0u8; 16];
+    std::fs::File::open(path)
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut header))
+        .is_ok_and(|()| &header == b"SQLite format 3\0")
+}
+
+fn merge_databases(args: &MergeArgs) -> Result<ExitCode> {
     let mut into =
         Database::open(&args.into).with_context(|| format!("opening {}", args.into.display()))?;
     for source in &args.sources {
@@ -115,6 +144,91 @@ fn merge_command(args: MergeArgs) -> Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn merge_profiles(args: &MergeArgs) -> Result<ExitCode> {
+    let sets = args
+        .sources
+        .iter()
+        .map(|p| ProfileSet::load(p).with_context(|| format!("loading {}", p.display())))
+        .collect::<Result<Vec<_>>>()?;
+    let merged = ProfileSet::merge(&sets)?;
+    let report = merged.write_dir(&args.into)?;
+    println!(
+        "{} profiles merged into {}: {} written, {} unchanged",
+        merged.len(),
+        args.into.display(),
+        report.written.len(),
+        report.unchanged.len()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn export_command(args: ExportArgs) -> Result<ExitCode> {
+    let learned = Database::open_existing(&args.db)?.learned_workloads()?;
+    let options = ExportOptions {
+        mode: args.mode,
+        with_stats: args.with_stats,
+    };
+    let (exported, report) = ProfileSet::from_learned_with(&learned, options);
+    if !report.is_empty() {
+        eprint!("{report}");
+    }
+    let existing = match args.out.is_dir() && !args.replace {
+        true => ProfileSet::load(&args.out)?,
+        false => ProfileSet::new(),
+    };
+    // Keep what reviewers set by hand (modes, patterns): merge, then write.
+    let set = ProfileSet::merge(&[existing, exported])?;
+    let written = set.write_dir(&args.out)?;
+    println!(
+        "exported {} workloads to {}: {} files written, {} unchanged",
+        set.len(),
+        args.out.display(),
+        written.written.len(),
+        written.unchanged.len()
+    );
+    for stale in &written.not_exported {
+        eprintln!(
+            "note: {} is not part of this export (remove it if the workload is gone)",
+            stale.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn diff_command(args: DiffArgs) -> Result<ExitCode> {
+    let (a, a_report) = diff::load_side_reported(&args.a)?;
+    let (b, b_report) = diff::load_side_reported(&args.b)?;
+    for report in [a_report, b_report] {
+        if !report.is_empty() {
+            eprint!("{report}");
+        }
+    }
+    let result = diff::diff(&a, &b);
+    match args.output {
+        OutputFormat::Json => println!("{:#}", result.to_json()),
+        OutputFormat::Text => {
+            let color = match args.color {
+                Color::Always => true,
+                Color::Never => false,
+                Color::Auto => {
+                    std::io::IsTerminal::is_terminal(&std::io::stdout())
+                        && std::env::var_os("NO_COLOR").is_none()
+                }
+            };
+            print!("{}", result.render_text(color));
+        }
+    }
+    let failed = match args.fail_on {
+        FailOn::Any => !result.is_empty(),
+        FailOn::Added => result.has_added(),
+    };
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn show_command(args: ShowArgs) -> Result<ExitCode> {

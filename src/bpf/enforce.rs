@@ -69,6 +69,14 @@ pub struct EnforceCounters {
     pub bound_at_mkdir: u64,
 }
 
+/// `enum fp_mode`.
+fn raw_mode(mode: Mode) -> u32 {
+    match mode {
+        Mode::Audit => 1,
+        Mode::Enforce => 2,
+    }
+}
+
 /// `FP_PROFILE_DENY_ALL`: the profile of unprofiled cgroups under --default deny.
 pub const DENY_ALL_PROFILE: u32 = u32::MAX;
 
@@ -167,7 +175,7 @@ impl EnforceProbe {
     ) -> Result<(), BpfError> {
         let config = fp_config {
             hash_key: key.0,
-            mode_override: mode_override.map_or(0, |m| m as u32),
+            mode_override: mode_override.map_or(0, raw_mode),
             pad: 0,
         };
         self.skel
@@ -211,7 +219,7 @@ impl EnforceProbe {
             allow_count: desc.allow_count,
             pattern_base: desc.pattern_base,
             pattern_count: desc.pattern_count,
-            mode: desc.mode as u32,
+            mode: raw_mode(desc.mode),
         };
         self.skel
             .maps

@@ -6,30 +6,13 @@
 use std::collections::{BTreeMap, HashMap};
 
 use crate::digest::{digest, Digest, DigestKey};
+pub use crate::profile::Mode;
 use crate::workload::WorkloadId;
 
 /// `bpf/fingerprint.h`: FP_MAX_PATTERNS, FP_PATTERN_MAX, FP_PATH_MAX.
 pub const MAX_PATTERNS: usize = 16;
 pub const PATTERN_MAX: usize = 256;
 pub const PATH_MAX: usize = 4096;
-
-/// `enum fp_mode`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, clap::ValueEnum)]
-pub enum Mode {
-    /// Report violations, allow the exec.
-    Audit = 1,
-    /// Report violations, deny the exec (or kill the new image, in kill mode).
-    Enforce = 2,
-}
-
-impl Mode {
-    pub fn name(self) -> &'static str {
-        match self {
-            Mode::Audit => "audit",
-            Mode::Enforce => "enforce",
-        }
-    }
-}
 
 /// One profile as enforcement needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -127,7 +127,7 @@ pub fn run(opts: &EnforceOptions, signals: &Signals) -> Result<EnforceSummary> {
         mechanism.hook(),
         mechanism.name(),
         opts.mode
-            .map(|m| format!(", every profile in {} mode", m.name()))
+            .map(|m| format!(", every profile in {m} mode"))
             .unwrap_or_default()
     );
 

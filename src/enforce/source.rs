@@ -5,8 +5,8 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
-use super::plan::{Mode, PolicyInput};
-use crate::profile::{self, ProfileSet, WorkloadMatch};
+use super::plan::PolicyInput;
+use crate::profile::{ProfileSet, WorkloadMatch};
 
 pub fn load_inputs(path: &Path) -> Result<Vec<PolicyInput>> {
     let set = ProfileSet::load(path)
@@ -23,10 +23,7 @@ pub fn inputs_of(set: &ProfileSet, origin: &Path) -> Vec<PolicyInput> {
                 WorkloadMatch::Exact(id) => Some(id.clone()),
                 WorkloadMatch::CgroupPattern(_) => None,
             },
-            mode: match p.mode {
-                profile::Mode::Audit => Mode::Audit,
-                profile::Mode::Enforce => Mode::Enforce,
-            },
+            mode: p.mode,
             executables: p
                 .executables
                 .iter()

@@ -41,7 +41,18 @@ pub use paths::{ExecPath, PathProblem, Pattern};
 
 /// What enforcement does with an executable that the profile does not allow.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Default,
+    Serialize,
+    Deserialize,
+    clap::ValueEnum,
 )]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
@@ -236,6 +247,12 @@ impl ProfileSet {
     pub fn insert(&mut self, profile: Profile) -> Option<Profile> {
         self.files.remove(&profile.name);
         self.profiles.insert(profile.name.clone(), profile)
+    }
+
+    /// Remove the profile of `name`; returns it.
+    pub fn remove(&mut self, name: &str) -> Option<Profile> {
+        self.files.remove(name);
+        self.profiles.remove(name)
     }
 
     pub fn get(&self, name: &str) -> Option<&Profile> {

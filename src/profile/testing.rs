@@ -315,3 +315,34 @@ pub fn mergeable_profile_set() -> impl Strategy<Value = ProfileSet> {
         .prop_flat_map(|name| profile_body(name.to_owned(), systemd(name)));
     vec(profile, 0..5).prop_map(set_of)
 }
+
+/// One learned workload as plain data (`LearnedExecutable` need not be `Debug`, which
+/// proptest requires of generated values): name, then (path, flags, count) triples.
+pub type RawLearned = Vec<(String, Vec<(Vec<u8>, u32, u64)>)>;
+
+/// Raw learned data: valid and invalid paths (relative, `..`, NUL), any flags.
+pub fn raw_learned() -> impl Strategy<Value = RawLearned> {
+    let path = prop_oneof![
+        4 => exec_path().prop_map(|path| path.as_bytes().to_vec()),
+        1 => vec(any::<u8>(), 0..12),
+        1 => Just(b"/usr/bin/../bin/env".to_vec()),
+    ];
+    let flags = prop_oneof![4 => Just(0u32), 1 => 0u32..16];
+    vec(
+        ("[a-z]{1,6}\\.service", vec((path, flags, 1u64..100), 0..8)),
+        0..5,
+    )
+}
+
+pub fn to_learned(raw: &RawLearned) -> Vec<LearnedWorkload> {
+    raw.iter()
+        .map(|(name, executables)| LearnedWorkload {
+            id: WorkloadId::SystemdUnit { unit: name.clone() },
+            name: name.clone(),
+            executables: executables
+                .iter()
+                .map(|(path, flags, count)| learned(path, *flags, *count))
+                .collect(),
+        })
+        .collect()
+}
