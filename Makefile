@@ -4,7 +4,7 @@
 CARGO ?= cargo
 RELEASE_BIN := target/release/fingerprint
 
-.PHONY: all deps build lint test unit-test demo bench-learn vmlinux clean
+.PHONY: all deps build lint test host-test vmtest demo bench-learn bench-diff fuzz vmlinux clean
 
 all: build
 
@@ -18,15 +18,34 @@ lint: deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 
-# Everything, as CI runs it (as root; BPF tests fail rather than skip under CI=true).
-test: deps lint
+# Everything, as CI runs it (as root; BPF tests fail rather than skip under CI=true):
+# unit and integration tests on this kernel, then the BPF LSM suite in qemu.
+test: deps lint host-test vmtest
+
+host-test: deps
 	$(CARGO) test --locked
+
+# The BPF LSM suite inside qemu, on each Debian kernel (FP_VM_KERNELS="6.12 6.1").
+vmtest: deps
+	scripts/vmtest.sh
 
 demo: build
 	@scripts/demo.sh $(RELEASE_BIN)
 
 bench-learn: build
 	$(CARGO) bench --locked --bench learn
+
+bench-diff: deps
+	$(CARGO) bench --locked --bench diff
+
+# Fuzz the profile parser for a bounded time (cargo-fuzz on stable, no sanitizer).
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	@command -v cargo-fuzz >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
+	mkdir -p fuzz/corpus/profile_parser
+	$(CARGO) fuzz run --fuzz-dir fuzz --sanitizer none profile_parser \
+		fuzz/corpus/profile_parser tests/golden/export tests/golden/export-stats \
+		-- -max_total_time=$(FUZZ_SECONDS) -dict=fuzz/profile.dict -max_len=8192
 
 # Regenerate bpf/vmlinux.h from the running kernel's BTF (x86_64). CO-RE relocates
 # field offsets at load time, so one header serves every kernel from 5.15 on.

@@ -15,6 +15,10 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 /* Deepest cgroup level whose ancestors are checked against the watch list. */
 #define FP_MAX_CGROUP_LEVEL 32
 
+/* User space polls the ring at least every 100 ms; waking it for every event costs
+ * more than building the event. Wake it only when this much is waiting. */
+#define FP_WAKEUP_BYTES (1024 * 1024)
+
 /* Set before load: only cgroups in fp_watched_cgroups (and below) are learned. */
 const volatile bool filter_cgroups = false;
 
@@ -76,12 +80,16 @@ static __always_inline void fp_record_exec(struct linux_binprm *bprm, __u16 hook
 {
 	struct fp_event_buf *ev;
 	__u32 size = 0;
+	__u64 wakeup;
 
 	if (!fp_cgroup_watched())
 		return;
 	fp_count(FP_COUNTER_EVENTS);
 	ev = fp_build_exec_event(bprm, hook, &size);
-	if (!ev || size > sizeof(*ev) || bpf_ringbuf_output(&fp_events, ev, size, 0))
+	wakeup = bpf_ringbuf_query(&fp_events, BPF_RB_AVAIL_DATA) >= FP_WAKEUP_BYTES ?
+			 BPF_RB_FORCE_WAKEUP :
+			 BPF_RB_NO_WAKEUP;
+	if (!ev || size > sizeof(*ev) || bpf_ringbuf_output(&fp_events, ev, size, wakeup))
 		fp_count(FP_COUNTER_DROPPED);
 }
 

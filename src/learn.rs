@@ -94,8 +94,10 @@ pub fn run(opts: &LearnOptions, stop: Arc<AtomicBool>) -> Result<LearnSummary> {
         if done {
             break;
         }
-        // EINTR from a signal is expected here; the loop re-checks `stop`.
+        // The kernel wakes us only when a lot is waiting (FP_WAKEUP_BYTES), so read
+        // what has arrived after every poll. EINTR from a signal is expected here.
         let _ = ring.poll(POLL_INTERVAL);
+        ring.consume().context("reading exec events")?;
         if last_flush.elapsed() >= FLUSH_INTERVAL {
             let counters = probe.counters()?;
             recorder
