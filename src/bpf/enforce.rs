@@ -12,7 +12,7 @@ use super::enforce_skel::types::{
     fp_test_args,
 };
 use super::enforce_skel::{EnforceSkel, EnforceSkelBuilder, OpenEnforceSkel};
-use super::{refused, BpfError};
+use super::{load_reason, refused, BpfError};
 use crate::digest::{Digest, DigestKey};
 use crate::enforce::plan::{MapSizes, Mode, RuleKind, PATH_MAX, PATTERN_MAX};
 
@@ -443,17 +443,6 @@ fn load(mechanism: Mechanism, sizes: MapSizes) -> Result<EnforceSkel<'static>, B
     for (map, entries, name) in resize {
         map.set_max_entries(entries).map_err(map_error(name))?;
     }
-    open.load().map_err(|e| refused(load_reason(mechanism, &e)))
-}
-
-fn load_reason(mechanism: Mechanism, err: &libbpf_rs::Error) -> String {
-    let text = err.to_string();
-    if mechanism == Mechanism::Lsm && text.contains("Operation not permitted") {
-        return format!(
-            "{text}: this kernel does not allow BPF LSM programs (trampoline programs are \
-             refused before verification; the kernel needs CONFIG_BPF_LSM=y and `bpf` in \
-             its lsm= boot parameter)"
-        );
-    }
-    text
+    open.load()
+        .map_err(|e| refused(load_reason(mechanism == Mechanism::Lsm, &e)))
 }

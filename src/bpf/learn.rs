@@ -8,7 +8,7 @@ use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{Link, MapCore, MapFlags, OpenObject, RingBuffer, RingBufferBuilder};
 
 use super::learn_skel::{LearnSkel, LearnSkelBuilder, OpenLearnSkel};
-use super::{refused, BpfError};
+use super::{load_reason, refused, BpfError};
 use crate::event::Hook;
 
 /// Which hook to learn at.
@@ -151,7 +151,9 @@ fn load(hook: Hook, watched: &[u64]) -> Result<LearnSkel<'static>, BpfError> {
     if let Some(rodata) = open.maps.rodata_data.as_deref_mut() {
         rodata.filter_cgroups = !watched.is_empty();
     }
-    let skel = open.load().map_err(|e| refused(load_reason(hook, &e)))?;
+    let skel = open
+        .load()
+        .map_err(|e| refused(load_reason(hook == Hook::BprmCheckSecurity, &e)))?;
     for id in watched {
         skel.maps
             .fp_watched_cgroups
@@ -162,18 +164,4 @@ fn load(hook: Hook, watched: &[u64]) -> Result<LearnSkel<'static>, BpfError> {
             })?;
     }
     Ok(skel)
-}
-
-/// Explain a load failure; EPERM on an LSM program with an empty verifier log is the
-/// kernel refusing trampolines outright (lockdown, or BPF LSM not enabled at boot).
-fn load_reason(hook: Hook, err: &libbpf_rs::Error) -> String {
-    let text = err.to_string();
-    if hook == Hook::BprmCheckSecurity && text.contains("Operation not permitted") {
-        return format!(
-            "{text}: this kernel does not allow BPF LSM programs (trampoline programs are \
-             refused before verification; check `lsm=` on the kernel command line includes \
-             bpf, CONFIG_BPF_LSM=y, and lockdown)"
-        );
-    }
-    text
 }

@@ -83,9 +83,13 @@ fn take_libbpf_log(lines: usize) -> String {
 
 /// The program libbpf says failed to load (`prog 'name': failed to load`), if any.
 fn failed_program(log: &str) -> Option<String> {
-    let start = log.find("prog '")? + "prog '".len();
-    let len = log[start..].find("': failed to load")?;
-    Some(log[start..start + len].to_owned())
+    log.lines()
+        .filter(|line| line.contains("failed to load"))
+        .find_map(|line| {
+            let start = line.find("prog '")? + "prog '".len();
+            let len = line[start..].find('\'')?;
+            Some(line[start..start + len].to_owned())
+        })
 }
 
 /// A load or attach refusal, naming the program from libbpf's log where it says.
@@ -96,6 +100,20 @@ fn refused(program: &str, reason: String) -> BpfError {
         reason,
         log,
     }
+}
+
+/// Explain a load failure; EPERM on an LSM program with an empty verifier log is the
+/// kernel refusing trampolines outright (BPF LSM not enabled at boot, or lockdown).
+fn load_reason(lsm: bool, err: &libbpf_rs::Error) -> String {
+    let text = err.to_string();
+    if lsm && text.contains("Operation not permitted") {
+        return format!(
+            "{text}: this kernel does not allow BPF LSM programs (trampoline programs are \
+             refused before verification; the kernel needs CONFIG_BPF_LSM=y and `bpf` in \
+             its lsm= boot parameter)"
+        );
+    }
+    text
 }
 
 /// Check what every BPF feature of fingerprint needs, with a precise reason.
@@ -152,6 +170,9 @@ mod tests {
     fn the_failing_program_is_named_from_the_log() {
         let log = "libbpf: prog 'test_profile_allows': failed to load: -EACCES\n";
         assert_eq!(failed_program(log).as_deref(), Some("test_profile_allows"));
+        let two_lines = "libbpf: prog 'a': BPF program load failed: -EPERM\n\
+                         libbpf: prog 'a': failed to load: -EPERM\n";
+        assert_eq!(failed_program(two_lines).as_deref(), Some("a"));
         assert_eq!(failed_program("nothing here"), None);
     }
 
