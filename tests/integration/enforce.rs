@@ -480,6 +480,66 @@ pub fn script_not_in_profile_is_denied_even_with_allowed_interpreter() {
     );
 }
 
+/// The whole loop: learn a workload, export its profile, enforce it, replay the same
+/// workload: zero violations; then something new is blocked. What learning records
+/// is what enforcement checks, byte for byte (same path routine, same hook in the VM).
+pub fn learned_profile_replays_without_violations(mech: Mech) {
+    let (_keep, tmp) = temp_dir();
+    let tool = install_binary(TRUE, &tmp.join("app/bin/tool"));
+    let interpreter = install_binary(DASH, &tmp.join("app/bin/sh"));
+    let script = tmp.join("app/run.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!{}\n{} && exit 0\n",
+            interpreter.display(),
+            tool.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    symlink(&tool, tmp.join("app/tool-link")).unwrap();
+    let forbidden = install_binary(TRUE, &tmp.join("app/bin/new-tool"));
+    let cg = TestCgroup::new();
+    let replay = |cg: &TestCgroup| {
+        assert_eq!(outcome(&mut cg.command(&tool)), Outcome::Ran(0));
+        assert_eq!(
+            outcome(&mut cg.command(tmp.join("app/tool-link"))),
+            Outcome::Ran(0)
+        );
+        assert_eq!(outcome(&mut cg.command(&script)), Outcome::Ran(0));
+    };
+
+    let db = tmp.join("learn.db");
+    let learner = crate::common::Learner::start(&db, &[&cg]);
+    replay(&cg);
+    learner.stop_ok();
+    let profiles = tmp.join("profiles");
+    let out = fingerprint(&[
+        "export".as_ref(),
+        "--db".as_ref(),
+        db.as_os_str(),
+        "--out".as_ref(),
+        profiles.as_os_str(),
+        "--mode".as_ref(),
+        "enforce".as_ref(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let enforcer = Enforcer::start(&tmp, &profiles, mech, &[]);
+    replay(&cg);
+    assert_eq!(outcome(&mut cg.command(&forbidden)), blocked(mech));
+    let events = enforcer.stop();
+    assert_eq!(
+        executables_of(&events),
+        vec![forbidden.to_str().unwrap().to_string()]
+    );
+}
+
 pub enum Via {
     Execveat,
     ProcFd,
@@ -559,6 +619,7 @@ macro_rules! on_host_kill_mode {
 }
 
 on_host_kill_mode!(
+    learned_profile_replays_without_violations,
     new_executable_is_blocked_and_reported,
     other_workloads_are_unaffected,
     audit_mode_reports_and_allows,
@@ -596,6 +657,7 @@ macro_rules! in_vm_lsm {
 }
 
 in_vm_lsm!(
+    learned_profile_replays_without_violations,
     new_executable_is_blocked_and_reported,
     other_workloads_are_unaffected,
     audit_mode_reports_and_allows,
