@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 
 use fingerprint::bpf::enforce::MechanismChoice;
 use fingerprint::bpf::learn::HookChoice;
+use fingerprint::bpf::pinned::DEFAULT_PIN_DIR;
 use fingerprint::profile::Mode;
 
 /// Learn which executables every workload runs, review them as profiles, lock them.
@@ -87,6 +88,11 @@ pub enum Command {
     ///   fingerprint enforce --profile profiles/ --default deny --default-scope /kubepods
     #[command(verbatim_doc_comment)]
     Enforce(EnforceArgs),
+    /// Show the pinned enforcement (enforce --pin/--detach): profiles, cgroups bound,
+    /// execs checked, violations. Exit 0 if enforcing, 1 if nothing is pinned.
+    Status(StatusArgs),
+    /// Remove the pinned enforcement: its programs detach and its maps are freed.
+    Stop(StopArgs),
 }
 
 /// What happens to workloads without a profile.
@@ -134,6 +140,34 @@ pub struct EnforceArgs {
     /// (at least 1024) for reloads.
     #[arg(long, value_name = "N")]
     pub allow_capacity: Option<u32>,
+    /// Pin the programs and maps under bpffs (--pin-dir): enforcement survives this
+    /// process exiting or crashing, until `fingerprint stop`.
+    #[arg(long)]
+    pub pin: bool,
+    /// Pin (as --pin), then exit: enforcement runs on in the kernel. Violations are
+    /// counted (see `fingerprint status`) but not reported while nobody runs.
+    #[arg(long)]
+    pub detach: bool,
+    /// Where --pin and --detach pin.
+    #[arg(long, default_value = DEFAULT_PIN_DIR, value_name = "DIR")]
+    pub pin_dir: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    /// Where the enforcement is pinned.
+    #[arg(long, default_value = DEFAULT_PIN_DIR, value_name = "DIR")]
+    pub pin_dir: PathBuf,
+    /// Output format.
+    #[arg(long, short, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct StopArgs {
+    /// Where the enforcement is pinned.
+    #[arg(long, default_value = DEFAULT_PIN_DIR, value_name = "DIR")]
+    pub pin_dir: PathBuf,
 }
 
 /// Output formats for commands that report.

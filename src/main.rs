@@ -13,8 +13,9 @@ use clap::Parser;
 
 use cli::{
     Cli, Color, Command, DiffArgs, EnforceArgs, ExportArgs, FailOn, LearnArgs, MergeArgs,
-    OutputFormat, ShowArgs,
+    OutputFormat, ShowArgs, StatusArgs, StopArgs,
 };
+use fingerprint::bpf::pinned;
 use fingerprint::diff;
 use fingerprint::enforce::run::{EnforceOptions, EnforceSummary, Signals};
 use fingerprint::learn::{self, LearnOptions, LearnSummary};
@@ -34,6 +35,8 @@ fn main() -> ExitCode {
         Command::Enforce(args) => enforce_command(args),
         Command::Export(args) => export_command(args),
         Command::Diff(args) => diff_command(args),
+        Command::Status(args) => status_command(args),
+        Command::Stop(args) => stop_command(args),
     };
     match result {
         Ok(code) => code,
@@ -255,8 +258,16 @@ fn enforce_command(args: EnforceArgs) -> Result<ExitCode> {
         db: (!args.no_db).then_some(args.db),
         max_cgroups: args.max_cgroups,
         allow_capacity: args.allow_capacity,
+        pin_dir: (args.pin || args.detach).then_some(args.pin_dir),
+        detach: args.detach,
     };
     let summary = fingerprint::enforce::run::run(&opts, &signals()?)?;
+    if opts.detach {
+        eprintln!(
+            "fingerprint: detached; `fingerprint status` shows it, `fingerprint stop` ends it"
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     print_enforce_summary(&summary);
     if summary.counters.dropped > 0 {
         eprintln!(
@@ -283,4 +294,61 @@ fn print_enforce_summary(s: &EnforceSummary) {
         s.counters.bound_at_mkdir,
         s.reloads
     );
+}
+
+fn status_command(args: StatusArgs) -> Result<ExitCode> {
+    let Some(status) = pinned::status(&args.pin_dir)? else {
+        match args.output {
+            OutputFormat::Json => println!("{{\"enforcing\": false}}"),
+            OutputFormat::Text => println!(
+                "not enforcing: nothing pinned at {}",
+                args.pin_dir.display()
+            ),
+        }
+        return Ok(ExitCode::from(1));
+    };
+    match args.output {
+        OutputFormat::Json => println!(
+            "{:#}",
+            serde_json::json!({"enforcing": true, "status": status})
+        ),
+        OutputFormat::Text => {
+            if let Some(state) = &status.state {
+                println!(
+                    "enforcing {} profiles from {} at {} ({} mechanism), since {} (pid {})",
+                    state.profile_names.len(),
+                    state.profiles.display(),
+                    state.hook,
+                    state.mechanism,
+                    state.started_at,
+                    state.pid
+                );
+            }
+            println!(
+                "pinned at {}: links {}; {} profiles loaded, {} cgroups bound ({} at creation)\n\
+                 {} execs checked, {} violations, {} violation events dropped",
+                args.pin_dir.display(),
+                status.links.join(", "),
+                status.profiles_loaded,
+                status.cgroups_bound,
+                status.bound_at_mkdir,
+                status.checks,
+                status.violations,
+                status.dropped
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn stop_command(args: StopArgs) -> Result<ExitCode> {
+    if pinned::unpin(&args.pin_dir)? {
+        println!(
+            "stopped: the enforcement pinned at {} is removed",
+            args.pin_dir.display()
+        );
+    } else {
+        println!("nothing was pinned at {}", args.pin_dir.display());
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -3,6 +3,7 @@
 //! if allowed) the kill fallback on sched_process_exec.
 
 use std::mem::MaybeUninit;
+use std::path::Path;
 
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{Link, MapCore, MapFlags, OpenObject, RingBuffer, RingBufferBuilder};
@@ -12,7 +13,7 @@ use super::enforce_skel::types::{
     fp_test_args,
 };
 use super::enforce_skel::{EnforceSkel, EnforceSkelBuilder, OpenEnforceSkel};
-use super::{load_reason, refused, BpfError};
+use super::{load_reason, refused, sum_percpu, BpfError};
 use crate::digest::{Digest, DigestKey};
 use crate::enforce::plan::{MapSizes, Mode, RuleKind, PATH_MAX, PATTERN_MAX};
 
@@ -335,23 +336,45 @@ impl EnforceProbe {
 
     pub fn counters(&self) -> Result<EnforceCounters, BpfError> {
         let map = &self.skel.maps.fp_enforce_counters;
-        let read = |index: u32| -> Result<u64, BpfError> {
-            let per_cpu = map
-                .lookup_percpu(&index.to_ne_bytes(), MapFlags::ANY)
-                .map_err(map_error("fp_enforce_counters"))?
-                .unwrap_or_default();
-            Ok(per_cpu
-                .iter()
-                .filter_map(|v| v.get(..8).and_then(|b| b.try_into().ok()))
-                .map(u64::from_ne_bytes)
-                .sum())
-        };
+        let read = |index| sum_percpu(map, index, "fp_enforce_counters");
         Ok(EnforceCounters {
             checks: read(0)?,
             violations: read(1)?,
             dropped: read(2)?,
             bound_at_mkdir: read(3)?,
         })
+    }
+
+    /// Pin links and maps under `dir` (see `pinned`): enforcement then outlives
+    /// this process. Links are pinned last, so a half-pinned directory never
+    /// looks like a working enforcement.
+    pub fn pin(&mut self, dir: &Path) -> Result<(), BpfError> {
+        use super::pinned::{ensure_bpffs, LINKS, MAPS};
+        ensure_bpffs(dir)?;
+        std::fs::create_dir_all(dir).map_err(|e| BpfError::Map {
+            map: "pinned enforcement",
+            reason: format!("creating {}: {e}", dir.display()),
+        })?;
+        let maps = &mut self.skel.maps;
+        let handles: [&mut libbpf_rs::MapMut<'static>; 8] = [
+            &mut maps.fp_config_map,
+            &mut maps.fp_bindings,
+            &mut maps.fp_profiles,
+            &mut maps.fp_allow,
+            &mut maps.fp_patterns,
+            &mut maps.fp_rules,
+            &mut maps.fp_enforce_counters,
+            &mut maps.fp_violations,
+        ];
+        for (map, name) in handles.into_iter().zip(MAPS) {
+            map.pin(dir.join(name)).map_err(map_error(name))?;
+        }
+        // self.links holds [mkdir, rmdir, exec] in attach order.
+        let names = [LINKS[1], LINKS[2], LINKS[0]];
+        for (link, name) in self.links.iter_mut().zip(names) {
+            link.pin(dir.join(name)).map_err(map_error(name))?;
+        }
+        Ok(())
     }
 
     /// A ring buffer reader that hands each violation event to `on_event`.

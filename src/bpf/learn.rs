@@ -8,7 +8,7 @@ use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{Link, MapCore, MapFlags, OpenObject, RingBuffer, RingBufferBuilder};
 
 use super::learn_skel::{LearnSkel, LearnSkelBuilder, OpenLearnSkel};
-use super::{load_reason, refused, BpfError};
+use super::{load_reason, refused, sum_percpu, BpfError};
 use crate::event::Hook;
 
 /// Which hook to learn at.
@@ -103,26 +103,10 @@ impl LearnProbe {
 
     /// Sum of the per-CPU counters.
     pub fn counters(&self) -> Result<Counters, BpfError> {
-        let read = |index: u32| -> Result<u64, BpfError> {
-            let per_cpu = self
-                .skel
-                .maps
-                .fp_counters
-                .lookup_percpu(&index.to_ne_bytes(), MapFlags::ANY)
-                .map_err(|e| BpfError::Map {
-                    map: "fp_counters",
-                    reason: e.to_string(),
-                })?
-                .unwrap_or_default();
-            Ok(per_cpu
-                .iter()
-                .filter_map(|v| v.get(..8).and_then(|b| b.try_into().ok()))
-                .map(u64::from_ne_bytes)
-                .sum())
-        };
+        let map = &self.skel.maps.fp_counters;
         Ok(Counters {
-            events: read(COUNTER_EVENTS)?,
-            dropped: read(COUNTER_DROPPED)?,
+            events: sum_percpu(map, COUNTER_EVENTS, "fp_counters")?,
+            dropped: sum_percpu(map, COUNTER_DROPPED, "fp_counters")?,
         })
     }
 }

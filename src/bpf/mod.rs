@@ -4,6 +4,7 @@
 
 pub mod enforce;
 pub mod learn;
+pub mod pinned;
 
 use std::sync::Mutex;
 
@@ -100,6 +101,26 @@ fn refused(program: &str, reason: String) -> BpfError {
         reason,
         log,
     }
+}
+
+/// The sum over CPUs of entry `index` (a u64) of a per-CPU array.
+pub(crate) fn sum_percpu(
+    map: &dyn libbpf_rs::MapCore,
+    index: u32,
+    name: &'static str,
+) -> Result<u64, BpfError> {
+    let per_cpu = map
+        .lookup_percpu(&index.to_ne_bytes(), libbpf_rs::MapFlags::ANY)
+        .map_err(|e| BpfError::Map {
+            map: name,
+            reason: e.to_string(),
+        })?
+        .unwrap_or_default();
+    Ok(per_cpu
+        .iter()
+        .filter_map(|v| v.get(..8).and_then(|b| b.try_into().ok()))
+        .map(u64::from_ne_bytes)
+        .sum())
 }
 
 /// Explain a load failure; EPERM on an LSM program with an empty verifier log is the

@@ -17,6 +17,7 @@ use super::plan::{plan, MapSizes, Mode, PolicyInput, ProfileIds};
 use super::report::ViolationSink;
 use super::source::load_inputs;
 use crate::bpf::enforce::{EnforceCounters, EnforceProbe, Mechanism, MechanismChoice};
+use crate::bpf::pinned;
 use crate::cgroup::CgroupV2;
 use crate::digest::DigestKey;
 use crate::naming::CgroupNames;
@@ -33,6 +34,10 @@ pub struct EnforceOptions {
     pub db: Option<PathBuf>,
     pub max_cgroups: u32,
     pub allow_capacity: Option<u32>,
+    /// Pin programs and maps here, so enforcement outlives this process.
+    pub pin_dir: Option<PathBuf>,
+    /// With `pin_dir`: return once enforcement is pinned, instead of reporting.
+    pub detach: bool,
 }
 
 /// Flags set by signal handlers.
@@ -88,6 +93,13 @@ impl Enforcer {
 
 pub fn run(opts: &EnforceOptions, signals: &Signals) -> Result<EnforceSummary> {
     crate::bpf::preflight("fingerprint enforce")?;
+    if let Some(dir) = opts.pin_dir.as_deref().filter(|d| pinned::is_pinned(d)) {
+        anyhow::bail!(
+            "an enforcement is already pinned at {}: see `fingerprint status`, and run \
+             `fingerprint stop` before starting another",
+            dir.display()
+        );
+    }
     let inputs = load_inputs(&opts.profiles)?;
     let key = DigestKey::random().context("reading random bytes for the digest key")?;
     let mut ids = ProfileIds::default();
@@ -118,6 +130,23 @@ pub fn run(opts: &EnforceOptions, signals: &Signals) -> Result<EnforceSummary> {
     let (_, bound) = enforcer.apply(&probe, &inputs)?;
     probe.attach_exec_hook()?;
     let mechanism = probe.mechanism();
+    if let Some(dir) = &opts.pin_dir {
+        probe.pin(dir)?;
+        pinned::write_state(&pinned::PinnedState {
+            pin_dir: dir.clone(),
+            profiles: opts.profiles.clone(),
+            mechanism: mechanism.name().into(),
+            hook: mechanism.hook().into(),
+            started_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+            pid: std::process::id(),
+            profile_names: inputs.iter().map(|i| i.name.clone()).collect(),
+        })?;
+        eprintln!(
+            "fingerprint: pinned at {}: enforcement continues if this process exits; \
+             `fingerprint stop` removes it",
+            dir.display()
+        );
+    }
     eprintln!(
         "fingerprint: enforcing {} profiles ({} allowlist entries, {} cgroups bound) at {} \
          ({} mechanism{})",
@@ -131,6 +160,16 @@ pub fn run(opts: &EnforceOptions, signals: &Signals) -> Result<EnforceSummary> {
             .unwrap_or_default()
     );
 
+    if opts.detach {
+        return Ok(EnforceSummary {
+            mechanism,
+            profiles: enforcer.state.profiles(),
+            counters: probe.counters()?,
+            reported: 0,
+            reloads: 0,
+            elapsed: Duration::ZERO,
+        });
+    }
     let names = CgroupNames::new(cgroups);
     let sink = Rc::new(RefCell::new(ViolationSink::new(out, db, names, mechanism)));
     let profile_names: Rc<RefCell<HashMap<u32, String>>> = Rc::default();

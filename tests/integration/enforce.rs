@@ -155,6 +155,13 @@ impl Enforcer {
         nix::sys::signal::kill(pid, signal).unwrap();
     }
 
+    /// Kill with SIGKILL, as a crash would, and reap it.
+    pub fn kill9(mut self) {
+        self.signal(nix::sys::signal::Signal::SIGKILL);
+        let status = self.child.wait().unwrap();
+        assert_eq!(status.signal(), Some(libc::SIGKILL));
+    }
+
     /// Stop (SIGINT), assert a clean exit, return the violation events.
     pub fn stop(mut self) -> Vec<Value> {
         self.signal(nix::sys::signal::Signal::SIGINT);
@@ -540,6 +547,78 @@ pub fn learned_profile_replays_without_violations(mech: Mech) {
     );
 }
 
+/// `fingerprint status` as JSON, and its exit status.
+fn status(pin_dir: &str) -> (Option<i32>, Value) {
+    let out = fingerprint(&[
+        "status".as_ref(),
+        "--pin-dir".as_ref(),
+        pin_dir.as_ref(),
+        "-o".as_ref(),
+        "json".as_ref(),
+    ]);
+    let json = serde_json::from_slice(&out.stdout).expect("status -o json prints JSON");
+    (out.status.code(), json)
+}
+
+/// Pinned, enforcement outlives the CLI: kill -9 it, and execs are still blocked;
+/// `status` shows it, `stop` removes it and execs run again. `--detach` pins and exits.
+pub fn pinned_enforcement_survives_the_cli(mech: Mech) {
+    let f = Fixture::new("enforce");
+    let pin_dir = format!("/sys/fs/bpf/{}", unique("fp-test-pin"));
+    let enforcer = f.start(mech, &["--pin", "--pin-dir", &pin_dir]);
+    enforcer.kill9();
+    assert_eq!(
+        outcome(&mut f.cg.command(&f.forbidden)),
+        blocked(mech),
+        "after kill -9"
+    );
+    assert_eq!(outcome(&mut f.cg.command(&f.allowed)), Outcome::Ran(0));
+    let (code, json) = status(&pin_dir);
+    assert_eq!(code, Some(0));
+    assert_eq!(json["status"]["profiles_loaded"], json!(1));
+    assert_eq!(json["status"]["cgroups_bound"], json!(1));
+    assert_eq!(json["status"]["violations"], json!(1));
+    stop_and_wait_for_release(&pin_dir, &f);
+
+    let out = fingerprint(&[
+        "enforce".as_ref(),
+        "--detach".as_ref(),
+        "--pin-dir".as_ref(),
+        pin_dir.as_ref(),
+        "--mechanism".as_ref(),
+        mech.arg().as_ref(),
+        "--profile".as_ref(),
+        f.profiles.as_os_str(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        outcome(&mut f.cg.command(&f.forbidden)),
+        blocked(mech),
+        "detached"
+    );
+    stop_and_wait_for_release(&pin_dir, &f);
+}
+
+/// `fingerprint stop`, then the forbidden exec runs again: the kernel releases a
+/// detached program asynchronously, so allow it a few seconds.
+fn stop_and_wait_for_release(pin_dir: &str, f: &Fixture) {
+    let out = fingerprint(&["stop".as_ref(), "--pin-dir".as_ref(), pin_dir.as_ref()]);
+    assert!(out.status.success());
+    assert_eq!(status(pin_dir).0, Some(1), "nothing pinned after stop");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match outcome(&mut f.cg.command(&f.forbidden)) {
+            Outcome::Ran(0) => break,
+            other if Instant::now() > deadline => panic!("still blocked after stop: {other:?}"),
+            _ => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+}
+
 pub enum Via {
     Execveat,
     ProcFd,
@@ -620,6 +699,7 @@ macro_rules! on_host_kill_mode {
 
 on_host_kill_mode!(
     learned_profile_replays_without_violations,
+    pinned_enforcement_survives_the_cli,
     new_executable_is_blocked_and_reported,
     other_workloads_are_unaffected,
     audit_mode_reports_and_allows,
@@ -658,6 +738,7 @@ macro_rules! in_vm_lsm {
 
 in_vm_lsm!(
     learned_profile_replays_without_violations,
+    pinned_enforcement_survives_the_cli,
     new_executable_is_blocked_and_reported,
     other_workloads_are_unaffected,
     audit_mode_reports_and_allows,

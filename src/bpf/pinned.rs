@@ -1,0 +1,160 @@
+//! Enforcement pinned under bpffs: it survives the CLI exiting or crashing, `status`
+//! reads it back, `stop` removes it. What was loaded (profile names, mechanism,
+//! source) is recorded beside it in /run, since bpffs holds only BPF objects.
+
+use std::path::{Path, PathBuf};
+
+use libbpf_rs::{MapCore, MapHandle};
+use serde::{Deserialize, Serialize};
+
+use super::enforce::EnforceCounters;
+use super::{sum_percpu, BpfError};
+
+pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/fingerprint";
+/// What `enforce --pin` loaded, for `status`.
+pub const STATE_FILE: &str = "/run/fingerprint/enforce.json";
+/// bpffs's statfs magic.
+const BPF_FS_MAGIC: i64 = 0xcafe4a11;
+
+/// Names of the pinned objects inside the pin directory.
+pub const LINKS: &[&str] = &["link_exec", "link_cgroup_mkdir", "link_cgroup_rmdir"];
+pub const MAPS: &[&str] = &[
+    "fp_config_map",
+    "fp_bindings",
+    "fp_profiles",
+    "fp_allow",
+    "fp_patterns",
+    "fp_rules",
+    "fp_enforce_counters",
+    "fp_violations",
+];
+
+/// Recorded beside the pins.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PinnedState {
+    pub pin_dir: PathBuf,
+    pub profiles: PathBuf,
+    pub mechanism: String,
+    pub hook: String,
+    pub started_at: String,
+    pub pid: u32,
+    pub profile_names: Vec<String>,
+}
+
+/// What is loaded right now.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Status {
+    pub state: Option<PinnedState>,
+    pub links: Vec<String>,
+    pub profiles_loaded: usize,
+    pub cgroups_bound: usize,
+    pub checks: u64,
+    pub violations: u64,
+    pub dropped: u64,
+    pub bound_at_mkdir: u64,
+}
+
+fn io_error(what: String, e: impl std::fmt::Display) -> BpfError {
+    BpfError::Map {
+        map: "pinned enforcement",
+        reason: format!("{what}: {e}"),
+    }
+}
+
+/// Make sure bpffs is mounted where `dir` lives (it is not at boot on some hosts).
+pub fn ensure_bpffs(dir: &Path) -> Result<(), BpfError> {
+    let root = Path::new("/sys/fs/bpf");
+    if !dir.starts_with(root) {
+        return Ok(()); // the caller chose another bpffs mount
+    }
+    let mounted = nix::sys::statfs::statfs(root)
+        .map(|s| s.filesystem_type().0 == BPF_FS_MAGIC)
+        .unwrap_or(false);
+    if !mounted {
+        nix::mount::mount(
+            Some("bpf"),
+            root,
+            Some("bpf"),
+            nix::mount::MsFlags::empty(),
+            None::<&str>,
+        )
+        .map_err(|e| io_error(format!("mounting bpffs on {}", root.display()), e))?;
+    }
+    Ok(())
+}
+
+/// Whether an enforcement is pinned in `dir`.
+pub fn is_pinned(dir: &Path) -> bool {
+    LINKS.iter().any(|name| dir.join(name).exists())
+}
+
+pub fn write_state(state: &PinnedState) -> Result<(), BpfError> {
+    let path = Path::new(STATE_FILE);
+    let dir = path.parent().unwrap_or(Path::new("/run"));
+    std::fs::create_dir_all(dir).map_err(|e| io_error(format!("creating {}", dir.display()), e))?;
+    let text =
+        serde_json::to_string_pretty(state).map_err(|e| io_error("encoding state".into(), e))?;
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, text + "\n")
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .map_err(|e| io_error(format!("writing {}", path.display()), e))
+}
+
+fn read_state() -> Option<PinnedState> {
+    let text = std::fs::read_to_string(STATE_FILE).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// Read what is pinned in `dir`; None if nothing is.
+pub fn status(dir: &Path) -> Result<Option<Status>, BpfError> {
+    if !is_pinned(dir) {
+        return Ok(None);
+    }
+    let open = |name: &str| {
+        MapHandle::from_pinned_path(dir.join(name))
+            .map_err(|e| io_error(format!("opening {}", dir.join(name).display()), e))
+    };
+    let counters = open("fp_enforce_counters")?;
+    let counter = |index| sum_percpu(&counters, index, "fp_enforce_counters");
+    let counts = EnforceCounters {
+        checks: counter(0)?,
+        violations: counter(1)?,
+        dropped: counter(2)?,
+        bound_at_mkdir: counter(3)?,
+    };
+    Ok(Some(Status {
+        state: read_state(),
+        links: LINKS
+            .iter()
+            .filter(|name| dir.join(name).exists())
+            .map(|name| name.to_string())
+            .collect(),
+        profiles_loaded: open("fp_profiles")?.keys().count(),
+        cgroups_bound: open("fp_bindings")?.keys().count(),
+        checks: counts.checks,
+        violations: counts.violations,
+        dropped: counts.dropped,
+        bound_at_mkdir: counts.bound_at_mkdir,
+    }))
+}
+
+/// Remove a pinned enforcement: unpinning the links detaches the programs.
+/// Returns whether anything was pinned.
+pub fn unpin(dir: &Path) -> Result<bool, BpfError> {
+    if !dir.exists() {
+        return Ok(false);
+    }
+    let was_pinned = is_pinned(dir);
+    for name in LINKS.iter().chain(MAPS) {
+        let path = dir.join(name);
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(io_error(format!("removing {}", path.display()), e))
+            }
+            _ => {}
+        }
+    }
+    std::fs::remove_dir(dir).map_err(|e| io_error(format!("removing {}", dir.display()), e))?;
+    let _ = std::fs::remove_file(STATE_FILE);
+    Ok(was_pinned)
+}
