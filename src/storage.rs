@@ -706,3 +706,163 @@ fn merge_attached(conn: &mut Connection, source: &str) -> Result<MergeReport, ru
         sessions_already_present: (total as usize).saturating_sub(added),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn learn_into(path: &Path, host: &str, workload: &str, exes: &[&str]) {
+        let mut db = Database::open(path).unwrap();
+        let session = db
+            .begin_session(&SessionInfo {
+                host: host.into(),
+                kernel: "6.1.0".into(),
+                hook: "tp_btf/sched_process_exec".into(),
+                started_at_ms: 1_000,
+            })
+            .unwrap();
+        let mut batch = Batch::default();
+        for (i, exe) in exes.iter().enumerate() {
+            batch.add(Observation {
+                workload: WorkloadId::Cgroup {
+                    path: workload.into(),
+                },
+                cgroup_id: 42,
+                cgroup_path: workload.into(),
+                path: exe.as_bytes().to_vec(),
+                path_flags: 0,
+                parent: b"/bin/sh".to_vec(),
+                uid: 0,
+                time_ms: 2_000 + i as i64,
+            });
+        }
+        db.record(session, &batch, exes.len() as u64, 0, Some(3_000))
+            .unwrap();
+    }
+
+    /// Per workload name: (path, count) of each executable.
+    type Summary = Vec<(String, Vec<(Vec<u8>, u64)>)>;
+
+    fn summary(path: &Path) -> Summary {
+        Database::open_existing(path)
+            .unwrap()
+            .learned_workloads()
+            .unwrap()
+            .into_iter()
+            .map(|w| {
+                let exes = w
+                    .executables
+                    .into_iter()
+                    .map(|e| (e.path, e.count))
+                    .collect();
+                (w.name, exes)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn merging_databases_is_a_union_idempotent_and_order_free() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a.db"), dir.path().join("b.db"));
+        learn_into(
+            &a,
+            "node-a",
+            "/web",
+            &["/usr/bin/true", "/usr/bin/true", "/bin/ls"],
+        );
+        learn_into(&b, "node-b", "/web", &["/usr/bin/true", "/usr/bin/date"]);
+        learn_into(&b, "node-b", "/batch", &["/usr/bin/sort"]);
+
+        let (ab, ba) = (dir.path().join("ab.db"), dir.path().join("ba.db"));
+        let mut into = Database::open(&ab).unwrap();
+        assert_eq!(into.merge_from(&a).unwrap().sessions_added, 1);
+        assert_eq!(into.merge_from(&b).unwrap().sessions_added, 2);
+        let again = into.merge_from(&a).unwrap();
+        assert_eq!(
+            (again.sessions_added, again.sessions_already_present),
+            (0, 1)
+        );
+        let mut into = Database::open(&ba).unwrap();
+        into.merge_from(&b).unwrap();
+        into.merge_from(&a).unwrap();
+
+        assert_eq!(summary(&ab), summary(&ba), "order does not matter");
+        let web = summary(&ab)
+            .into_iter()
+            .find(|(n, _)| n == "/web")
+            .unwrap()
+            .1;
+        assert_eq!(
+            web,
+            vec![
+                (b"/bin/ls".to_vec(), 1),
+                (b"/usr/bin/date".to_vec(), 1),
+                (b"/usr/bin/true".to_vec(), 3)
+            ]
+        );
+        let hosts: Vec<(String, Option<String>)> = Database::open_existing(&ab)
+            .unwrap()
+            .sessions()
+            .unwrap()
+            .into_iter()
+            .map(|s| {
+                (
+                    s.host,
+                    s.merged_from
+                        .map(|m| m.rsplit('/').next().unwrap().to_string()),
+                )
+            })
+            .collect();
+        assert!(
+            hosts.contains(&("node-a".into(), Some("a.db".into()))),
+            "{hosts:?}"
+        );
+        assert_eq!(hosts.len(), 3, "provenance: one session per source session");
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused_and_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("new.db");
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch("PRAGMA user_version = 99;")
+            .unwrap();
+        let err = Database::open(&path).err().expect("refused");
+        assert!(
+            matches!(err, StorageError::TooNew { found: 99, .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("newer"), "{err}");
+    }
+
+    #[test]
+    fn paths_are_stored_losslessly() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bytes.db");
+        learn_into(&path, "h", "/w", &[]);
+        let mut db = Database::open(&path).unwrap();
+        let session = db
+            .begin_session(&SessionInfo {
+                host: "h".into(),
+                kernel: "k".into(),
+                hook: "x".into(),
+                started_at_ms: 0,
+            })
+            .unwrap();
+        let odd = b"/tmp/new\nline \xff\xfe".to_vec();
+        let mut batch = Batch::default();
+        batch.add(Observation {
+            workload: WorkloadId::Cgroup { path: "/w".into() },
+            cgroup_id: 1,
+            cgroup_path: "/w".into(),
+            path: odd.clone(),
+            path_flags: 0,
+            parent: Vec::new(),
+            uid: 0,
+            time_ms: 0,
+        });
+        db.record(session, &batch, 1, 0, None).unwrap();
+        assert_eq!(summary(&path)[0].1, vec![(odd, 1)]);
+    }
+}

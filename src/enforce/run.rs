@@ -13,7 +13,7 @@ use anyhow::{Context, Result};
 
 use super::binding::{bind_existing, BindingPolicy};
 use super::maps::{ApplyReport, MapState};
-use super::plan::{plan, MapSizes, Mode, PolicyInput, ProfileIds};
+use super::plan::{plan, MapSizes, Mode, PlanError, PolicyInput, ProfileIds};
 use super::report::ViolationSink;
 use super::source::load_inputs;
 use crate::bpf::enforce::{EnforceCounters, EnforceProbe, Mechanism, MechanismChoice};
@@ -105,6 +105,15 @@ pub fn run(opts: &EnforceOptions, signals: &Signals) -> Result<EnforceSummary> {
     let mut ids = ProfileIds::default();
     let planned = plan(&inputs, &key, &mut ids)?;
     let sizes = MapSizes::for_profiles(&planned, opts.allow_capacity, opts.max_cgroups);
+    let needed: usize = planned.iter().map(|p| p.digests.len()).sum();
+    if needed > sizes.allow as usize {
+        // Before anything is loaded or attached.
+        return Err(PlanError::AllowlistFull {
+            needed,
+            capacity: sizes.allow,
+        }
+        .into());
+    }
     let cgroups = CgroupV2::discover()?;
     let db = opts
         .db

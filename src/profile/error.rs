@@ -30,12 +30,13 @@ impl fmt::Display for Origin {
 
 #[derive(Debug, Error)]
 pub enum ProfileError {
-    #[error("{}: cannot {action}: {source}; fix: check that the path exists and is accessible", file.display())]
+    // The io::Error is shown in the message, not chained as a source: a chain would
+    // print it twice.
+    #[error("{}: cannot {action}: {cause}; fix: check that the path exists and is accessible", file.display())]
     Io {
         file: PathBuf,
         action: &'static str,
-        #[source]
-        source: io::Error,
+        cause: io::Error,
     },
 
     /// The file is not a valid profile: `message` states the problem and the fix.

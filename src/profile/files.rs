@@ -36,10 +36,10 @@ fn io_error<'a>(
     file: &'a Path,
     action: &'static str,
 ) -> impl FnOnce(io::Error) -> ProfileError + 'a {
-    move |source| ProfileError::Io {
+    move |cause| ProfileError::Io {
         file: file.to_path_buf(),
         action,
-        source,
+        cause,
     }
 }
 

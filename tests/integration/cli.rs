@@ -66,6 +66,11 @@ fn a_newer_database_schema_is_refused_without_changes() {
         let conn = rusqlite::Connection::open(&newer).unwrap();
         conn.execute_batch("PRAGMA user_version = 99;").unwrap();
     }
+    // A real (empty) SQLite file, so merge treats the sources as databases.
+    rusqlite::Connection::open(tmp.join("other.db"))
+        .unwrap()
+        .execute_batch("CREATE TABLE placeholder (x);")
+        .unwrap();
     let out = fingerprint(&[
         OsStr::new("merge"),
         OsStr::new("--into"),
@@ -91,4 +96,54 @@ fn bad_duration_is_rejected_with_the_fix() {
     ]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("30s"));
+}
+
+#[test]
+fn enforce_refuses_profiles_that_do_not_fit_before_attaching_anything() {
+    if !privileged("enforce_does_not_fit") {
+        return;
+    }
+    let (_keep, tmp) = temp_dir();
+    let profiles = tmp.join("profiles");
+    let exes: Vec<std::path::PathBuf> = (0..5).map(|i| tmp.join(format!("bin/{i}"))).collect();
+    let refs: Vec<&std::path::Path> = exes.iter().map(|p| p.as_path()).collect();
+    crate::enforce::write_profile(&profiles, "/fp-does-not-fit", "enforce", &refs, &[]);
+    let out = fingerprint(&[
+        OsStr::new("enforce"),
+        OsStr::new("--profile"),
+        profiles.as_os_str(),
+        OsStr::new("--allow-capacity"),
+        OsStr::new("4"),
+        OsStr::new("--no-db"),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("need 5 allowlist entries but the map holds 4"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn bad_profiles_are_rejected_naming_the_file_and_position() {
+    let (_keep, tmp) = temp_dir();
+    let dir = tmp.join("profiles");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("broken.json");
+    std::fs::write(
+        &file,
+        "{\n  \"schema\": 1,\n  \"mode\": \"audit\",\n  oops\n}\n",
+    )
+    .unwrap();
+    let out = fingerprint(&[OsStr::new("diff"), dir.as_os_str(), dir.as_os_str()]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "diff(1) convention: 2 is trouble"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("broken.json:4:3"),
+        "file:line:column: {stderr}"
+    );
 }
