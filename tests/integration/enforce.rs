@@ -679,9 +679,11 @@ fn dynamic_loader() -> PathBuf {
         .unwrap()
 }
 
-// ---- The kill fallback, on this host ----------------------------------------------
+// ---- Each scenario, with both mechanisms ----------------------------------------
+// `kill::`: the kill fallback, on this host. `lsm::`: the BPF LSM, which this host
+// refuses: ignored here, run inside qemu by `make vmtest` (`--include-ignored`).
 
-macro_rules! on_host_kill_mode {
+macro_rules! with_both_mechanisms {
     ($($name:ident),* $(,)?) => {
         mod kill {
             use super::*;
@@ -694,29 +696,7 @@ macro_rules! on_host_kill_mode {
                 }
             )*
         }
-    };
-}
 
-on_host_kill_mode!(
-    learned_profile_replays_without_violations,
-    pinned_enforcement_survives_the_cli,
-    new_executable_is_blocked_and_reported,
-    other_workloads_are_unaffected,
-    audit_mode_reports_and_allows,
-    mode_flag_overrides_profiles,
-    reload_takes_effect,
-    a_bad_reload_keeps_the_previous_profiles,
-    late_and_nested_cgroups_are_covered,
-    default_deny_fails_closed_within_its_scope,
-    patterns_allow_on_purpose,
-    bypass_attempts_are_blocked,
-    script_with_forbidden_interpreter_is_blocked,
-);
-
-// ---- The BPF LSM, inside the qemu VM (`make vmtest`) --------------------------------
-
-macro_rules! in_vm_lsm {
-    ($($name:ident),* $(,)?) => {
         mod lsm {
             use super::*;
             $(
@@ -736,7 +716,7 @@ macro_rules! in_vm_lsm {
     };
 }
 
-in_vm_lsm!(
+with_both_mechanisms!(
     learned_profile_replays_without_violations,
     pinned_enforcement_survives_the_cli,
     new_executable_is_blocked_and_reported,
