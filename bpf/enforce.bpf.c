@@ -16,6 +16,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 #define EPERM 1
 #define SIGKILL 9
+#define SIGSTOP 19
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -80,6 +81,17 @@ int BPF_PROG(enforce_bprm_check_security, struct linux_binprm *bprm, int ret)
 	fp_check_exec(BPF_CORE_READ(bprm, file), &v);
 	if (!v.mode)
 		return 0;
+	if (v.mode == FP_MODE_HOLD) {
+		/*
+		 * No profile is known yet, so there is nothing to deny against: let the
+		 * exec proceed and stop the new image before its first instruction; user
+		 * space names the cgroup and kills it if its profile forbids this file.
+		 * (For this one exec, the LSM gives kill-mode semantics.)
+		 */
+		bpf_send_signal(SIGSTOP);
+		fp_report(bprm, FP_HOOK_BPRM_CHECK_SECURITY, &v, FP_ACTION_HELD);
+		return 0;
+	}
 	if (v.mode == FP_MODE_ENFORCE) {
 		fp_report(bprm, FP_HOOK_BPRM_CHECK_SECURITY, &v, FP_ACTION_DENIED);
 		return -EPERM;
@@ -98,6 +110,12 @@ int BPF_PROG(enforce_sched_process_exec, struct task_struct *task, pid_t old_pid
 	fp_check_exec(BPF_CORE_READ(bprm, file), &v);
 	if (!v.mode)
 		return 0;
+	if (v.mode == FP_MODE_HOLD) {
+		/* Stopped before it runs; user space continues or kills it. */
+		bpf_send_signal(SIGSTOP);
+		fp_report(bprm, FP_HOOK_SCHED_PROCESS_EXEC, &v, FP_ACTION_HELD);
+		return 0;
+	}
 	if (v.mode == FP_MODE_ENFORCE) {
 		bpf_send_signal(SIGKILL);
 		fp_report(bprm, FP_HOOK_SCHED_PROCESS_EXEC, &v, FP_ACTION_KILLED);
@@ -144,6 +162,7 @@ int BPF_PROG(bind_cgroup_mkdir, struct cgroup *cgrp, const char *path)
 {
 	struct cgroup *parent;
 	__u64 id, parent_id;
+	__u32 pending = FP_PROFILE_PENDING;
 	__u32 *profile;
 
 	if (BPF_CORE_READ(cgrp, root, hierarchy_id) != 0)
@@ -156,6 +175,10 @@ int BPF_PROG(bind_cgroup_mkdir, struct cgroup *cgrp, const char *path)
 		parent = BPF_CORE_READ(cgrp, self.parent, cgroup);
 		parent_id = parent ? fp_cgroup_id(parent) : 0;
 		profile = bpf_map_lookup_elem(&fp_bindings, &parent_id);
+		/* Below a container scope, or below a cgroup not named yet: held until
+		 * user space names it (see FP_PROFILE_PENDING). */
+		if (profile && (*profile == FP_PROFILE_SCOPE || *profile == FP_PROFILE_PENDING))
+			profile = &pending;
 	}
 	if (profile && !bpf_map_update_elem(&fp_bindings, &id, profile, BPF_ANY))
 		fp_enforce_count(FP_ENFORCE_BOUND);

@@ -87,18 +87,21 @@ enum fp_event_path {
 enum fp_mode {
 	FP_MODE_AUDIT = 1,   /* report, allow */
 	FP_MODE_ENFORCE = 2, /* report, deny (LSM) or kill (fallback) */
+	FP_MODE_HOLD = 3,    /* unclassified cgroup: stop the task, user space decides */
 };
 
 enum fp_action {
 	FP_ACTION_AUDITED = 1, /* reported and allowed */
 	FP_ACTION_DENIED = 2,  /* exec refused with EPERM by the LSM hook */
 	FP_ACTION_KILLED = 3,  /* new image killed with SIGKILL (fallback mechanism) */
+	FP_ACTION_HELD = 4,    /* new image stopped (SIGSTOP) until user space decides */
 };
 
 enum fp_reason {
 	FP_REASON_NOT_ALLOWED = 1,  /* the file is not in the workload's profile */
 	FP_REASON_UNNAMEABLE = 2,   /* memfd, deleted, outside the root or truncated path */
 	FP_REASON_NO_PROFILE = 3,   /* bound to FP_PROFILE_DENY_ALL, or to a profile not loaded */
+	FP_REASON_UNCLASSIFIED = 4, /* a new container cgroup user space has not named yet */
 };
 
 /* Keyed SipHash-2-4-128 of a canonical path: the allowlist key. */
@@ -116,6 +119,17 @@ struct fp_config {
 
 /* The profile unprofiled cgroups are bound to under --default deny: allows nothing. */
 #define FP_PROFILE_DENY_ALL 0xffffffff
+/*
+ * Late binding of containers. A container's cgroup is created by its runtime and can
+ * be named only from user space (the runtime's metadata), so the kernel cannot bind
+ * it inside mkdir. Instead, cgroups where containers start are bound to
+ * FP_PROFILE_SCOPE: their own execs are left alone, and every cgroup created below
+ * them is bound to FP_PROFILE_PENDING. An exec in a pending cgroup is held (the task
+ * is stopped before its first instruction) until user space has named the cgroup,
+ * bound it, and decided on that exec.
+ */
+#define FP_PROFILE_PENDING 0xfffffffe
+#define FP_PROFILE_SCOPE 0xfffffffd
 
 /* A profile as enforced: its digests are allow[offset, offset + count), sorted; its
  * patterns are fp_patterns[{id, pattern_base + i}] for i < pattern_count, so a reload
@@ -156,7 +170,8 @@ enum fp_enforce_counter {
 	FP_ENFORCE_VIOLATIONS = 1, /* of which not allowed */
 	FP_ENFORCE_DROPPED = 2,    /* violation events lost: ring buffer full */
 	FP_ENFORCE_BOUND = 3,      /* cgroups bound at creation by the kernel */
-	FP_ENFORCE_COUNTER_MAX = 4,
+	FP_ENFORCE_HELD = 4,       /* execs held in a cgroup not yet classified */
+	FP_ENFORCE_COUNTER_MAX = 5,
 };
 
 /* The verdict of the BPF LSM programs that ran before ours on the same hook, kept

@@ -34,6 +34,16 @@ struct {
 	__type(value, __u8);
 } fp_watched_cgroups SEC(".maps");
 
+/* Cgroups already reported. The first exec in any other cgroup wakes user space at
+ * once: it must name the cgroup (path, container metadata) before a short-lived
+ * cgroup is removed. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, __u8);
+} fp_seen_cgroups SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, FP_COUNTER_MAX);
@@ -78,17 +88,22 @@ static __always_inline bool fp_cgroup_watched(void)
 
 static __always_inline void fp_record_exec(struct linux_binprm *bprm, __u16 hook)
 {
+	__u64 cgroup = bpf_get_current_cgroup_id();
 	struct fp_event_buf *ev;
 	__u32 size = 0;
 	__u64 wakeup;
+	__u8 seen = 1;
 
 	if (!fp_cgroup_watched())
 		return;
 	fp_count(FP_COUNTER_EVENTS);
 	ev = fp_build_exec_event(bprm, hook, &size);
-	wakeup = bpf_ringbuf_query(&fp_events, BPF_RB_AVAIL_DATA) >= FP_WAKEUP_BYTES ?
-			 BPF_RB_FORCE_WAKEUP :
-			 BPF_RB_NO_WAKEUP;
+	wakeup = BPF_RB_NO_WAKEUP;
+	if (bpf_ringbuf_query(&fp_events, BPF_RB_AVAIL_DATA) >= FP_WAKEUP_BYTES ||
+	    !bpf_map_lookup_elem(&fp_seen_cgroups, &cgroup)) {
+		wakeup = BPF_RB_FORCE_WAKEUP;
+		bpf_map_update_elem(&fp_seen_cgroups, &cgroup, &seen, BPF_ANY);
+	}
 	if (!ev || size > sizeof(*ev) || bpf_ringbuf_output(&fp_events, ev, size, wakeup))
 		fp_count(FP_COUNTER_DROPPED);
 }

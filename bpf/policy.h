@@ -255,9 +255,16 @@ static __always_inline void fp_check_exec(struct file *file, struct fp_verdict *
 	if (!cfg)
 		return;
 	id = bpf_map_lookup_elem(&fp_bindings, &cgroup);
-	if (!id)
+	if (!id || *id == FP_PROFILE_SCOPE)
 		return; /* not a profiled workload: left alone */
 	verdict->profile_id = *id;
+	if (*id == FP_PROFILE_PENDING) {
+		/* Not named yet: neither allowed nor denied here; no mode override. */
+		fp_enforce_count(FP_ENFORCE_HELD);
+		verdict->mode = FP_MODE_HOLD;
+		verdict->reason = FP_REASON_UNCLASSIFIED;
+		return;
+	}
 	fp_enforce_count(FP_ENFORCE_CHECKS);
 	prof = bpf_map_lookup_elem(&fp_profiles, id);
 	p = bpf_map_lookup_elem(&fp_path_scratch, &zero);

@@ -7,6 +7,7 @@ packages=(
   clang llvm libelf-dev zlib1g-dev pkg-config make  # BPF objects and libbpf-sys
   bpftool                                           # regenerating bpf/vmlinux.h, inspection
   qemu-system-x86 cpio busybox-static               # the BPF LSM test VM and demo roots
+  containerd runc                                   # real containers in the integration tests
 )
 
 missing=()

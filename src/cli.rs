@@ -151,6 +151,18 @@ pub struct EnforceArgs {
     /// Where --pin and --detach pin.
     #[arg(long, default_value = DEFAULT_PIN_DIR, value_name = "DIR")]
     pub pin_dir: PathBuf,
+    /// containerd state directory to name containers from (their OCI bundles'
+    /// labels); repeatable. Default: $FINGERPRINT_CONTAINERD_STATE, else /run/containerd.
+    /// Read-only; when nothing is found there, containers are named from their cgroup path.
+    #[arg(long = "containerd-state", value_name = "DIR")]
+    pub containerd_state: Vec<PathBuf>,
+    /// Cgroups where new containers start (e.g. /kubepods.slice); repeatable. A new
+    /// cgroup below one is held unclassified: its first exec is stopped until the
+    /// container is named from its runtime metadata and checked against its profile,
+    /// so replicas started after enforcement began are covered from their first exec.
+    /// Default: /kubepods and /kubepods.slice when they exist.
+    #[arg(long = "container-scope", value_name = "CGROUP")]
+    pub container_scopes: Vec<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -210,6 +222,11 @@ pub struct LearnArgs {
     /// No live display and no summary; errors are still printed.
     #[arg(long, short)]
     pub quiet: bool,
+    /// containerd state directory to name containers from (their OCI bundles'
+    /// labels); repeatable. Default: $FINGERPRINT_CONTAINERD_STATE, else /run/containerd.
+    /// Read-only; when nothing is found there, containers are named from their cgroup path.
+    #[arg(long = "containerd-state", value_name = "DIR")]
+    pub containerd_state: Vec<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]

@@ -84,6 +84,8 @@ pub enum Action {
     Audited,
     Denied,
     Killed,
+    /// Stopped in a cgroup not classified yet; user space decides (see enforce::hold).
+    Held,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,6 +93,8 @@ pub enum Reason {
     NotAllowed,
     Unnameable,
     NoProfile,
+    /// A new container cgroup that user space had not named yet.
+    Unclassified,
 }
 
 impl Action {
@@ -99,6 +103,7 @@ impl Action {
             1 => Some(Action::Audited),
             2 => Some(Action::Denied),
             3 => Some(Action::Killed),
+            4 => Some(Action::Held),
             _ => None,
         }
     }
@@ -108,6 +113,7 @@ impl Action {
             Action::Audited => "audited",
             Action::Denied => "denied",
             Action::Killed => "killed",
+            Action::Held => "held",
         }
     }
 }
@@ -118,6 +124,7 @@ impl Reason {
             1 => Some(Reason::NotAllowed),
             2 => Some(Reason::Unnameable),
             3 => Some(Reason::NoProfile),
+            4 => Some(Reason::Unclassified),
             _ => None,
         }
     }
@@ -127,6 +134,7 @@ impl Reason {
             Reason::NotAllowed => "not_in_profile",
             Reason::Unnameable => "unnameable_path",
             Reason::NoProfile => "no_profile",
+            Reason::Unclassified => "unclassified",
         }
     }
 }

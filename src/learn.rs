@@ -18,6 +18,7 @@ use crate::cgroup::CgroupV2;
 use crate::event::{ExecEvent, Hook};
 use crate::naming::CgroupNames;
 use crate::progress::Progress;
+use crate::runtime::ContainerMetadata;
 use crate::storage::{Batch, Database, Observation, SessionInfo};
 use crate::workload::WorkloadId;
 
@@ -31,6 +32,8 @@ pub struct LearnOptions {
     pub cgroups: Vec<PathBuf>,
     pub hook: HookChoice,
     pub quiet: bool,
+    /// containerd state directories to name containers from; empty: the default.
+    pub containerd_state: Vec<PathBuf>,
 }
 
 /// What a learning run did, for the closing summary.
@@ -44,6 +47,8 @@ pub struct LearnSummary {
     pub workloads: usize,
     pub executables: usize,
     pub unnamed_cgroups: usize,
+    /// Container cgroups named from their path because no runtime metadata was found.
+    pub metadata_fallbacks: usize,
 }
 
 /// Learn until `stop` is set or the duration elapses.
@@ -78,7 +83,10 @@ pub fn run(opts: &LearnOptions, stop: Arc<AtomicBool>) -> Result<LearnSummary> {
     );
     let session = db.begin_session(&session_info(probe.hook()))?;
 
-    let recorder = Rc::new(RefCell::new(Recorder::new(cgroups)));
+    let recorder = Rc::new(RefCell::new(Recorder::new(
+        cgroups,
+        ContainerMetadata::from_flags(&opts.containerd_state),
+    )));
     let sink = Rc::clone(&recorder);
     let ring = probe.events(move |data| {
         sink.borrow_mut().on_event(data);
@@ -125,6 +133,7 @@ pub fn run(opts: &LearnOptions, stop: Arc<AtomicBool>) -> Result<LearnSummary> {
         workloads: recorder.workloads.len(),
         executables: recorder.executables.len(),
         unnamed_cgroups: recorder.names.unnamed(),
+        metadata_fallbacks: recorder.names.metadata_fallbacks(),
     })
 }
 
@@ -197,9 +206,9 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    fn new(cgroups: CgroupV2) -> Recorder {
+    fn new(cgroups: CgroupV2, metadata: ContainerMetadata) -> Recorder {
         Recorder {
-            names: CgroupNames::new(cgroups),
+            names: CgroupNames::with_metadata(cgroups, metadata),
             clock: Clock::new(),
             batch: Batch::default(),
             recorded: 0,

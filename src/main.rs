@@ -70,6 +70,7 @@ fn learn_command(args: LearnArgs) -> Result<ExitCode> {
         cgroups: args.cgroups,
         hook: args.hook,
         quiet: args.quiet,
+        containerd_state: args.containerd_state,
     };
     let summary = learn::run(&opts, signals()?.stop)?;
     if !opts.quiet {
@@ -103,6 +104,13 @@ fn print_learn_summary(s: &LearnSummary) {
             "note: {} cgroups were gone before they could be named; their execs are kept \
              under cgroup-id:N",
             s.unnamed_cgroups
+        );
+    }
+    if s.metadata_fallbacks > 0 {
+        println!(
+            "note: {} lookups of container metadata found nothing (is --containerd-state \
+             right?); those containers were named from their cgroup path",
+            s.metadata_fallbacks
         );
     }
     if s.undecodable > 0 {
@@ -260,6 +268,8 @@ fn enforce_command(args: EnforceArgs) -> Result<ExitCode> {
         allow_capacity: args.allow_capacity,
         pin_dir: (args.pin || args.detach).then_some(args.pin_dir),
         detach: args.detach,
+        containerd_state: args.containerd_state,
+        container_scopes: args.container_scopes,
     };
     let summary = fingerprint::enforce::run::run(&opts, &signals()?)?;
     if opts.detach {
@@ -294,6 +304,12 @@ fn print_enforce_summary(s: &EnforceSummary) {
         s.counters.bound_at_mkdir,
         s.reloads
     );
+    if s.held > 0 {
+        eprintln!(
+            "fingerprint: {} first execs in new containers were held until named ({} killed)",
+            s.held, s.held_killed
+        );
+    }
 }
 
 fn status_command(args: StatusArgs) -> Result<ExitCode> {

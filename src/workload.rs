@@ -26,6 +26,17 @@ pub enum WorkloadId {
         runtime: Option<String>,
         container_id: String,
     },
+    /// A container of a Kubernetes workload, named from the container runtime's
+    /// metadata (see `crate::runtime`): every replica of a Deployment, on every node,
+    /// gets the same name. `owner_source` says how the owner was found
+    /// (`crate::kubernetes::OwnerSource`); it is informational, not part of the name.
+    KubernetesWorkload {
+        namespace: String,
+        owner_kind: String,
+        owner_name: String,
+        container: String,
+        owner_source: String,
+    },
     /// Anything else: the cgroup path itself (normalised: leading '/', no trailing '/').
     Cgroup { path: String },
 }
@@ -44,17 +55,26 @@ impl WorkloadId {
                 container_id,
                 ..
             } => format!("kubernetes/{qos}/pod{pod_uid}/{container_id}"),
+            Self::KubernetesWorkload {
+                namespace,
+                owner_kind,
+                owner_name,
+                container,
+                ..
+            } => format!("{namespace}/{owner_kind}/{owner_name}/{container}"),
             Self::Cgroup { path } => path.clone(),
         }
     }
 
-    /// One word for the kind: "systemd_unit", "container", "kubernetes_container", "cgroup".
+    /// One word for the kind: "systemd_unit", "container", "kubernetes_container",
+    /// "kubernetes_workload", "cgroup".
     pub fn kind(&self) -> &'static str {
         // Must match the serde tag, which is derived from the variant names.
         match self {
             Self::SystemdUnit { .. } => "systemd_unit",
             Self::Container { .. } => "container",
             Self::KubernetesContainer { .. } => "kubernetes_container",
+            Self::KubernetesWorkload { .. } => "kubernetes_workload",
             Self::Cgroup { .. } => "cgroup",
         }
     }
@@ -769,6 +789,13 @@ mod tests {
             container("docker", ID),
             k8s("burstable", Some("crio"), ID),
             k8s("guaranteed", None, ID),
+            WorkloadId::KubernetesWorkload {
+                namespace: "default".into(),
+                owner_kind: "Deployment".into(),
+                owner_name: "web".into(),
+                container: "server".into(),
+                owner_source: "pod-name".into(),
+            },
             cgroup("/"),
         ]
     }

@@ -68,6 +68,8 @@ pub struct EnforceCounters {
     pub violations: u64,
     pub dropped: u64,
     pub bound_at_mkdir: u64,
+    /// Execs held in a new container cgroup until user space named it.
+    pub held: u64,
 }
 
 /// `enum fp_mode`.
@@ -80,6 +82,12 @@ fn raw_mode(mode: Mode) -> u32 {
 
 /// `FP_PROFILE_DENY_ALL`: the profile of unprofiled cgroups under --default deny.
 pub const DENY_ALL_PROFILE: u32 = u32::MAX;
+/// `FP_PROFILE_PENDING`: a new cgroup below a container scope, not named yet; its
+/// execs are held (stopped) until user space decides.
+pub const PENDING_PROFILE: u32 = u32::MAX - 1;
+/// `FP_PROFILE_SCOPE`: a cgroup where containers start; its own execs are left
+/// alone, cgroups created below it are pending.
+pub const SCOPE_PROFILE: u32 = u32::MAX - 2;
 
 /// What a profile descriptor says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -316,6 +324,17 @@ impl EnforceProbe {
         }
     }
 
+    /// The profile (or marker) cgroup `cgroup_id` is bound to, if any.
+    pub fn binding(&self, cgroup_id: u64) -> Result<Option<u32>, BpfError> {
+        let value = self
+            .skel
+            .maps
+            .fp_bindings
+            .lookup(&cgroup_id.to_ne_bytes(), MapFlags::ANY)
+            .map_err(map_error("fp_bindings"))?;
+        Ok(value.and_then(|v| v.as_slice().try_into().ok().map(u32::from_ne_bytes)))
+    }
+
     /// Every (cgroup id, profile id) binding, including those the kernel made.
     pub fn bindings(&self) -> Result<Vec<(u64, u32)>, BpfError> {
         let map = &self.skel.maps.fp_bindings;
@@ -342,6 +361,7 @@ impl EnforceProbe {
             violations: read(1)?,
             dropped: read(2)?,
             bound_at_mkdir: read(3)?,
+            held: read(4)?,
         })
     }
 

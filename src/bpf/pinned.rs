@@ -121,6 +121,7 @@ pub fn status(dir: &Path) -> Result<Option<Status>, BpfError> {
         violations: counter(1)?,
         dropped: counter(2)?,
         bound_at_mkdir: counter(3)?,
+        held: counter(4)?,
     };
     Ok(Some(Status {
         state: read_state(),

@@ -1,6 +1,8 @@
 //! Binding the cgroups that already exist when enforcement starts (or reloads) to
 //! their profiles. Cgroups created later are bound by the kernel itself, inside mkdir,
 //! by the same rules: a profile named for the cgroup's workload, else the parent's.
+//! Containers cannot be named in the kernel: cgroups below a container scope are held
+//! pending until user space names them (`super::hold`).
 
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
@@ -8,8 +10,8 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
-use crate::bpf::enforce::{EnforceProbe, DENY_ALL_PROFILE};
-use crate::workload;
+use crate::bpf::enforce::{EnforceProbe, DENY_ALL_PROFILE, PENDING_PROFILE, SCOPE_PROFILE};
+use crate::runtime::ContainerMetadata;
 
 /// Which profile each existing cgroup gets.
 pub struct BindingPolicy<'a> {
@@ -18,21 +20,32 @@ pub struct BindingPolicy<'a> {
     /// Under --default deny: unprofiled cgroups at or below this path (relative to the
     /// v2 root, e.g. "/" or "/kubepods") get the deny-all profile.
     pub default_deny_scope: Option<&'a str>,
+    /// Cgroups where containers start: unprofiled cgroups at or below them are bound
+    /// to the scope marker, so that cgroups created below them later are held pending.
+    pub container_scopes: &'a [String],
 }
 
 impl BindingPolicy<'_> {
-    /// The profile for cgroup `path` whose parent has `parent` (None: unbound).
-    pub fn profile_for(&self, path: &str, parent: Option<u32>) -> Option<u32> {
-        let name = workload::identify(path).name();
-        if let Some(id) = self.profiles.get(&name) {
+    /// The profile for cgroup `path`, whose workload is `name` and whose parent has
+    /// `parent` (None: unbound).
+    pub fn profile_for(&self, name: &str, path: &str, parent: Option<u32>) -> Option<u32> {
+        if let Some(id) = self.profiles.get(name) {
             return Some(*id);
         }
-        if parent.is_some() {
-            return parent;
+        // Markers are not profiles: a named cgroup below one is classified here.
+        if let Some(parent) = parent.filter(|p| *p != SCOPE_PROFILE && *p != PENDING_PROFILE) {
+            return Some(parent);
         }
-        self.default_deny_scope
-            .filter(|scope| in_scope(path, scope))
-            .map(|_| DENY_ALL_PROFILE)
+        if self
+            .default_deny_scope
+            .is_some_and(|scope| in_scope(path, scope))
+        {
+            return Some(DENY_ALL_PROFILE);
+        }
+        self.container_scopes
+            .iter()
+            .any(|scope| in_scope(path, scope))
+            .then_some(SCOPE_PROFILE)
     }
 }
 
@@ -44,14 +57,20 @@ pub fn in_scope(path: &str, scope: &str) -> bool {
 
 /// Walk the cgroup v2 tree top-down and (re)bind every cgroup. Returns how many are
 /// bound. Cgroups that now have no profile are unbound.
-pub fn bind_existing(probe: &EnforceProbe, mount: &Path, policy: &BindingPolicy) -> Result<usize> {
+pub fn bind_existing(
+    probe: &EnforceProbe,
+    mount: &Path,
+    policy: &BindingPolicy,
+    metadata: &ContainerMetadata,
+) -> Result<usize> {
     let mut bound = 0;
     let mut stack = vec![(mount.to_path_buf(), "/".to_string(), None::<u32>)];
     while let Some((dir, path, parent)) = stack.pop() {
         let Ok(meta) = std::fs::metadata(&dir) else {
             continue; // removed while we walked; rmdir unbinds it in the kernel
         };
-        let profile = policy.profile_for(&path, parent);
+        let name = metadata.identify(&path).0.name();
+        let profile = policy.profile_for(&name, &path, parent);
         match profile {
             Some(id) => {
                 probe
@@ -97,10 +116,46 @@ mod tests {
         let policy = BindingPolicy {
             profiles: &profiles,
             default_deny_scope: Some("/pods"),
+            container_scopes: &[],
         };
-        assert_eq!(policy.profile_for("/web", None), Some(4));
-        assert_eq!(policy.profile_for("/web/child", Some(4)), Some(4));
-        assert_eq!(policy.profile_for("/pods/x", None), Some(DENY_ALL_PROFILE));
-        assert_eq!(policy.profile_for("/other", None), None);
+        let for_path = |path: &str, parent| {
+            let name = crate::workload::identify(path).name();
+            policy.profile_for(&name, path, parent)
+        };
+        assert_eq!(for_path("/web", None), Some(4));
+        assert_eq!(for_path("/web/child", Some(4)), Some(4));
+        assert_eq!(for_path("/pods/x", None), Some(DENY_ALL_PROFILE));
+        assert_eq!(for_path("/other", None), None);
+    }
+
+    #[test]
+    fn container_scopes_are_marked_and_named_containers_get_their_profile() {
+        let profiles = HashMap::from([("default/Deployment/web/server".to_string(), 7u32)]);
+        let scopes = ["/kubepods".to_string()];
+        let policy = BindingPolicy {
+            profiles: &profiles,
+            default_deny_scope: None,
+            container_scopes: &scopes,
+        };
+        assert_eq!(
+            policy.profile_for(
+                "default/Deployment/web/server",
+                "/kubepods/p/c",
+                Some(SCOPE_PROFILE)
+            ),
+            Some(7)
+        );
+        // Unprofiled: marked, so its future children are held, its own execs are free.
+        assert_eq!(
+            policy.profile_for("other", "/kubepods/p/d", Some(PENDING_PROFILE)),
+            Some(SCOPE_PROFILE)
+        );
+        assert_eq!(
+            policy.profile_for("/kubepods", "/kubepods", None),
+            Some(SCOPE_PROFILE)
+        );
+        assert_eq!(policy.profile_for("/x", "/x", None), None);
+        // Inside a profiled container, nested cgroups follow it.
+        assert_eq!(policy.profile_for("n", "/kubepods/p/c/n", Some(7)), Some(7));
     }
 }

@@ -2,6 +2,7 @@
 //! profiles, and report violations until stopped; SIGHUP reloads the profiles in place.
 
 pub mod binding;
+pub mod hold;
 pub mod maps;
 pub mod plan;
 pub mod report;

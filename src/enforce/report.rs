@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use serde_json::json;
 
 use crate::bpf::enforce::{Mechanism, DENY_ALL_PROFILE};
-use crate::event::{path_flags, ExecEvent, Reason};
+use crate::event::{path_flags, Action, ExecEvent, Reason, Verdict};
 use crate::learn::Clock;
 use crate::naming::CgroupNames;
 use crate::show::{describe_flags, path_json};
@@ -45,20 +45,35 @@ impl ViolationSink {
         }
     }
 
-    /// One ring buffer record; `profile_name` turns a profile id into its name.
+    /// One ring buffer record; `profile_name` turns a profile id into its name. A
+    /// held exec is not a violation (yet): it is handed back for `enforce::hold`.
     pub fn on_event(
         &mut self,
         data: &[u8],
         profile_name: impl Fn(u32) -> Option<String>,
-    ) -> Result<()> {
+    ) -> Result<Option<ExecEvent>> {
         let Ok(event) = ExecEvent::decode(data) else {
             self.undecodable += 1;
-            return Ok(());
+            return Ok(None);
         };
         let Some(verdict) = event.verdict else {
             self.undecodable += 1;
-            return Ok(());
+            return Ok(None);
         };
+        if verdict.action == Action::Held {
+            return Ok(Some(event));
+        }
+        self.report(&event, verdict, profile_name)?;
+        Ok(None)
+    }
+
+    /// Report one violation: a JSON line, and a database row at the next flush.
+    pub fn report(
+        &mut self,
+        event: &ExecEvent,
+        verdict: Verdict,
+        profile_name: impl Fn(u32) -> Option<String>,
+    ) -> Result<()> {
         let (cgroup_path, workload) = self.names.name(event.cgroup_id);
         let reason = if verdict.profile_id == DENY_ALL_PROFILE {
             Reason::NoProfile
@@ -92,6 +107,12 @@ impl ViolationSink {
             self.pending.push(record);
         }
         Ok(())
+    }
+
+    /// The cgroup's path (None when gone), with the names violations are reported under.
+    pub fn cgroup_path(&mut self, cgroup_id: u64) -> Option<String> {
+        let (path, _) = self.names.name(cgroup_id);
+        (!path.starts_with("cgroup-id:")).then_some(path)
     }
 
     /// Write pending rows to the database.

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 
 use super::binding::{bind_existing, BindingPolicy};
+use super::hold::Holds;
 use super::maps::{ApplyReport, MapState};
 use super::plan::{plan, MapSizes, Mode, PlanError, PolicyInput, ProfileIds};
 use super::report::ViolationSink;
@@ -20,7 +21,9 @@ use crate::bpf::enforce::{EnforceCounters, EnforceProbe, Mechanism, MechanismCho
 use crate::bpf::pinned;
 use crate::cgroup::CgroupV2;
 use crate::digest::DigestKey;
+use crate::event::{Action, ExecEvent};
 use crate::naming::CgroupNames;
+use crate::runtime::ContainerMetadata;
 use crate::storage::Database;
 
 pub struct EnforceOptions {
@@ -38,6 +41,11 @@ pub struct EnforceOptions {
     pub pin_dir: Option<PathBuf>,
     /// With `pin_dir`: return once enforcement is pinned, instead of reporting.
     pub detach: bool,
+    /// containerd state directories to name containers from; empty: the default.
+    pub containerd_state: Vec<PathBuf>,
+    /// Cgroups where containers start (new cgroups below them are held until named);
+    /// empty: /kubepods and /kubepods.slice where they exist.
+    pub container_scopes: Vec<String>,
 }
 
 /// Flags set by signal handlers.
@@ -53,6 +61,9 @@ pub struct EnforceSummary {
     pub counters: EnforceCounters,
     pub reported: u64,
     pub reloads: usize,
+    /// Execs held in new container cgroups, and how many of those were killed.
+    pub held: u64,
+    pub held_killed: u64,
     pub elapsed: Duration,
 }
 
@@ -63,6 +74,11 @@ struct Enforcer {
     key: DigestKey,
     mount: PathBuf,
     default_deny_scope: Option<String>,
+    container_scopes: Vec<String>,
+    metadata: ContainerMetadata,
+    /// Profile id by workload name, and each profile's own mode, as last applied.
+    by_name: HashMap<String, u32>,
+    modes: HashMap<u32, Mode>,
 }
 
 impl Enforcer {
@@ -82,12 +98,32 @@ impl Enforcer {
                     .map(|id| (i.name.clone(), id))
             })
             .collect();
-        let policy = BindingPolicy {
-            profiles: &by_name,
-            default_deny_scope: self.default_deny_scope.as_deref(),
-        };
-        let bound = bind_existing(probe, &self.mount, &policy)?;
+        self.modes = inputs
+            .iter()
+            .filter_map(|i| by_name.get(&i.name).map(|id| (*id, i.mode)))
+            .collect();
+        self.by_name = by_name;
+        let bound = bind_existing(probe, &self.mount, &self.policy(), &self.metadata)?;
         Ok((report, bound))
+    }
+
+    fn policy(&self) -> BindingPolicy<'_> {
+        BindingPolicy {
+            profiles: &self.by_name,
+            default_deny_scope: self.default_deny_scope.as_deref(),
+            container_scopes: &self.container_scopes,
+        }
+    }
+
+    fn holds<'a>(&'a self, probe: &'a EnforceProbe, mode_override: Option<Mode>) -> Holds<'a> {
+        Holds {
+            probe,
+            mount: &self.mount,
+            metadata: &self.metadata,
+            policy: self.policy(),
+            modes: &self.modes,
+            mode_override,
+        }
     }
 }
 
@@ -133,6 +169,14 @@ pub fn run(opts: &EnforceOptions, signals: &Signals) -> Result<EnforceSummary> {
         key,
         mount: cgroups.mount_point().to_path_buf(),
         default_deny_scope: opts.default_deny_scope.clone(),
+        // Held execs wait for this process: a detached enforcement must not hold any.
+        container_scopes: match opts.detach {
+            true => Vec::new(),
+            false => container_scopes(&opts.container_scopes, cgroups.mount_point()),
+        },
+        metadata: ContainerMetadata::from_flags(&opts.containerd_state),
+        by_name: HashMap::new(),
+        modes: HashMap::new(),
     };
     // Track new cgroups before the scan, so none falls between the two.
     probe.attach_cgroup_tracking()?;
@@ -176,26 +220,50 @@ pub fn run(opts: &EnforceOptions, signals: &Signals) -> Result<EnforceSummary> {
             counters: probe.counters()?,
             reported: 0,
             reloads: 0,
+            held: 0,
+            held_killed: 0,
             elapsed: Duration::ZERO,
         });
     }
-    let names = CgroupNames::new(cgroups);
+    if !enforcer.container_scopes.is_empty() {
+        eprintln!(
+            "fingerprint: new containers below {} are held at their first exec until named \
+             from {}",
+            enforcer.container_scopes.join(", "),
+            enforcer
+                .metadata
+                .state_dirs()
+                .iter()
+                .map(|d| d.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    let names = CgroupNames::with_metadata(cgroups, enforcer.metadata.clone());
     let sink = Rc::new(RefCell::new(ViolationSink::new(out, db, names, mechanism)));
     let profile_names: Rc<RefCell<HashMap<u32, String>>> = Rc::default();
     refresh_names(&profile_names, &inputs, &enforcer.state);
     // A violation that cannot be written stops enforcement loudly, never silently.
     let sink_error: Rc<RefCell<Option<anyhow::Error>>> = Rc::default();
+    // Held execs are resolved after each poll, outside the callback, which cannot
+    // borrow the probe.
+    let held: Rc<RefCell<Vec<ExecEvent>>> = Rc::default();
     let ring = {
         let sink = Rc::clone(&sink);
         let names = Rc::clone(&profile_names);
         let sink_error = Rc::clone(&sink_error);
+        let held = Rc::clone(&held);
         probe.violations(move |data| {
             let names = names.borrow();
             match sink
                 .borrow_mut()
                 .on_event(data, |id| names.get(&id).cloned())
             {
-                Ok(()) => 0,
+                Ok(Some(event)) => {
+                    held.borrow_mut().push(event);
+                    0
+                }
+                Ok(None) => 0,
                 Err(e) => {
                     sink_error.borrow_mut().get_or_insert(e);
                     -1
@@ -207,12 +275,34 @@ pub fn run(opts: &EnforceOptions, signals: &Signals) -> Result<EnforceSummary> {
     let started = Instant::now();
     let mut last_flush = Instant::now();
     let mut reloads = 0;
+    let mut held_stats = (0u64, 0u64);
+    let resolve_held = |enforcer: &Enforcer, stats: &mut (u64, u64)| -> Result<()> {
+        let events: Vec<ExecEvent> = held.borrow_mut().drain(..).collect();
+        let holds = enforcer.holds(&probe, opts.mode);
+        for event in events {
+            let path = sink.borrow_mut().cgroup_path(event.cgroup_id);
+            let outcome = holds
+                .resolve(&event, path.as_deref())
+                .context("deciding on a held exec")?;
+            stats.0 += 1;
+            if let Some(verdict) = outcome.verdict() {
+                if verdict.action == Action::Killed {
+                    stats.1 += 1;
+                }
+                let names = profile_names.borrow();
+                sink.borrow_mut()
+                    .report(&event, verdict, |id| names.get(&id).cloned())?;
+            }
+        }
+        Ok(())
+    };
     while !signals.stop.load(Ordering::SeqCst) {
         // EINTR from a signal is expected here; the loop re-checks the flags.
         let _ = ring.poll(Duration::from_millis(100));
         if let Some(e) = sink_error.borrow_mut().take() {
             return Err(e.context("reporting a violation"));
         }
+        resolve_held(&enforcer, &mut held_stats)?;
         if signals.reload.swap(false, Ordering::SeqCst) {
             match reload(&mut enforcer, &probe, &opts.profiles) {
                 Ok(inputs) => {
@@ -231,6 +321,8 @@ pub fn run(opts: &EnforceOptions, signals: &Signals) -> Result<EnforceSummary> {
         }
     }
     ring.consume().context("draining violation events")?;
+    // No task may stay stopped because we stopped: decide on every held exec.
+    resolve_held(&enforcer, &mut held_stats)?;
     sink.borrow_mut().flush()?;
     let counters = probe.counters()?;
     let reported = sink.borrow().reported;
@@ -240,6 +332,8 @@ pub fn run(opts: &EnforceOptions, signals: &Signals) -> Result<EnforceSummary> {
         counters,
         reported,
         reloads,
+        held: held_stats.0,
+        held_killed: held_stats.1,
         elapsed: started.elapsed(),
     })
 }
@@ -271,6 +365,21 @@ fn refresh_names(names: &RefCell<HashMap<u32, String>>, inputs: &[PolicyInput], 
             names.insert(id, input.name.clone());
         }
     }
+}
+
+/// The container scopes: as given, else kubelet's roots that exist on this node.
+fn container_scopes(given: &[String], mount: &Path) -> Vec<String> {
+    if !given.is_empty() {
+        return given
+            .iter()
+            .map(|s| format!("/{}", s.trim_matches('/')))
+            .collect();
+    }
+    ["/kubepods", "/kubepods.slice"]
+        .into_iter()
+        .filter(|scope| mount.join(&scope[1..]).is_dir())
+        .map(str::to_string)
+        .collect()
 }
 
 fn event_output(path: Option<&Path>) -> Result<Box<dyn Write>> {

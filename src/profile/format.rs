@@ -126,6 +126,15 @@ enum MatchDoc {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         runtime: Option<String>,
     },
+    KubernetesWorkload {
+        namespace: String,
+        owner_kind: String,
+        owner_name: String,
+        container: String,
+        /// How learning found the owner ("pod-name", "kubernetes-api"); informational.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        owner_source: String,
+    },
     Cgroup {
         #[serde(deserialize_with = "absolute_cgroup")]
         path: String,
@@ -204,6 +213,19 @@ impl From<&WorkloadMatch> for MatchDoc {
                 container_id,
                 runtime,
             },
+            WorkloadMatch::Exact(WorkloadId::KubernetesWorkload {
+                namespace,
+                owner_kind,
+                owner_name,
+                container,
+                owner_source,
+            }) => MatchDoc::KubernetesWorkload {
+                namespace,
+                owner_kind,
+                owner_name,
+                container,
+                owner_source,
+            },
             WorkloadMatch::Exact(WorkloadId::Cgroup { path }) => MatchDoc::Cgroup { path },
             WorkloadMatch::CgroupPattern(pattern) => MatchDoc::CgroupPattern { pattern },
         }
@@ -229,6 +251,19 @@ impl From<MatchDoc> for WorkloadMatch {
                 pod_uid,
                 runtime,
                 container_id,
+            }),
+            MatchDoc::KubernetesWorkload {
+                namespace,
+                owner_kind,
+                owner_name,
+                container,
+                owner_source,
+            } => WorkloadMatch::Exact(WorkloadId::KubernetesWorkload {
+                namespace,
+                owner_kind,
+                owner_name,
+                container,
+                owner_source,
             }),
             MatchDoc::Cgroup { path } => WorkloadMatch::Exact(WorkloadId::Cgroup { path }),
             MatchDoc::CgroupPattern { pattern } => WorkloadMatch::CgroupPattern(pattern),

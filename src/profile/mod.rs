@@ -123,6 +123,20 @@ impl fmt::Display for WorkloadMatch {
                     field("container_id", container_id)
                 )
             }
+            WorkloadMatch::Exact(WorkloadId::KubernetesWorkload {
+                namespace,
+                owner_kind,
+                owner_name,
+                container,
+                ..
+            }) => write!(
+                f,
+                "kubernetes_workload{}{}{}{}",
+                field("namespace", namespace),
+                field("owner_kind", owner_kind),
+                field("owner_name", owner_name),
+                field("container", container)
+            ),
             WorkloadMatch::Exact(WorkloadId::Cgroup { path }) => {
                 write!(f, "cgroup{}", field("path", path))
             }

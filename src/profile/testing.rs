@@ -246,6 +246,17 @@ pub fn workload_match() -> impl Strategy<Value = WorkloadMatch> {
                 }
             }
         ),
+        (text(), text(), text(), text(), proptest::option::of(text())).prop_map(
+            |(namespace, owner_kind, owner_name, container, source)| {
+                WorkloadId::KubernetesWorkload {
+                    namespace,
+                    owner_kind,
+                    owner_name,
+                    container,
+                    owner_source: source.unwrap_or_default(),
+                }
+            }
+        ),
         text().prop_map(|path| WorkloadId::Cgroup {
             path: format!("/{path}")
         }),

@@ -526,3 +526,38 @@ fn documented_example_is_canonical() {
         example
     );
 }
+
+#[test]
+fn kubernetes_workload_match_parses_and_round_trips() {
+    let json = br#"{
+      "schema": 1,
+      "workload": {
+        "name": "default/Deployment/web/server",
+        "match": {
+          "kind": "kubernetes_workload",
+          "namespace": "default",
+          "owner_kind": "Deployment",
+          "owner_name": "web",
+          "container": "server",
+          "owner_source": "pod-name"
+        }
+      },
+      "mode": "enforce",
+      "executables": ["/bin/busybox"]
+    }"#;
+    let file = std::path::Path::new("web.json");
+    let profile = Profile::from_json_bytes(json, file).unwrap();
+    let WorkloadMatch::Exact(id) = &profile.matcher else {
+        panic!("an exact match: {:?}", profile.matcher);
+    };
+    assert_eq!(id.name(), profile.name);
+    assert_eq!(id.kind(), "kubernetes_workload");
+    let again = Profile::from_json_bytes(&profile.to_json_bytes().unwrap(), file).unwrap();
+    assert_eq!(again, profile);
+    // owner_source is optional (hand-written profiles); unknown fields are refused.
+    let text = std::str::from_utf8(json).unwrap();
+    let without = text.replace(",\n          \"owner_source\": \"pod-name\"", "");
+    assert!(Profile::from_json_bytes(without.as_bytes(), file).is_ok());
+    let unknown = text.replace("\"owner_source\"", "\"owner_uid\"");
+    assert!(Profile::from_json_bytes(unknown.as_bytes(), file).is_err());
+}

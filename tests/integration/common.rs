@@ -115,8 +115,13 @@ pub struct Learner {
 impl Learner {
     /// Start learning the given cgroups into `db`; returns once the program is attached.
     pub fn start(db: &Path, cgroups: &[&TestCgroup]) -> Learner {
+        Learner::start_with(db, cgroups, &[])
+    }
+
+    /// As `start`, with more `fingerprint learn` arguments.
+    pub fn start_with(db: &Path, cgroups: &[&TestCgroup], extra: &[&OsStr]) -> Learner {
         let mut cmd = Command::new(BIN);
-        cmd.args(["learn", "--quiet", "--db"]).arg(db);
+        cmd.args(["learn", "--quiet", "--db"]).arg(db).args(extra);
         for cg in cgroups {
             cmd.arg("--cgroup").arg(&cg.dir);
         }

@@ -3,6 +3,8 @@
 
 mod cli;
 mod common;
+mod containers;
 mod decision;
 mod enforce;
 mod learn;
+mod manifests;

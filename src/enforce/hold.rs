@@ -1,0 +1,286 @@
+//! Late binding of containers: deciding on an exec the kernel held because its cgroup
+//! had not been named yet.
+//!
+//! Why a hold: a container's cgroup is created by runc, and only the runtime's
+//! metadata says which workload it belongs to, so the kernel cannot bind it inside
+//! mkdir. Binding it from user space when the cgroup appears is a race with no
+//! ordering guarantee: `ctr run` and kubelet create and start the task back to back,
+//! and the entrypoint's exec can come before user space has read the metadata. So
+//! new cgroups below a container scope are bound to a pending marker; their first
+//! exec stops the task (SIGSTOP, before its first instruction) and is reported here.
+//! We name the cgroup, bind it to its profile (later execs are decided in the kernel
+//! as usual), then decide on the held exec with the kernel's own decision code
+//! (BPF_PROG_TEST_RUN) and continue or kill the task.
+//!
+//! Limits (documented in docs/kubernetes.md): a held exec runs its new image only
+//! after the decision, but as in kill mode the exec itself has happened; if its
+//! event is lost (ring buffer full, counted as dropped) or the enforcer dies, the
+//! task stays stopped: fail closed, never silently allowed.
+
+use std::collections::HashMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use anyhow::Result;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use super::binding::BindingPolicy;
+use super::plan::Mode;
+use crate::bpf::enforce::{EnforceProbe, DENY_ALL_PROFILE, PENDING_PROFILE, SCOPE_PROFILE};
+use crate::event::{path_flags, Action, ExecEvent, Reason, Verdict};
+use crate::runtime::ContainerMetadata;
+
+/// What happens to a held task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Allowed (or not profiled): SIGCONT.
+    Continue,
+    /// A violation: reported, then SIGKILL (enforce) or SIGCONT (audit).
+    Violation {
+        profile_id: u32,
+        reason: Reason,
+        kill: bool,
+    },
+}
+
+impl Outcome {
+    /// The verdict to report, if any.
+    pub fn verdict(self) -> Option<Verdict> {
+        match self {
+            Outcome::Continue => None,
+            Outcome::Violation {
+                profile_id,
+                reason,
+                kill,
+            } => Some(Verdict {
+                profile_id,
+                action: if kill {
+                    Action::Killed
+                } else {
+                    Action::Audited
+                },
+                reason,
+            }),
+        }
+    }
+}
+
+/// The binding a pending cgroup gets once named: its own profile, its parent's real
+/// profile, deny-all under --default deny, else the scope marker (unprofiled:
+/// execs free, children still held). None: outside every scope now (a reload).
+pub fn classify(
+    policy: &BindingPolicy,
+    name: &str,
+    path: &str,
+    parent: Option<u32>,
+) -> Option<u32> {
+    policy.profile_for(name, path, parent)
+}
+
+/// The decision on a held exec in a cgroup now bound to `binding`. `allows` asks
+/// the kernel's decision code; `mode` is the profile's effective mode.
+pub fn decide(
+    binding: Option<u32>,
+    event: &ExecEvent,
+    allows: impl FnOnce(u32, &[u8]) -> Result<bool>,
+    mode: impl FnOnce(u32) -> Option<Mode>,
+) -> Result<Outcome> {
+    let id = match binding {
+        None | Some(SCOPE_PROFILE) | Some(PENDING_PROFILE) => return Ok(Outcome::Continue),
+        Some(id) => id,
+    };
+    let violation = |reason, mode: Option<Mode>| Outcome::Violation {
+        profile_id: id,
+        reason,
+        // A profile that is not loaded fails closed, like the kernel.
+        kill: mode.map_or(true, |m| m == Mode::Enforce),
+    };
+    if id == DENY_ALL_PROFILE {
+        return Ok(violation(Reason::NoProfile, None));
+    }
+    let Some(mode) = mode(id) else {
+        return Ok(violation(Reason::NoProfile, None));
+    };
+    let unnameable =
+        path_flags::TRUNCATED | path_flags::DELETED | path_flags::UNREACHABLE | path_flags::ABSENT;
+    if event.exe.flags & unnameable != 0 {
+        return Ok(violation(Reason::Unnameable, Some(mode)));
+    }
+    if allows(id, &event.exe.bytes)? {
+        Ok(Outcome::Continue)
+    } else {
+        Ok(violation(Reason::NotAllowed, Some(mode)))
+    }
+}
+
+/// Everything needed to resolve held execs.
+pub struct Holds<'a> {
+    pub probe: &'a EnforceProbe,
+    pub mount: &'a Path,
+    pub metadata: &'a ContainerMetadata,
+    pub policy: BindingPolicy<'a>,
+    pub modes: &'a HashMap<u32, Mode>,
+    pub mode_override: Option<Mode>,
+}
+
+impl Holds<'_> {
+    /// Name and bind the held exec's cgroup (if still pending), decide, and release
+    /// or kill the task. Returns the outcome for reporting.
+    pub fn resolve(&self, event: &ExecEvent, path: Option<&str>) -> Result<Outcome> {
+        let mut binding = self.probe.binding(event.cgroup_id)?;
+        if binding == Some(PENDING_PROFILE) && runtime_setup(event.pid, event.ppid) {
+            // The runtime preparing the container, not the container: continue it
+            // and keep the cgroup pending, so the entrypoint's exec is held next.
+            let _ = kill(Pid::from_raw(event.pid as i32), Signal::SIGCONT);
+            return Ok(Outcome::Continue);
+        }
+        if binding == Some(PENDING_PROFILE) {
+            binding = match path {
+                Some(path) => {
+                    let name = self.metadata.identify(path).0.name();
+                    let parent = self.parent_binding(path)?;
+                    classify(&self.policy, &name, path, parent)
+                }
+                // The cgroup cannot be named (gone, or unreadable): it is no known
+                // workload, like an unprofiled container, unless --default deny says
+                // otherwise for everything.
+                None => self.policy.default_deny_scope.map(|_| DENY_ALL_PROFILE),
+            };
+            match binding {
+                Some(id) => self.probe.bind(event.cgroup_id, id)?,
+                None => self.probe.unbind(event.cgroup_id)?,
+            }
+        }
+        let outcome = decide(
+            binding,
+            event,
+            |id, exe| Ok(self.probe.test_path(id, exe)?.0),
+            |id| {
+                self.modes
+                    .get(&id)
+                    .map(|m| self.mode_override.unwrap_or(*m))
+            },
+        )?;
+        let signal = match outcome {
+            Outcome::Violation { kill: true, .. } => Signal::SIGKILL,
+            _ => Signal::SIGCONT,
+        };
+        // ESRCH: the task is gone already (killed by someone else); nothing to do.
+        let _ = kill(Pid::from_raw(event.pid as i32), signal);
+        Ok(outcome)
+    }
+
+    /// The binding of the parent cgroup: a nested cgroup of a profiled container
+    /// follows the container.
+    fn parent_binding(&self, path: &str) -> Result<Option<u32>> {
+        let Some((parent, _)) = path.rsplit_once('/') else {
+            return Ok(None);
+        };
+        let dir = self.mount.join(parent.trim_start_matches('/'));
+        match std::fs::metadata(&dir) {
+            Ok(meta) => Ok(self.probe.binding(meta.ino())?),
+            Err(_) => Ok(None),
+        }
+    }
+}
+
+/// Whether an exec is the container runtime's own set-up rather than the container's:
+/// the task still shares its parent's mount namespace. runc moves `runc init` into
+/// the new cgroup and `runc init` may then re-execute itself from a sealed memfd
+/// (its CVE-2019-5736 defence) before it enters the container's namespaces; every
+/// exec of the container itself (its entrypoint) happens after runc init switched
+/// to the container's own mount namespace and root, whose parent (the shim) is
+/// outside it. Inside a profiled container nothing is held (its cgroup is bound on
+/// the entrypoint's exec), so this cannot be used to slip past a profile.
+fn runtime_setup(pid: u32, ppid: u32) -> bool {
+    let ns = |pid: u32| std::fs::read_link(format!("/proc/{pid}/ns/mnt")).ok();
+    match (ns(pid), ns(ppid)) {
+        (Some(own), Some(parent)) => own == parent,
+        // Gone, or unreadable: decide on it as the container's.
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{Hook, KernelPath};
+
+    fn event(exe: &[u8], flags: u32) -> ExecEvent {
+        let path = |bytes: &[u8]| KernelPath {
+            bytes: bytes.to_vec(),
+            flags: 0,
+        };
+        ExecEvent {
+            ktime_ns: 0,
+            cgroup_id: 9,
+            pid: 1,
+            ppid: 0,
+            uid: 0,
+            hook: Hook::SchedProcessExec,
+            interpreted: false,
+            exe: KernelPath {
+                bytes: exe.to_vec(),
+                flags,
+            },
+            parent: path(b"/"),
+            filename: path(exe),
+            cwd: path(b"/"),
+            verdict: None,
+        }
+    }
+
+    fn run(binding: Option<u32>, exe: &[u8], flags: u32, mode: Option<Mode>) -> Outcome {
+        decide(
+            binding,
+            &event(exe, flags),
+            |_, exe| Ok(exe == b"/bin/busybox"),
+            |_| mode,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn unprofiled_and_allowed_execs_continue() {
+        assert_eq!(run(None, b"/x", 0, None), Outcome::Continue);
+        assert_eq!(run(Some(SCOPE_PROFILE), b"/x", 0, None), Outcome::Continue);
+        assert_eq!(
+            run(Some(3), b"/bin/busybox", 0, Some(Mode::Enforce)),
+            Outcome::Continue
+        );
+    }
+
+    #[test]
+    fn violations_kill_in_enforce_mode_and_continue_in_audit() {
+        let kill = |reason| Outcome::Violation {
+            profile_id: 3,
+            reason,
+            kill: true,
+        };
+        assert_eq!(
+            run(Some(3), b"/opt/evil", 0, Some(Mode::Enforce)),
+            kill(Reason::NotAllowed)
+        );
+        assert_eq!(
+            run(
+                Some(3),
+                b"/bin/busybox",
+                path_flags::DELETED,
+                Some(Mode::Enforce)
+            ),
+            kill(Reason::Unnameable)
+        );
+        assert_eq!(run(Some(3), b"/x", 0, None), kill(Reason::NoProfile));
+        let audited = run(Some(3), b"/opt/evil", 0, Some(Mode::Audit));
+        assert_eq!(audited.verdict().map(|v| v.action), Some(Action::Audited));
+        assert!(matches!(
+            run(Some(DENY_ALL_PROFILE), b"/bin/busybox", 0, None),
+            Outcome::Violation {
+                reason: Reason::NoProfile,
+                kill: true,
+                ..
+            }
+        ));
+    }
+}

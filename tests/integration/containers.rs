@@ -1,0 +1,457 @@
+//! Real containers: a private containerd (its own root, state and socket in a temp
+//! dir) runs runc containers from a busybox root filesystem built here, in a
+//! kubelet-style cgroup layout and with the CRI labels kubelet sets. Nothing is
+//! pulled. Learning must record container-view paths under the Kubernetes workload
+//! name; enforcement (kill mode on the host) must cover replicas started after it
+//! began from their very first exec.
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::common::*;
+use crate::enforce::{Enforcer, Mech};
+
+const BUSYBOX: &str = "/bin/busybox";
+/// The forbidden program: a copy of busybox (named for its applet) at a path no
+/// profile allows; the canonical path of every applet symlink is /bin/busybox.
+const FORBIDDEN: &str = "/opt/tools/touch";
+const APPLETS: [&str; 7] = ["sh", "echo", "sleep", "cat", "touch", "true", "ls"];
+
+/// Whether containerd, ctr and runc are installed (`make deps`); under CI=true their
+/// absence fails the test.
+fn container_tools(test: &str) -> bool {
+    if !privileged(test) {
+        return false;
+    }
+    let missing: Vec<&str> = ["containerd", "ctr", "runc"]
+        .into_iter()
+        .filter(|tool| {
+            !Command::new("sh")
+                .args(["-c", &format!("command -v {tool}")])
+                .stdout(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        })
+        .collect();
+    if missing.is_empty() {
+        return true;
+    }
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{test}: {missing:?} not installed and CI=true; run `make deps`");
+    }
+    eprintln!("SKIP {test}: {missing:?} not installed (make deps)");
+    false
+}
+
+/// A containerd of our own; stopped, with every task it still runs, on drop.
+pub struct Containerd {
+    child: Child,
+    _dir: tempfile::TempDir,
+    pub dir: PathBuf,
+    pub socket: PathBuf,
+    pub state: PathBuf,
+}
+
+impl Containerd {
+    pub fn start() -> Containerd {
+        let dir = tempfile::Builder::new()
+            .prefix("fp-ctrd")
+            .tempdir()
+            .expect("temp dir");
+        let path = dir.path().canonicalize().unwrap();
+        let socket = path.join("c.sock");
+        let state = path.join("state");
+        let config = path.join("config.toml");
+        // The CRI plugin would want a pause image and a CNI setup: not needed for
+        // `ctr run --rootfs`, so it is disabled.
+        std::fs::write(
+            &config,
+            format!(
+                "version = 2\nroot = {:?}\nstate = {:?}\n\
+                 disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n\
+                 [grpc]\n  address = {:?}\n[ttrpc]\n  address = {:?}\n",
+                path.join("root"),
+                state,
+                socket,
+                path.join("c.sock.ttrpc"),
+            ),
+        )
+        .unwrap();
+        let log = std::fs::File::create(path.join("containerd.log")).unwrap();
+        let child = Command::new("containerd")
+            .arg("--config")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawning containerd");
+        let containerd = Containerd {
+            child,
+            _dir: dir,
+            dir: path,
+            socket,
+            state,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !containerd.ctr(&["version"]).status.success() {
+            assert!(
+                Instant::now() < deadline,
+                "containerd did not come up: {}",
+                std::fs::read_to_string(containerd.dir.join("containerd.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        containerd
+    }
+
+    fn ctr_command(&self) -> Command {
+        let mut cmd = Command::new("ctr");
+        cmd.arg("--address").arg(&self.socket);
+        cmd
+    }
+
+    pub fn ctr(&self, args: &[&str]) -> Output {
+        self.ctr_command().args(args).output().expect("running ctr")
+    }
+
+    /// `ctr run --rm` a container to completion.
+    pub fn run(&self, spec: &ContainerSpec, args: &[&str]) -> Output {
+        self.spawn(spec, args).wait_with_output().expect("ctr run")
+    }
+
+    /// `ctr run --rm` in the background.
+    pub fn spawn(&self, spec: &ContainerSpec, args: &[&str]) -> Child {
+        let mut cmd = self.ctr_command();
+        cmd.args(["run", "--rm", "--cgroup", &spec.cgroup]);
+        for (key, value) in &spec.labels {
+            cmd.arg("--label").arg(format!("{key}={value}"));
+        }
+        cmd.arg("--rootfs")
+            .arg(&spec.rootfs)
+            .arg(&spec.id)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawning ctr run")
+    }
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        // Shims outlive containerd by design: remove whatever still runs first.
+        let tasks = self.ctr(&["tasks", "ls", "-q"]);
+        for id in String::from_utf8_lossy(&tasks.stdout).split_whitespace() {
+            let _ = self.ctr(&["tasks", "kill", "-s", "SIGKILL", id]);
+            let _ = self.ctr(&["tasks", "rm", "-f", id]);
+        }
+        let containers = self.ctr(&["containers", "ls", "-q"]);
+        for id in String::from_utf8_lossy(&containers.stdout).split_whitespace() {
+            let _ = self.ctr(&["containers", "rm", id]);
+        }
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let _ = self.child.wait();
+    }
+}
+
+/// A container to run: its id, cgroup (relative to the cgroup root), labels, root.
+pub struct ContainerSpec {
+    pub id: String,
+    pub cgroup: String,
+    pub labels: Vec<(String, String)>,
+    pub rootfs: PathBuf,
+}
+
+/// A pod of a Deployment `owner`: kubelet's labels and cgroupfs-driver layout below
+/// `kubepods`.
+fn replica(
+    kubepods: &str,
+    owner: &str,
+    index: usize,
+    container: &str,
+    tmp: &Path,
+) -> ContainerSpec {
+    // Ids as kubelet's runtime makes them: 64 hex digits; pod uids are UUIDs. runc
+    // keeps its own state under /run/containerd/runc whatever containerd's state
+    // directory is, so ids must be unique across tests and runs, not per containerd.
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let id = format!(
+        "{:08x}{:016x}{:040x}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::SeqCst),
+        nanos
+    );
+    let uid = format!("{:08x}-0000-4000-8000-{:012x}", std::process::id(), index);
+    // Pod names as a ReplicaSet makes them: <deployment>-<pod-template-hash>-<5 safe>.
+    const SAFE: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let suffix: String = (0..5)
+        .map(|i| SAFE[(index / SAFE.len().pow(i)) % SAFE.len()] as char)
+        .collect();
+    let pod = format!("{owner}-6b474476c4-{suffix}");
+    let labels = [
+        ("io.kubernetes.pod.namespace", "default".to_string()),
+        ("io.kubernetes.pod.name", pod),
+        ("io.kubernetes.pod.uid", uid.clone()),
+        ("io.kubernetes.container.name", container.to_string()),
+    ];
+    ContainerSpec {
+        cgroup: format!("{kubepods}/besteffort/pod{uid}/{id}"),
+        labels: labels
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+        rootfs: rootfs(&tmp.join(format!("rootfs-{index}"))),
+        id,
+    }
+}
+
+/// A root filesystem: /bin/busybox with applet symlinks, and the forbidden copy.
+fn rootfs(dir: &Path) -> PathBuf {
+    for sub in ["bin", "proc", "dev", "sys", "tmp", "opt/tools"] {
+        std::fs::create_dir_all(dir.join(sub)).unwrap();
+    }
+    std::fs::copy(BUSYBOX, dir.join("bin/busybox")).expect("busybox-static (make deps)");
+    for applet in APPLETS {
+        std::os::unix::fs::symlink("busybox", dir.join("bin").join(applet)).unwrap();
+    }
+    std::fs::copy(BUSYBOX, dir.join(FORBIDDEN.trim_start_matches('/'))).unwrap();
+    dir.to_path_buf()
+}
+
+/// A cgroup tree for one test; runc leaves the pod and QoS levels behind, and on a
+/// hybrid host it also creates the tree in each v1 hierarchy: all removed on drop.
+struct CgroupTree {
+    root: TestCgroup,
+}
+
+impl CgroupTree {
+    fn new() -> CgroupTree {
+        CgroupTree {
+            root: TestCgroup::at(&format!("/{}", unique("fingerprint-ctr"))),
+        }
+    }
+}
+
+impl Drop for CgroupTree {
+    fn drop(&mut self) {
+        let mut roots = vec![self.root.dir.clone()];
+        if let Ok(v1) = std::fs::read_dir("/sys/fs/cgroup") {
+            for hierarchy in v1.flatten() {
+                roots.push(
+                    hierarchy
+                        .path()
+                        .join(self.root.path.trim_start_matches('/')),
+                );
+            }
+        }
+        for root in roots {
+            remove_bottom_up(&root);
+        }
+    }
+}
+
+fn remove_bottom_up(dir: &Path) {
+    if let Ok(children) = std::fs::read_dir(dir) {
+        for child in children.flatten() {
+            if child.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_bottom_up(&child.path());
+            }
+        }
+    }
+    let _ = std::fs::remove_dir(dir);
+}
+
+fn learner_args(containerd: &Containerd) -> Vec<&OsStr> {
+    vec![
+        OsStr::new("--containerd-state"),
+        containerd.state.as_os_str(),
+    ]
+}
+
+/// Workload names recorded in the database for this cgroup path.
+fn workloads_of(db: &Path, cgroup: &str) -> Vec<String> {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let mut stmt = conn
+        .prepare(
+            "SELECT DISTINCT w.name FROM workloads w JOIN cgroups c ON c.workload_id = w.id \
+             WHERE c.path = ?1",
+        )
+        .unwrap();
+    stmt.query_map([cgroup], |r| r.get(0))
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect()
+}
+
+fn ok(output: &Output, what: &str) {
+    assert!(
+        output.status.success(),
+        "{what}: {}\nstdout: {}\nstderr: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+const WORKLOAD: &str = "default/Deployment/web/server";
+/// What a replica of the Deployment does: all busybox applets.
+const REPLAY: [&str; 3] = [
+    "/bin/sh",
+    "-c",
+    "echo hello; cat /proc/self/cgroup; ls / ; true",
+];
+
+/// Learn one replica of `web` and export its profile in enforce mode.
+fn learn_web(containerd: &Containerd, tree: &CgroupTree, tmp: &Path) -> (PathBuf, ContainerSpec) {
+    let db = tmp.join("learn.db");
+    let kubepods = format!("{}/kubepods", tree.root.path);
+    // The scope enforcement watches must exist before any pod, as kubelet's does.
+    std::fs::create_dir_all(tree.root.dir.join("kubepods")).unwrap();
+    let learner = Learner::start_with(&db, &[&tree.root], &learner_args(containerd));
+    let spec = replica(&kubepods, "web", 0, "server", tmp);
+    let output = containerd.run(&spec, &REPLAY);
+    // Stopped before any assertion, so a failure leaves no learner running.
+    learner.stop_ok();
+    ok(&output, "learning replica");
+    let profiles = tmp.join("profiles");
+    let export = fingerprint(&[
+        OsStr::new("export"),
+        OsStr::new("--db"),
+        db.as_os_str(),
+        OsStr::new("--out"),
+        profiles.as_os_str(),
+        OsStr::new("--mode"),
+        OsStr::new("enforce"),
+    ]);
+    ok(&export, "export");
+    (db, spec)
+}
+
+#[test]
+fn container_is_learned_with_container_paths_and_kubernetes_identity() {
+    if !container_tools("container_is_learned_with_container_paths_and_kubernetes_identity") {
+        return;
+    }
+    let (_keep, tmp) = temp_dir();
+    let containerd = Containerd::start();
+    let tree = CgroupTree::new();
+    let (db, spec) = learn_web(&containerd, &tree, &tmp);
+    assert_eq!(workloads_of(&db, &spec.cgroup), vec![WORKLOAD.to_string()]);
+    let paths: Vec<String> = executables(&db, &spec.cgroup)
+        .iter()
+        .map(|row| String::from_utf8_lossy(&row.path).into_owned())
+        .collect();
+    // The container's own view: /bin/busybox, never the host's rootfs directory.
+    assert!(paths.contains(&BUSYBOX.to_string()), "{paths:?}");
+    let host_root = tmp.to_string_lossy().into_owned();
+    assert!(
+        paths.iter().all(|p| !p.starts_with(&host_root)),
+        "host paths leaked into the container's profile: {paths:?}"
+    );
+    // One profile named for the Deployment, matching by Kubernetes workload.
+    let profile: Value = std::fs::read_dir(tmp.join("profiles"))
+        .unwrap()
+        .flatten()
+        .map(|e| serde_json::from_slice(&std::fs::read(e.path()).unwrap()).unwrap())
+        .find(|p: &Value| p["workload"]["name"] == WORKLOAD)
+        .expect("a profile for the Deployment");
+    assert_eq!(profile["workload"]["match"]["kind"], "kubernetes_workload");
+    assert_eq!(profile["workload"]["match"]["owner_source"], "pod-name");
+}
+
+#[test]
+fn replicas_started_after_enforcement_are_covered_from_their_first_exec() {
+    if !container_tools("replicas_started_after_enforcement_are_covered_from_their_first_exec") {
+        return;
+    }
+    let (_keep, tmp) = temp_dir();
+    let containerd = Containerd::start();
+    let tree = CgroupTree::new();
+    let (_db, learned) = learn_web(&containerd, &tree, &tmp);
+    // Leave only the Deployment's profile: the learning run also saw ctr's helpers.
+    let kubepods = format!("{}/kubepods", tree.root.path);
+    let enforcer = Enforcer::start(
+        &tmp,
+        &tmp.join("profiles"),
+        Mech::Kill,
+        &[
+            "--containerd-state",
+            containerd.state.to_str().unwrap(),
+            "--container-scope",
+            &kubepods,
+        ],
+    );
+
+    // A second replica replays what the first did: nothing is denied.
+    let replay = replica(&kubepods, "web", 1, "server", &tmp);
+    ok(&containerd.run(&replay, &REPLAY), "replayed replica");
+
+    // Ten replicas at once whose FIRST exec is forbidden: every one is killed before
+    // it could touch its marker.
+    let late: Vec<ContainerSpec> = (0..10)
+        .map(|i| replica(&kubepods, "web", 10 + i, "server", &tmp))
+        .collect();
+    let children: Vec<Child> = late
+        .iter()
+        .map(|spec| containerd.spawn(spec, &[FORBIDDEN, "/tmp/marker"]))
+        .collect();
+    for (spec, child) in late.iter().zip(children) {
+        let output = child.wait_with_output().unwrap();
+        assert!(
+            !output.status.success(),
+            "replica {} ran its forbidden entrypoint",
+            spec.id
+        );
+        assert!(
+            !spec.rootfs.join("tmp/marker").exists(),
+            "replica {}: the forbidden first exec ran",
+            spec.id
+        );
+    }
+
+    // First exec allowed (held, then continued); a later forbidden one is killed by
+    // the kernel, as the cgroup is bound by then.
+    let later = replica(&kubepods, "web", 30, "server", &tmp);
+    let output = containerd.run(
+        &later,
+        &[
+            "/bin/sh",
+            "-c",
+            &format!("{FORBIDDEN} /tmp/marker; echo after"),
+        ],
+    );
+    ok(&output, "replica with a later forbidden exec");
+    assert!(String::from_utf8_lossy(&output.stdout).contains("after"));
+    assert!(!later.rootfs.join("tmp/marker").exists());
+
+    // A container of another workload in the same scope is left alone.
+    let other = replica(&kubepods, "other", 40, "sidecar", &tmp);
+    ok(
+        &containerd.run(&other, &[FORBIDDEN, "/tmp/marker"]),
+        "unprofiled container",
+    );
+    assert!(other.rootfs.join("tmp/marker").exists());
+
+    let events = enforcer.stop();
+    let killed: Vec<&Value> = events.iter().filter(|e| e["action"] == "killed").collect();
+    assert_eq!(killed.len(), 11, "{events:#?}");
+    for event in &killed {
+        assert_eq!(event["workload"], WORKLOAD);
+        assert_eq!(event["executable"], FORBIDDEN, "{events:#?}");
+        assert_eq!(event["reason"], "not_in_profile");
+    }
+    assert!(
+        events.iter().all(|e| e["action"] != "audited"),
+        "no other violations: {events:#?}"
+    );
+    drop(learned);
+}
