@@ -4,7 +4,7 @@
 CARGO ?= cargo
 RELEASE_BIN := target/release/fingerprint
 
-.PHONY: all deps build lint test host-test vmtest demo bench-learn bench-diff fuzz vmlinux clean
+.PHONY: all deps build lint test host-test vmtest demo bench-learn bench-diff bench-scale fuzz vmlinux clean
 
 all: build
 
@@ -46,6 +46,11 @@ fuzz: deps
 	$(CARGO) fuzz run --fuzz-dir fuzz --sanitizer none profile_parser \
 		fuzz/corpus/profile_parser tests/golden/export tests/golden/export-stats \
 		-- -max_total_time=$(FUZZ_SECONDS) -dict=fuzz/profile.dict -max_len=8192
+
+# Scale: fingerprint vs one-program-per-workload, N = 1..10,000 workloads, on this host
+# (kill mode) and in qemu (BPF LSM); writes docs/benchmarks.md "## Scale" and docs/scale.png.
+bench-scale: build
+	@scripts/bench-scale.sh
 
 # Regenerate bpf/vmlinux.h from the running kernel's BTF (x86_64). CO-RE relocates
 # field offsets at load time, so one header serves every kernel from 5.15 on.

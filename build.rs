@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use libbpf_cargo::SkeletonBuilder;
 
 /// Objects to build; each becomes `$OUT_DIR/<name>.skel.rs`.
-const BPF_OBJECTS: &[&str] = &["learn", "enforce"];
+const BPF_OBJECTS: &[&str] = &["learn", "enforce", "bench_per_policy"];
 /// Headers every object may include: a change to any rebuilds them all.
 const BPF_HEADERS: &[&str] = &[
     "fingerprint.h",
