@@ -23,6 +23,10 @@
 //!
 //! Run with `cargo bench --bench learn` (release build).
 
+#[path = "support/mod.rs"]
+mod support;
+use support::BpfStatsSysctl;
+
 use std::fmt::Write as _;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write as _};
@@ -38,7 +42,6 @@ use anyhow::{anyhow, bail, Context, Result};
 use fingerprint::cgroup::CgroupV2;
 
 const BIN: &str = env!("CARGO_BIN_EXE_fingerprint");
-const STATS_SYSCTL: &str = "/proc/sys/kernel/bpf_stats_enabled";
 /// The learner prints this on stderr once its program is attached.
 const ATTACHED: &str = "fingerprint: learning at ";
 /// Targets from issue 2.
@@ -52,20 +55,11 @@ extern "C" fn on_sigint(_: libc::c_int) {
 }
 
 fn main() -> ExitCode {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!(
-            "bench-learn: needs root: it creates cgroups, loads a BPF program and sets \
-             kernel.bpf_stats_enabled; run `sudo make bench-learn`"
-        );
-        return ExitCode::from(2);
-    }
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("bench-learn: {err:#}");
-            ExitCode::FAILURE
-        }
-    }
+    support::bench_main(
+        "bench-learn",
+        "it creates cgroups, loads a BPF program and sets kernel.bpf_stats_enabled",
+        run,
+    )
 }
 
 struct Config {
@@ -214,37 +208,18 @@ impl ExecTarget {
     /// exec-heavy as possible. Else a copy of /usr/bin/true. Either way a private copy,
     /// so nothing else on the host execs the same file.
     fn build(dir: &Path) -> Result<ExecTarget> {
-        let path = dir.join("exec-target");
-        let source = dir.join("exec-target.c");
-        std::fs::write(&source, "int main(void) { return 0; }\n")
-            .context("writing the exec target's source")?;
-        let compiled = Command::new("cc")
-            .args(["-O2", "-static", "-o"])
-            .arg(&path)
-            .arg(&source)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .output();
-        let why_not = match compiled {
-            Ok(out) if out.status.success() => {
-                let size = std::fs::metadata(&path).map_or(0, |m| m.len());
+        let why_not = match support::static_exec_target(dir) {
+            Ok((path, kib)) => {
                 return Ok(ExecTarget {
                     path,
                     description: format!(
-                        "static C program built with `cc -O2 -static` ({} KiB)",
-                        size / 1024
+                        "static C program built with `cc -O2 -static` ({kib} KiB)"
                     ),
-                });
+                })
             }
-            Ok(out) => format!(
-                "cc -static failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-                    .lines()
-                    .next()
-                    .unwrap_or("")
-            ),
-            Err(err) => format!("no cc: {err}"),
+            Err(err) => format!("{err:#}"),
         };
+        let path = dir.join("exec-target");
         std::fs::copy("/usr/bin/true", &path).context("copying /usr/bin/true")?;
         Ok(ExecTarget {
             path,
@@ -555,7 +530,7 @@ fn learn_storm(
     db: &Path,
 ) -> Result<Learned> {
     // The kernel only accounts BPF run time while this is on; restored on drop.
-    let stats = BpfStatsSysctl::enable()?;
+    let stats = BpfStatsSysctl::enable("bench-learn")?;
     let mut learner = Learner::start(db, cgroups)?;
     let prog = learner.find_prog();
     let bpf_before = prog
@@ -604,34 +579,6 @@ fn learn_storm(
         wakeups: total_wakeups.saturating_sub(startup_wakeups),
         bpf,
     })
-}
-
-/// Sets `kernel.bpf_stats_enabled=1` and puts the old value back when dropped.
-struct BpfStatsSysctl {
-    previous: String,
-}
-
-impl BpfStatsSysctl {
-    fn enable() -> Result<BpfStatsSysctl> {
-        let previous = std::fs::read_to_string(STATS_SYSCTL)
-            .with_context(|| format!("reading {STATS_SYSCTL}"))?;
-        std::fs::write(STATS_SYSCTL, "1")
-            .with_context(|| format!("writing 1 to {STATS_SYSCTL}"))?;
-        Ok(BpfStatsSysctl {
-            previous: previous.trim().to_string(),
-        })
-    }
-}
-
-impl Drop for BpfStatsSysctl {
-    fn drop(&mut self) {
-        if let Err(err) = std::fs::write(STATS_SYSCTL, &self.previous) {
-            eprintln!(
-                "bench-learn: warning: could not restore {STATS_SYSCTL} to {}: {err}",
-                self.previous
-            );
-        }
-    }
 }
 
 /// `fingerprint learn` in the background; killed and reaped on drop unless stopped.

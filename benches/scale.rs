@@ -44,12 +44,16 @@
 //! Run with `cargo bench --bench scale` (release build). A benchmark reports; it does
 //! not assert timings. It exits non-zero only when it cannot measure.
 
+#[path = "support/mod.rs"]
+mod support;
+use support::BpfStatsSysctl;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write as _;
 use std::mem::MaybeUninit;
 use std::os::fd::BorrowedFd;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode, Stdio};
+use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -68,7 +72,6 @@ mod per_policy_skel {
 }
 use per_policy_skel::{BenchPerPolicySkel, BenchPerPolicySkelBuilder};
 
-const STATS_SYSCTL: &str = "/proc/sys/kernel/bpf_stats_enabled";
 /// Executables per profile, and how many of them come from the shared pool.
 const PER_PROFILE: usize = 25;
 /// Shared pool: what most containers and services run.
@@ -112,20 +115,11 @@ const TARGET_MEMORY_BYTES: u64 = 16 << 20;
 const TARGET_LOAD: Duration = Duration::from_secs(1);
 
 fn main() -> ExitCode {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!(
-            "bench-scale: needs root: it creates a cgroup, loads BPF programs and sets \
-             kernel.bpf_stats_enabled; run `sudo make bench-scale`"
-        );
-        return ExitCode::from(2);
-    }
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("bench-scale: {err:#}");
-            ExitCode::FAILURE
-        }
-    }
+    support::bench_main(
+        "bench-scale",
+        "it creates a cgroup, loads BPF programs and sets kernel.bpf_stats_enabled",
+        run,
+    )
 }
 
 struct Config {
@@ -220,7 +214,7 @@ fn run() -> Result<()> {
     let v2 = CgroupV2::discover().context("finding the cgroup v2 mount")?;
     let cgroup = BenchCgroup::create(&v2)?;
     // Fail now, not after minutes of loading, if the accounting cannot be turned on.
-    drop(BpfStatsSysctl::enable()?);
+    drop(BpfStatsSysctl::enable("bench-scale")?);
     let key = DigestKey::random().context("reading random bytes for the digest key")?;
     let max_n = config.ns.iter().copied().max().unwrap_or(1);
     let inputs = policy_inputs(max_n, &target, &cgroup.relative);
@@ -509,7 +503,7 @@ fn measure(
     // program run, which would tax the N-program design N times.
     let mut loaded = exec_loop(target, config.execs)?;
     let stats_execs = config.stats_execs();
-    let stats = BpfStatsSysctl::enable()?;
+    let stats = BpfStatsSysctl::enable("bench-scale")?;
     let before = BpfObjects::scan()?;
     exec_loop(target, stats_execs)?;
     let after = BpfObjects::scan()?;
@@ -1053,25 +1047,11 @@ fn exec_target(dir: &Path, given: Option<&Path>) -> Result<(PathBuf, String)> {
         std::fs::copy(given, &path).with_context(|| format!("copying {}", given.display()))?;
         return Ok((path, format!("{} (FP_SCALE_TARGET)", given.display())));
     }
-    let source = dir.join("exec-target.c");
-    std::fs::write(&source, "int main(void) { return 0; }\n").context("writing the source")?;
-    let out = Command::new("cc")
-        .args(["-O2", "-static", "-o"])
-        .arg(&path)
-        .arg(&source)
-        .stderr(Stdio::piped())
-        .output()
-        .context("running cc")?;
-    if !out.status.success() {
-        bail!(
-            "cc -O2 -static failed (install gcc and libc6-dev, or set FP_SCALE_TARGET): {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let size = std::fs::metadata(&path).map_or(0, |m| m.len());
+    let (path, kib) = support::static_exec_target(dir)
+        .context("building the exec target (install gcc and libc6-dev, or set FP_SCALE_TARGET)")?;
     Ok((
         path,
-        format!("static C program, `cc -O2 -static` ({} KiB)", size / 1024),
+        format!("static C program, `cc -O2 -static` ({kib} KiB)"),
     ))
 }
 
@@ -1130,30 +1110,6 @@ impl Drop for BenchCgroup {
                 "bench-scale: warning: could not remove {}: {err}",
                 self.dir.display()
             );
-        }
-    }
-}
-
-/// Sets `kernel.bpf_stats_enabled=1` and puts the old value back when dropped.
-struct BpfStatsSysctl {
-    previous: String,
-}
-
-impl BpfStatsSysctl {
-    fn enable() -> Result<BpfStatsSysctl> {
-        let previous = std::fs::read_to_string(STATS_SYSCTL)
-            .with_context(|| format!("reading {STATS_SYSCTL}"))?;
-        std::fs::write(STATS_SYSCTL, "1").with_context(|| format!("writing {STATS_SYSCTL}"))?;
-        Ok(BpfStatsSysctl {
-            previous: previous.trim().to_string(),
-        })
-    }
-}
-
-impl Drop for BpfStatsSysctl {
-    fn drop(&mut self) {
-        if let Err(err) = std::fs::write(STATS_SYSCTL, &self.previous) {
-            eprintln!("bench-scale: warning: could not restore {STATS_SYSCTL}: {err}");
         }
     }
 }
