@@ -240,8 +240,8 @@ struct fp_verdict {
  * the packed upper half). */
 static __always_inline void fp_check_exec(struct file *file, struct fp_verdict *verdict)
 {
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	struct fs_struct *fs = BPF_CORE_READ(task, fs);
+	struct task_struct *task;
+	struct fs_struct *fs;
 	struct fp_profile *prof;
 	struct fp_config *cfg;
 	struct fp_path *p;
@@ -273,6 +273,9 @@ static __always_inline void fp_check_exec(struct file *file, struct fp_verdict *
 		verdict->mode = FP_MODE_ENFORCE;
 		verdict->reason = FP_REASON_NO_PROFILE;
 	} else {
+		/* Only profiled execs pay for the task's root. */
+		task = (struct task_struct *)bpf_get_current_task();
+		fs = BPF_CORE_READ(task, fs);
 		fp_resolve_path(p, (__u64)&file->f_path, (__u64)&fs->root);
 		if (p->flags & (FP_PATH_TRUNCATED | FP_PATH_DELETED | FP_PATH_UNREACHABLE |
 				FP_PATH_ABSENT))
