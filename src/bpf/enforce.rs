@@ -2,18 +2,17 @@
 //! decided here by trying: the LSM program where the kernel accepts it, else (only
 //! if allowed) the kill fallback on sched_process_exec.
 
-use std::mem::MaybeUninit;
 use std::path::Path;
 
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
-use libbpf_rs::{Link, MapCore, MapFlags, OpenObject, RingBuffer, RingBufferBuilder};
+use libbpf_rs::{Link, MapCore, MapFlags, RingBuffer, RingBufferBuilder};
 
 use super::enforce_skel::types::{
     fp_config, fp_digest, fp_path, fp_pattern, fp_pattern_key, fp_profile, fp_rule_key,
     fp_test_args,
 };
 use super::enforce_skel::{EnforceSkel, EnforceSkelBuilder, OpenEnforceSkel};
-use super::{load_reason, refused, sum_percpu, BpfError};
+use super::{load_reason, object_storage, refused, sum_percpu, BpfError};
 use crate::digest::{Digest, DigestKey};
 use crate::enforce::plan::{MapSizes, Mode, RuleKind, PATH_MAX, PATTERN_MAX};
 
@@ -463,12 +462,9 @@ impl EnforceProbe {
 }
 
 fn load(mechanism: Mechanism, sizes: MapSizes) -> Result<EnforceSkel<'static>, BpfError> {
-    // The skeleton borrows its object storage for as long as enforcement runs; at
-    // most two are loaded per process, so leaking them is the simple, safe choice.
-    let storage: &'static mut MaybeUninit<OpenObject> = Box::leak(Box::new(MaybeUninit::uninit()));
     let refused = |reason: String| refused(mechanism.hook(), reason);
     let mut open: OpenEnforceSkel<'static> = EnforceSkelBuilder::default()
-        .open(storage)
+        .open(object_storage())
         .map_err(|e| refused(format!("open failed: {e}")))?;
     open.progs
         .enforce_bprm_check_security

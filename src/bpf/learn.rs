@@ -1,14 +1,13 @@
 //! Loading the learning programs: the LSM hook enforcement uses, where the kernel
 //! allows it, else `tp_btf/sched_process_exec`; which one, and why, is reported.
 
-use std::mem::MaybeUninit;
 use std::time::Duration;
 
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
-use libbpf_rs::{Link, MapCore, MapFlags, OpenObject, RingBuffer, RingBufferBuilder};
+use libbpf_rs::{Link, MapCore, MapFlags, RingBuffer, RingBufferBuilder};
 
 use super::learn_skel::{LearnSkel, LearnSkelBuilder, OpenLearnSkel};
-use super::{load_reason, refused, sum_percpu, BpfError};
+use super::{load_reason, object_storage, refused, sum_percpu, BpfError};
 use crate::event::Hook;
 
 /// Which hook to learn at.
@@ -119,12 +118,9 @@ const COUNTER_DROPPED: u32 = 1;
 pub const POLL_INTERVAL: Duration = Duration::from_millis(100);
 
 fn load(hook: Hook, watched: &[u64]) -> Result<LearnSkel<'static>, BpfError> {
-    // The skeleton borrows its object storage for as long as the program runs; a
-    // learning process loads at most two, so leaking them is the simple, safe choice.
-    let storage: &'static mut MaybeUninit<OpenObject> = Box::leak(Box::new(MaybeUninit::uninit()));
     let refused = |reason: String| refused(hook.name(), reason);
     let mut open: OpenLearnSkel<'static> = LearnSkelBuilder::default()
-        .open(storage)
+        .open(object_storage())
         .map_err(|e| refused(format!("open failed: {e}")))?;
     open.progs
         .handle_bprm_check_security

@@ -103,6 +103,13 @@ fn refused(program: &str, reason: String) -> BpfError {
     }
 }
 
+/// Storage for a skeleton's object, which the skeleton borrows for as long as its
+/// programs run. A process loads at most two skeletons of a kind (one refused, one
+/// kept), so leaking them is the simple, safe choice.
+pub(crate) fn object_storage() -> &'static mut std::mem::MaybeUninit<libbpf_rs::OpenObject> {
+    Box::leak(Box::new(std::mem::MaybeUninit::uninit()))
+}
+
 /// The sum over CPUs of entry `index` (a u64) of a per-CPU array.
 pub(crate) fn sum_percpu(
     map: &dyn libbpf_rs::MapCore,

@@ -14,7 +14,7 @@ use anyhow::{Context, Result};
 use super::binding::{bind_existing, BindingPolicy};
 use super::hold::Holds;
 use super::maps::{ApplyReport, MapState};
-use super::plan::{plan, MapSizes, Mode, PlanError, PolicyInput, ProfileIds};
+use super::plan::{plan, MapSizes, Mode, PlanError, PlannedProfile, PolicyInput, ProfileIds};
 use super::report::ViolationSink;
 use super::source::load_inputs;
 use crate::bpf::enforce::{EnforceCounters, EnforceProbe, Mechanism, MechanismChoice};
@@ -89,6 +89,16 @@ impl Enforcer {
         inputs: &[PolicyInput],
     ) -> Result<(ApplyReport, usize)> {
         let planned = plan(inputs, &self.key, &mut self.ids)?;
+        self.apply_planned(probe, inputs, planned)
+    }
+
+    /// `apply` for profiles already planned (at start, to size the maps).
+    fn apply_planned(
+        &mut self,
+        probe: &EnforceProbe,
+        inputs: &[PolicyInput],
+        planned: Vec<PlannedProfile>,
+    ) -> Result<(ApplyReport, usize)> {
         let report = self.state.apply(probe, planned)?;
         let by_name: HashMap<String, u32> = inputs
             .iter()
@@ -180,7 +190,7 @@ pub fn run(opts: &EnforceOptions, signals: &Signals) -> Result<EnforceSummary> {
     };
     // Track new cgroups before the scan, so none falls between the two.
     probe.attach_cgroup_tracking()?;
-    let (_, bound) = enforcer.apply(&probe, &inputs)?;
+    let (_, bound) = enforcer.apply_planned(&probe, &inputs, planned)?;
     probe.attach_exec_hook()?;
     let mechanism = probe.mechanism();
     if let Some(dir) = &opts.pin_dir {
