@@ -568,7 +568,7 @@ fn fingerprint_point(
     let sizes = MapSizes::for_profiles(&planned, None, bindings);
 
     let started = Instant::now();
-    let mut probe = EnforceProbe::load(config.mechanism, sizes)?;
+    let mut probe = EnforceProbe::load(config.mechanism, sizes, None)?;
     probe.write_config(key, None)?;
     probe.attach_cgroup_tracking()?;
     let prog_load = started.elapsed();

@@ -2,10 +2,11 @@
 //! decided here by trying: the LSM program where the kernel accepts it, else (only
 //! if allowed) the kill fallback on sched_process_exec.
 
+use std::os::fd::AsFd;
 use std::path::Path;
 
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
-use libbpf_rs::{Link, MapCore, MapFlags, RingBuffer, RingBufferBuilder};
+use libbpf_rs::{Link, MapCore, MapFlags, MapHandle, RingBuffer, RingBufferBuilder};
 
 use super::enforce_skel::types::{
     fp_config, fp_digest, fp_path, fp_pattern, fp_pattern_key, fp_profile, fp_rule_key,
@@ -103,6 +104,8 @@ pub struct EnforceProbe {
     links: Vec<Link>,
     mechanism: Mechanism,
     lsm_refusal: Option<String>,
+    /// The carried maps came from a pinned enforcement (pinned already).
+    carried: bool,
 }
 
 fn map_error(map: &'static str) -> impl Fn(libbpf_rs::Error) -> BpfError {
@@ -118,15 +121,21 @@ fn bytes_of<T: plain::Plain>(value: &T) -> &[u8] {
 }
 
 impl EnforceProbe {
-    /// Load (not yet attach) with maps of the given sizes.
-    pub fn load(choice: MechanismChoice, sizes: MapSizes) -> Result<EnforceProbe, BpfError> {
+    /// Load (not yet attach) with maps of the given sizes. `carry_from`: a pinned
+    /// enforcement to take over, whose `CARRIED_MAPS` this one uses.
+    pub fn load(
+        choice: MechanismChoice,
+        sizes: MapSizes,
+        carry_from: Option<&Path>,
+    ) -> Result<EnforceProbe, BpfError> {
+        let load = |mechanism| load(mechanism, sizes, carry_from);
         let (skel, mechanism, lsm_refusal) = match choice {
-            MechanismChoice::Lsm => (load(Mechanism::Lsm, sizes)?, Mechanism::Lsm, None),
-            MechanismChoice::Kill => (load(Mechanism::Kill, sizes)?, Mechanism::Kill, None),
-            MechanismChoice::Auto => match load(Mechanism::Lsm, sizes) {
+            MechanismChoice::Lsm => (load(Mechanism::Lsm)?, Mechanism::Lsm, None),
+            MechanismChoice::Kill => (load(Mechanism::Kill)?, Mechanism::Kill, None),
+            MechanismChoice::Auto => match load(Mechanism::Lsm) {
                 Ok(skel) => (skel, Mechanism::Lsm, None),
                 Err(refusal) => (
-                    load(Mechanism::Kill, sizes)?,
+                    load(Mechanism::Kill)?,
                     Mechanism::Kill,
                     Some(refusal.to_string()),
                 ),
@@ -137,6 +146,7 @@ impl EnforceProbe {
             links: Vec::new(),
             mechanism,
             lsm_refusal,
+            carried: carry_from.is_some(),
         })
     }
 
@@ -365,10 +375,11 @@ impl EnforceProbe {
     }
 
     /// Pin links and maps under `dir` (see `pinned`): enforcement then outlives
-    /// this process. Links are pinned last, so a half-pinned directory never
-    /// looks like a working enforcement.
+    /// this process. Each pin replaces the object of a previous enforcement in one
+    /// rename (a takeover: this one is attached already). Links are pinned last,
+    /// so a half-pinned directory never looks like a working enforcement.
     pub fn pin(&mut self, dir: &Path) -> Result<(), BpfError> {
-        use super::pinned::{ensure_bpffs, LINKS, MAPS};
+        use super::pinned::{ensure_bpffs, pin_replacing, CARRIED_MAPS, LINKS, MAPS};
         ensure_bpffs(dir)?;
         std::fs::create_dir_all(dir).map_err(|e| BpfError::Map {
             map: "pinned enforcement",
@@ -386,12 +397,14 @@ impl EnforceProbe {
             &mut maps.fp_violations,
         ];
         for (map, name) in handles.into_iter().zip(MAPS) {
-            map.pin(dir.join(name)).map_err(map_error(name))?;
+            if !(self.carried && CARRIED_MAPS.contains(name)) {
+                pin_replacing(dir, name, |path| map.pin(path))?;
+            }
         }
         // self.links holds [mkdir, rmdir, exec] in attach order.
         let names = [LINKS[1], LINKS[2], LINKS[0]];
         for (link, name) in self.links.iter_mut().zip(names) {
-            link.pin(dir.join(name)).map_err(map_error(name))?;
+            pin_replacing(dir, name, |path| link.pin(path))?;
         }
         Ok(())
     }
@@ -461,11 +474,25 @@ impl EnforceProbe {
     }
 }
 
-fn load(mechanism: Mechanism, sizes: MapSizes) -> Result<EnforceSkel<'static>, BpfError> {
+fn load(
+    mechanism: Mechanism,
+    sizes: MapSizes,
+    carry_from: Option<&Path>,
+) -> Result<EnforceSkel<'static>, BpfError> {
     let refused = |reason: String| refused(mechanism.hook(), reason);
     let mut open: OpenEnforceSkel<'static> = EnforceSkelBuilder::default()
         .open(object_storage())
         .map_err(|e| refused(format!("open failed: {e}")))?;
+    if let Some(dir) = carry_from {
+        let carried = [
+            (&mut open.maps.fp_enforce_counters, "fp_enforce_counters"),
+            (&mut open.maps.fp_violations, "fp_violations"),
+        ];
+        for (map, name) in carried {
+            let pinned = MapHandle::from_pinned_path(dir.join(name)).map_err(map_error(name))?;
+            map.reuse_fd(pinned.as_fd()).map_err(map_error(name))?;
+        }
+    }
     open.progs
         .enforce_bprm_check_security
         .set_autoload(mechanism == Mechanism::Lsm);

@@ -1,7 +1,14 @@
 //! Enforcement pinned under bpffs: it survives the CLI exiting or crashing, `status`
 //! reads it back, `stop` removes it. What was loaded (profile names, mechanism,
 //! source) is recorded beside it in /run, since bpffs holds only BPF objects.
+//!
+//! A new `enforce --pin` on a pinned directory takes over with no gap: it loads and
+//! attaches its own programs first (both run for a moment), then renames its pins
+//! over the old ones, each rename dropping one old object. It carries over the ring
+//! buffer, so events the old programs wrote and nobody read yet (a held exec whose
+//! enforcer died included) are read by the new enforcer, and the counters.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use libbpf_rs::{MapCore, MapHandle};
@@ -28,6 +35,8 @@ pub const MAPS: &[&str] = &[
     "fp_enforce_counters",
     "fp_violations",
 ];
+/// Maps a takeover keeps instead of creating (see the module docs).
+pub const CARRIED_MAPS: &[&str] = &["fp_enforce_counters", "fp_violations"];
 
 /// Recorded beside the pins.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -39,6 +48,10 @@ pub struct PinnedState {
     pub started_at: String,
     pub pid: u32,
     pub profile_names: Vec<String>,
+    /// Profile id of every name ever loaded: a takeover keeps them, since events in
+    /// the carried ring buffer name profiles by id.
+    #[serde(default)]
+    pub profile_ids: BTreeMap<String, u32>,
 }
 
 /// What is loaded right now.
@@ -100,7 +113,7 @@ pub fn write_state(state: &PinnedState) -> Result<(), BpfError> {
         .map_err(|e| io_error(format!("writing {}", path.display()), e))
 }
 
-fn read_state() -> Option<PinnedState> {
+pub fn read_state() -> Option<PinnedState> {
     let text = std::fs::read_to_string(STATE_FILE).ok()?;
     serde_json::from_str(&text).ok()
 }
@@ -139,6 +152,39 @@ pub fn status(dir: &Path) -> Result<Option<Status>, BpfError> {
     }))
 }
 
+/// Pin an object as `dir/name` through `pin`, replacing in one rename whatever was
+/// pinned there: the name is never absent, and the replaced object is released.
+pub fn pin_replacing(
+    dir: &Path,
+    name: &str,
+    pin: impl FnOnce(&Path) -> libbpf_rs::Result<()>,
+) -> Result<(), BpfError> {
+    let staged = staged_path(dir, name);
+    remove_if_present(&staged)?;
+    pin(&staged).map_err(|e| io_error(format!("pinning {}", staged.display()), e))?;
+    let target = dir.join(name);
+    std::fs::rename(&staged, &target).map_err(|e| {
+        io_error(
+            format!("renaming {} to {}", staged.display(), target.display()),
+            e,
+        )
+    })
+}
+
+/// Where `pin_replacing` pins before the rename (bpffs refuses names with a dot).
+fn staged_path(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!("staged_{name}"))
+}
+
+fn remove_if_present(path: &Path) -> Result<(), BpfError> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(io_error(format!("removing {}", path.display()), e))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Remove a pinned enforcement: unpinning the links detaches the programs.
 /// Returns whether anything was pinned.
 pub fn unpin(dir: &Path) -> Result<bool, BpfError> {
@@ -147,13 +193,9 @@ pub fn unpin(dir: &Path) -> Result<bool, BpfError> {
     }
     let was_pinned = is_pinned(dir);
     for name in LINKS.iter().chain(MAPS) {
-        let path = dir.join(name);
-        match std::fs::remove_file(&path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                return Err(io_error(format!("removing {}", path.display()), e))
-            }
-            _ => {}
-        }
+        remove_if_present(&dir.join(name))?;
+        // Left by a takeover that failed half-way.
+        remove_if_present(&staged_path(dir, name))?;
     }
     std::fs::remove_dir(dir).map_err(|e| io_error(format!("removing {}", dir.display()), e))?;
     let _ = std::fs::remove_file(STATE_FILE);

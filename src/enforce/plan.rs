@@ -85,7 +85,9 @@ pub enum PlanError {
     AllowlistFull { needed: usize, capacity: u32 },
 }
 
-/// Profile ids stay stable for a name across reloads.
+/// Profile ids stay stable for a name across reloads, and across a takeover of
+/// pinned enforcement (events already in the carried-over ring buffer name
+/// profiles by id).
 #[derive(Debug, Default, Clone)]
 pub struct ProfileIds {
     ids: HashMap<String, u32>,
@@ -93,6 +95,20 @@ pub struct ProfileIds {
 }
 
 impl ProfileIds {
+    /// Continue the ids an earlier enforcement assigned.
+    pub fn resume(ids: BTreeMap<String, u32>) -> ProfileIds {
+        let next = ids.values().copied().max().unwrap_or(0);
+        ProfileIds {
+            ids: ids.into_iter().collect(),
+            next,
+        }
+    }
+
+    /// Every name ever given an id, by id.
+    pub fn assigned(&self) -> BTreeMap<String, u32> {
+        self.ids.iter().map(|(n, id)| (n.clone(), *id)).collect()
+    }
+
     pub fn id(&mut self, name: &str) -> u32 {
         if let Some(id) = self.ids.get(name) {
             return *id;
@@ -372,5 +388,16 @@ mod tests {
         assert_eq!(sizes.allow, 4000 + 1024);
         assert_eq!(sizes.profiles, 65);
         assert_eq!(MapSizes::for_profiles(&planned, Some(9), 100).allow, 9);
+    }
+
+    #[test]
+    fn resumed_ids_keep_their_names_and_new_names_get_fresh_ids() {
+        let mut first = ProfileIds::default();
+        let (a, b) = (first.id("a"), first.id("b"));
+        let mut resumed = ProfileIds::resume(first.assigned());
+        assert_eq!((resumed.id("b"), resumed.id("a")), (b, a));
+        let c = resumed.id("c");
+        assert!(c != a && c != b, "a new name reuses no carried id");
+        assert_eq!(resumed.assigned().len(), 3);
     }
 }

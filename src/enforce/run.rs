@@ -139,16 +139,16 @@ impl Enforcer {
 
 pub fn run(opts: &EnforceOptions, signals: &Signals) -> Result<EnforceSummary> {
     crate::bpf::preflight("fingerprint enforce")?;
-    if let Some(dir) = opts.pin_dir.as_deref().filter(|d| pinned::is_pinned(d)) {
-        anyhow::bail!(
-            "an enforcement is already pinned at {}: see `fingerprint status`, and run \
-             `fingerprint stop` before starting another",
-            dir.display()
-        );
-    }
+    // A pinned enforcement is taken over, with no gap (see `pinned`).
+    let takeover = opts.pin_dir.as_deref().filter(|d| pinned::is_pinned(d));
+    let previous = takeover.and_then(|_| pinned::read_state());
+    let started_at = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
     let inputs = load_inputs(&opts.profiles)?;
     let key = DigestKey::random().context("reading random bytes for the digest key")?;
-    let mut ids = ProfileIds::default();
+    let mut ids = previous
+        .as_ref()
+        .map(|p| ProfileIds::resume(p.profile_ids.clone()))
+        .unwrap_or_default();
     let planned = plan(&inputs, &key, &mut ids)?;
     let sizes = MapSizes::for_profiles(&planned, opts.allow_capacity, opts.max_cgroups);
     let needed: usize = planned.iter().map(|p| p.digests.len()).sum();
@@ -168,7 +168,7 @@ pub fn run(opts: &EnforceOptions, signals: &Signals) -> Result<EnforceSummary> {
         .transpose()?;
     let out = event_output(opts.events.as_deref())?;
 
-    let mut probe = EnforceProbe::load(opts.mechanism, sizes)?;
+    let mut probe = EnforceProbe::load(opts.mechanism, sizes, takeover)?;
     if let Some(reason) = probe.lsm_refusal() {
         warn_fallback(reason);
     }
@@ -195,15 +195,23 @@ pub fn run(opts: &EnforceOptions, signals: &Signals) -> Result<EnforceSummary> {
     let mechanism = probe.mechanism();
     if let Some(dir) = &opts.pin_dir {
         probe.pin(dir)?;
-        pinned::write_state(&pinned::PinnedState {
-            pin_dir: dir.clone(),
-            profiles: opts.profiles.clone(),
-            mechanism: mechanism.name().into(),
-            hook: mechanism.hook().into(),
-            started_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
-            pid: std::process::id(),
-            profile_names: inputs.iter().map(|i| i.name.clone()).collect(),
-        })?;
+        write_pinned_state(opts, dir, mechanism, &inputs, &enforcer.ids, &started_at)?;
+        match (takeover, &previous) {
+            (Some(_), Some(p)) => eprintln!(
+                "fingerprint: took over the enforcement pinned at {} (started {} by pid {}) \
+                 with no gap: its programs are replaced, its unread events are read here",
+                dir.display(),
+                p.started_at,
+                p.pid
+            ),
+            (Some(_), None) => eprintln!(
+                "fingerprint: took over the enforcement pinned at {} with no gap; its state \
+                 file {} is missing, so its unread events may name the wrong profiles",
+                dir.display(),
+                pinned::STATE_FILE
+            ),
+            (None, _) => {}
+        }
         eprintln!(
             "fingerprint: pinned at {}: enforcement continues if this process exits; \
              `fingerprint stop` removes it",
@@ -252,7 +260,7 @@ pub fn run(opts: &EnforceOptions, signals: &Signals) -> Result<EnforceSummary> {
     let names = CgroupNames::with_metadata(cgroups, enforcer.metadata.clone());
     let sink = Rc::new(RefCell::new(ViolationSink::new(out, db, names, mechanism)));
     let profile_names: Rc<RefCell<HashMap<u32, String>>> = Rc::default();
-    refresh_names(&profile_names, &inputs, &enforcer.state);
+    refresh_names(&profile_names, &enforcer.ids);
     // A violation that cannot be written stops enforcement loudly, never silently.
     let sink_error: Rc<RefCell<Option<anyhow::Error>>> = Rc::default();
     // Held execs are resolved after each poll, outside the callback, which cannot
@@ -316,7 +324,17 @@ pub fn run(opts: &EnforceOptions, signals: &Signals) -> Result<EnforceSummary> {
         if signals.reload.swap(false, Ordering::SeqCst) {
             match reload(&mut enforcer, &probe, &opts.profiles) {
                 Ok(inputs) => {
-                    refresh_names(&profile_names, &inputs, &enforcer.state);
+                    refresh_names(&profile_names, &enforcer.ids);
+                    if let Some(dir) = &opts.pin_dir {
+                        write_pinned_state(
+                            opts,
+                            dir,
+                            mechanism,
+                            &inputs,
+                            &enforcer.ids,
+                            &started_at,
+                        )?;
+                    }
                     reloads += 1;
                 }
                 // A bad profile must not stop enforcement: keep the loaded set.
@@ -367,14 +385,31 @@ fn reload(
     Ok(inputs)
 }
 
-fn refresh_names(names: &RefCell<HashMap<u32, String>>, inputs: &[PolicyInput], state: &MapState) {
-    let mut names = names.borrow_mut();
-    names.clear();
-    for input in inputs {
-        if let Some(id) = state.profile_id(&input.name) {
-            names.insert(id, input.name.clone());
-        }
-    }
+/// Name profiles by every id ever assigned: an event read late (after a reload,
+/// or carried over by a takeover) may name a profile no longer loaded.
+fn refresh_names(names: &RefCell<HashMap<u32, String>>, ids: &ProfileIds) {
+    *names.borrow_mut() = ids.assigned().into_iter().map(|(n, id)| (id, n)).collect();
+}
+
+/// Record what is pinned, for `status` and for the next takeover.
+fn write_pinned_state(
+    opts: &EnforceOptions,
+    dir: &Path,
+    mechanism: Mechanism,
+    inputs: &[PolicyInput],
+    ids: &ProfileIds,
+    started_at: &str,
+) -> Result<()> {
+    Ok(pinned::write_state(&pinned::PinnedState {
+        pin_dir: dir.to_path_buf(),
+        profiles: opts.profiles.clone(),
+        mechanism: mechanism.name().into(),
+        hook: mechanism.hook().into(),
+        started_at: started_at.to_string(),
+        pid: std::process::id(),
+        profile_names: inputs.iter().map(|i| i.name.clone()).collect(),
+        profile_ids: ids.assigned(),
+    })?)
 }
 
 /// The container scopes: as given, else kubelet's roots that exist on this node.

@@ -19,7 +19,8 @@ fn probe() -> EnforceProbe {
         rules: 16,
         bindings: 16,
     };
-    let probe = EnforceProbe::load(MechanismChoice::Kill, sizes).expect("loading enforce.bpf.o");
+    let probe =
+        EnforceProbe::load(MechanismChoice::Kill, sizes, None).expect("loading enforce.bpf.o");
     probe.write_config(&KEY, None).expect("config");
     probe
 }

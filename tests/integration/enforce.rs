@@ -150,6 +150,10 @@ impl Enforcer {
         );
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn signal(&self, signal: nix::sys::signal::Signal) {
         let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
         nix::sys::signal::kill(pid, signal).unwrap();
@@ -603,6 +607,88 @@ pub fn pinned_enforcement_survives_the_cli(mech: Mech) {
     stop_and_wait_for_release(&pin_dir, &f);
 }
 
+/// A second `enforce --pin` on a pinned enforcement (a DaemonSet pod restarted)
+/// takes over with no gap: a forbidden exec looping across the takeover is blocked
+/// every time; the new profiles are live and the old program is gone; a violation
+/// written while no enforcer ran is reported by the new one, under its profile.
+pub fn pinned_enforcement_is_taken_over_without_a_gap(mech: Mech) {
+    let f = Fixture::new("enforce");
+    let pin_dir = format!("/sys/fs/bpf/{}", unique("fp-test-takeover"));
+    let pin = ["--pin", "--pin-dir", pin_dir.as_str()];
+    f.start(mech, &pin).kill9();
+    // Written to the pinned ring buffer with no enforcer running.
+    assert_eq!(outcome(&mut f.cg.command(&f.forbidden)), blocked(mech));
+    let second = install_binary(TRUE, &f.tmp.join("bin/fp-second"));
+    write_profile(
+        &f.profiles,
+        &f.cg.path,
+        "enforce",
+        &[&f.allowed, &second],
+        &[],
+    );
+
+    let (looped, enforcer) = std::thread::scope(|scope| {
+        // The loop runs until `tx` is dropped: at the end, or if an assert panics.
+        let (tx, stop) = mpsc::channel::<()>();
+        let f = &f;
+        let looping = scope.spawn(move || {
+            let mut outcomes = Vec::new();
+            while let Err(mpsc::TryRecvError::Empty) = stop.try_recv() {
+                outcomes.push(outcome(&mut f.cg.command(&f.forbidden)));
+            }
+            outcomes
+        });
+        let enforcer = f.start(mech, &pin);
+        assert_eq!(
+            status(&pin_dir).1["status"]["state"]["pid"],
+            json!(enforcer.pid()),
+            "the new enforcer owns the pins"
+        );
+        drop(tx);
+        (looping.join().unwrap(), enforcer)
+    });
+    assert!(!looped.is_empty());
+    let ran: Vec<&Outcome> = looped.iter().filter(|o| **o != blocked(mech)).collect();
+    assert!(
+        ran.is_empty(),
+        "{} of {} forbidden execs across the takeover were not blocked: {ran:?}",
+        ran.len(),
+        looped.len()
+    );
+    // The old program (which would block `second`) is released with its last pin.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while outcome(&mut f.cg.command(&second)) != Outcome::Ran(0) {
+        assert!(
+            Instant::now() < deadline,
+            "the replaced program still blocks"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (code, json) = status(&pin_dir);
+    assert_eq!(code, Some(0));
+    assert_eq!(json["status"]["links"].as_array().map(Vec::len), Some(3));
+    let pinned = std::fs::read_dir(&pin_dir).unwrap().count();
+    assert_eq!(
+        pinned,
+        3 + 8,
+        "3 links and 8 maps, nothing staged left over"
+    );
+    let events = enforcer.stop();
+    let forbidden = f.forbidden.to_str().unwrap();
+    assert!(
+        events.len() > looped.len(),
+        "every blocked exec is reported, the one from before the takeover too: \
+         {} events for {} looped execs",
+        events.len(),
+        looped.len()
+    );
+    for event in &events {
+        assert_eq!(event["executable"], json!(forbidden), "{event:#}");
+        assert_eq!(event["profile"], json!(f.cg.path), "{event:#}");
+    }
+    stop_and_wait_for_release(&pin_dir, &f);
+}
+
 /// `fingerprint stop`, then the forbidden exec runs again: the kernel releases a
 /// detached program asynchronously, so allow it a few seconds.
 fn stop_and_wait_for_release(pin_dir: &str, f: &Fixture) {
@@ -719,6 +805,7 @@ macro_rules! with_both_mechanisms {
 with_both_mechanisms!(
     learned_profile_replays_without_violations,
     pinned_enforcement_survives_the_cli,
+    pinned_enforcement_is_taken_over_without_a_gap,
     new_executable_is_blocked_and_reported,
     other_workloads_are_unaffected,
     audit_mode_reports_and_allows,
