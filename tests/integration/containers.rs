@@ -3,7 +3,8 @@
 //! kubelet-style cgroup layout and with the CRI labels kubelet sets. Nothing is
 //! pulled. Learning must record container-view paths under the Kubernetes workload
 //! name; enforcement (kill mode on the host) must cover replicas started after it
-//! began from their very first exec.
+//! began from their very first exec. With `--kube-api` at the test's API server
+//! (`kubeapi.rs`), both name the owner from the API, and fall back to pod names.
 
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
@@ -323,7 +324,12 @@ fn learn_web(containerd: &Containerd, tree: &CgroupTree, tmp: &Path) -> (PathBuf
     // Stopped before any assertion, so a failure leaves no learner running.
     learner.stop_ok();
     ok(&output, "learning replica");
-    let profiles = tmp.join("profiles");
+    export_enforcing(&db, &tmp.join("profiles"));
+    (db, spec)
+}
+
+/// Export what `db` learned into `profiles`, in enforce mode.
+fn export_enforcing(db: &Path, profiles: &Path) {
     let export = fingerprint(&[
         OsStr::new("export"),
         OsStr::new("--db"),
@@ -334,7 +340,6 @@ fn learn_web(containerd: &Containerd, tree: &CgroupTree, tmp: &Path) -> (PathBuf
         OsStr::new("enforce"),
     ]);
     ok(&export, "export");
-    (db, spec)
 }
 
 #[test]
@@ -464,9 +469,8 @@ fn label<'a>(spec: &'a ContainerSpec, key: &str) -> &'a str {
 }
 
 #[test]
-fn learning_names_owners_from_the_kubernetes_api_and_falls_back_to_pod_names() {
-    if !container_tools("learning_names_owners_from_the_kubernetes_api_and_falls_back_to_pod_names")
-    {
+fn owners_from_the_kubernetes_api_name_learned_and_enforced_workloads() {
+    if !container_tools("owners_from_the_kubernetes_api_name_learned_and_enforced_workloads") {
         return;
     }
     let (_keep, tmp) = temp_dir();
@@ -481,13 +485,14 @@ fn learning_names_owners_from_the_kubernetes_api_and_falls_back_to_pod_names() {
         rs,
         Some(("apps/v1", "Deployment", "storefront")),
     ));
-    for spec in &replicas {
+    let add_pod = |spec: &ContainerSpec| {
         api.add(kubeapi::pod(
             label(spec, "io.kubernetes.pod.name"),
             label(spec, "io.kubernetes.pod.uid"),
             Some(("apps/v1", "ReplicaSet", rs)),
-        ));
-    }
+        ))
+    };
+    replicas.iter().for_each(add_pod);
     let api_args = api.args();
     let mut args = learner_args(&containerd);
     args.extend(api_args.iter().map(OsString::as_os_str));
@@ -536,6 +541,28 @@ fn learning_names_owners_from_the_kubernetes_api_and_falls_back_to_pod_names() {
         ]
     );
     assert!(!stderr.contains("Kubernetes API failed"), "{stderr}");
+
+    // Enforcement names containers the same way: a replica that starts after it
+    // began, with a forbidden first exec, is killed under the Deployment's profile
+    // (from its pod name it would be default/Deployment/web/server: unprofiled).
+    let profiles = tmp.join("profiles");
+    export_enforcing(&db, &profiles);
+    let late = replica(&kubepods, "web", 54, "server", &tmp);
+    add_pod(&late);
+    let state = containerd.state.to_str().unwrap();
+    let mut enforce_args = vec!["--containerd-state", state, "--container-scope", &kubepods];
+    enforce_args.extend(api_args.iter().map(|a| a.to_str().unwrap()));
+    let enforcer = Enforcer::start(&tmp, &profiles, Mech::Kill, &enforce_args);
+    let output = containerd.run(&late, &[FORBIDDEN, "/tmp/marker"]);
+    let events = enforcer.stop();
+    assert!(!output.status.success(), "the forbidden entrypoint ran");
+    assert!(!late.rootfs.join("tmp/marker").exists());
+    let killed: Vec<&Value> = events.iter().filter(|e| e["action"] == "killed").collect();
+    assert_eq!(killed.len(), 1, "{events:#?}");
+    assert_eq!(
+        killed[0]["workload"],
+        "default/Deployment/storefront/server"
+    );
 
     // The API now forbids: two more replicas are named from their pod names, and the
     // failure is said once, not once per container.
