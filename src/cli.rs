@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use fingerprint::bpf::enforce::MechanismChoice;
 use fingerprint::bpf::learn::HookChoice;
 use fingerprint::bpf::pinned::DEFAULT_PIN_DIR;
+use fingerprint::kubeapi::{ApiChoice, ApiSettings, DEFAULT_CA_FILE, DEFAULT_TOKEN_FILE};
 use fingerprint::profile::Mode;
 
 /// Learn which executables every workload runs, review them as profiles, lock them.
@@ -156,6 +157,8 @@ pub struct EnforceArgs {
     /// Read-only; when nothing is found there, containers are named from their cgroup path.
     #[arg(long = "containerd-state", value_name = "DIR")]
     pub containerd_state: Vec<PathBuf>,
+    #[command(flatten)]
+    pub kube: KubeApiArgs,
     /// Cgroups where new containers start (e.g. /kubepods.slice); repeatable. A new
     /// cgroup below one is held unclassified: its first exec is stopped until the
     /// container is named from its runtime metadata and checked against its profile,
@@ -163,6 +166,38 @@ pub struct EnforceArgs {
     /// Default: /kubepods and /kubepods.slice when they exist.
     #[arg(long = "container-scope", value_name = "CGROUP")]
     pub container_scopes: Vec<String>,
+}
+
+/// Where the owners of Kubernetes pods come from (learn and enforce).
+#[derive(Debug, clap::Args)]
+pub struct KubeApiArgs {
+    /// Kubernetes API server to name pod owners from: the pod's controller
+    /// (ownerReferences), followed from ReplicaSet to Deployment and from Job to
+    /// CronJob. `auto`: the cluster's API when running in a pod (KUBERNETES_SERVICE_HOST
+    /// and _PORT, the service account's token and ca.crt), else pod names; `off`:
+    /// pod names only (the controllers' naming conventions); or an https:// URL, with
+    /// --kube-token-file and --kube-ca-file. If the API fails, pods are named from their
+    /// names instead (said once on stderr, never fatal); each workload records which
+    /// was used as owner_source ("kubernetes-api" or "pod-name").
+    #[arg(long, default_value = "auto", value_name = "auto|off|URL")]
+    pub kube_api: ApiChoice,
+    /// File holding the bearer token for --kube-api (re-read at each request, as
+    /// projected service account tokens rotate).
+    #[arg(long, default_value = DEFAULT_TOKEN_FILE, value_name = "FILE")]
+    pub kube_token_file: PathBuf,
+    /// PEM bundle of the CA(s) that signed the API server's certificate.
+    #[arg(long, default_value = DEFAULT_CA_FILE, value_name = "FILE")]
+    pub kube_ca_file: PathBuf,
+}
+
+impl KubeApiArgs {
+    pub fn settings(self) -> ApiSettings {
+        ApiSettings {
+            api: self.kube_api,
+            token_file: self.kube_token_file,
+            ca_file: self.kube_ca_file,
+        }
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -227,6 +262,8 @@ pub struct LearnArgs {
     /// Read-only; when nothing is found there, containers are named from their cgroup path.
     #[arg(long = "containerd-state", value_name = "DIR")]
     pub containerd_state: Vec<PathBuf>,
+    #[command(flatten)]
+    pub kube: KubeApiArgs,
 }
 
 #[derive(Debug, clap::Args)]

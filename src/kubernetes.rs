@@ -7,10 +7,11 @@
 //! reads the owner from that. Which source named the owner is kept with the workload
 //! (`owner_source`), so a reviewer can tell a guess from a fact.
 //!
-//! Extension point: an API-backed resolver (a pod informer keyed by pod uid,
-//! following ReplicaSet -> Deployment and Job -> CronJob) implements [`OwnerResolver`]
-//! and is tried before [`PodNameRules`] in [`resolve_owner`]. It is not built here:
-//! this crate has no Kubernetes client, and nothing could test it without a cluster.
+//! Resolvers are tried in order by [`resolve_owner`]: the API-backed one
+//! ([`crate::kubeapi::ApiOwners`]: the pod's controller from its `ownerReferences`,
+//! ReplicaSet -> Deployment, Job -> CronJob) when there is an API to ask, then
+//! [`PodNameRules`], which always answers and so names the pod whenever the API
+//! cannot (not configured, unreachable, forbidden, or another pod by that name).
 
 use std::collections::HashMap;
 
@@ -72,7 +73,7 @@ impl PodContainer {
 pub enum OwnerSource {
     /// From the pod's name and the controllers' naming conventions.
     PodName,
-    /// From the Kubernetes API (ownerReferences); see the module docs.
+    /// From the Kubernetes API (ownerReferences); see `crate::kubeapi`.
     KubernetesApi,
 }
 
@@ -87,7 +88,8 @@ impl OwnerSource {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Owner {
-    /// "Deployment", "StatefulSet", "DaemonSet", "CronJob", "DaemonSetOrJob" or "Pod".
+    /// "Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob" or "Pod"; from pod
+    /// names also "DaemonSetOrJob", from the API any other controller's kind.
     pub kind: String,
     pub name: String,
     pub source: OwnerSource,

@@ -16,6 +16,7 @@ use anyhow::{Context, Result};
 use crate::bpf::learn::{Counters, HookChoice, LearnProbe, POLL_INTERVAL};
 use crate::cgroup::CgroupV2;
 use crate::event::{ExecEvent, Hook};
+use crate::kubeapi::ApiSettings;
 use crate::naming::CgroupNames;
 use crate::progress::Progress;
 use crate::runtime::ContainerMetadata;
@@ -34,6 +35,8 @@ pub struct LearnOptions {
     pub quiet: bool,
     /// containerd state directories to name containers from; empty: the default.
     pub containerd_state: Vec<PathBuf>,
+    /// Where the owners of Kubernetes pods come from.
+    pub kube_api: ApiSettings,
 }
 
 /// What a learning run did, for the closing summary.
@@ -49,6 +52,8 @@ pub struct LearnSummary {
     pub unnamed_cgroups: usize,
     /// Container cgroups named from their path because no runtime metadata was found.
     pub metadata_fallbacks: usize,
+    /// Containers named from their pod names because the Kubernetes API failed.
+    pub api_fallbacks: u64,
 }
 
 /// Learn until `stop` is set or the duration elapses.
@@ -66,6 +71,7 @@ pub fn run(opts: &LearnOptions, stop: Arc<AtomicBool>) -> Result<LearnSummary> {
         .collect::<Result<Vec<u64>>>()?;
     let mut db = Database::open(&opts.db)
         .with_context(|| format!("opening the learning database {}", opts.db.display()))?;
+    let metadata = ContainerMetadata::from_flags(&opts.containerd_state, &opts.kube_api)?;
 
     let probe = LearnProbe::attach(opts.hook, &watched)?;
     if let Some(reason) = probe.lsm_refusal() {
@@ -83,10 +89,7 @@ pub fn run(opts: &LearnOptions, stop: Arc<AtomicBool>) -> Result<LearnSummary> {
     );
     let session = db.begin_session(&session_info(probe.hook()))?;
 
-    let recorder = Rc::new(RefCell::new(Recorder::new(
-        cgroups,
-        ContainerMetadata::from_flags(&opts.containerd_state),
-    )));
+    let recorder = Rc::new(RefCell::new(Recorder::new(cgroups, metadata)));
     let sink = Rc::clone(&recorder);
     let ring = probe.events(move |data| {
         sink.borrow_mut().on_event(data);
@@ -134,6 +137,11 @@ pub fn run(opts: &LearnOptions, stop: Arc<AtomicBool>) -> Result<LearnSummary> {
         executables: recorder.executables.len(),
         unnamed_cgroups: recorder.names.unnamed(),
         metadata_fallbacks: recorder.names.metadata_fallbacks(),
+        api_fallbacks: recorder
+            .names
+            .metadata()
+            .api_stats()
+            .map_or(0, |s| s.failures + s.skipped),
     })
 }
 

@@ -7,6 +7,7 @@ pub mod diff;
 pub mod digest;
 pub mod enforce;
 pub mod event;
+pub mod kubeapi;
 pub mod kubernetes;
 pub mod learn;
 pub mod naming;

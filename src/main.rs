@@ -71,6 +71,7 @@ fn learn_command(args: LearnArgs) -> Result<ExitCode> {
         hook: args.hook,
         quiet: args.quiet,
         containerd_state: args.containerd_state,
+        kube_api: args.kube.settings(),
     };
     let summary = learn::run(&opts, signals()?.stop)?;
     if !opts.quiet {
@@ -111,6 +112,13 @@ fn print_learn_summary(s: &LearnSummary) {
             "note: {} lookups of container metadata found nothing (is --containerd-state \
              right?); those containers were named from their cgroup path",
             s.metadata_fallbacks
+        );
+    }
+    if s.api_fallbacks > 0 {
+        println!(
+            "note: {} containers were named from their pod names because the Kubernetes \
+             API failed (see the message above); their owner_source is \"pod-name\"",
+            s.api_fallbacks
         );
     }
     if s.undecodable > 0 {
@@ -269,6 +277,7 @@ fn enforce_command(args: EnforceArgs) -> Result<ExitCode> {
         pin_dir: (args.pin || args.detach).then_some(args.pin_dir),
         detach: args.detach,
         containerd_state: args.containerd_state,
+        kube_api: args.kube.settings(),
         container_scopes: args.container_scopes,
     };
     let summary = fingerprint::enforce::run::run(&opts, &signals()?)?;

@@ -15,9 +15,11 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::Deserialize;
 
+use crate::kubeapi::{ApiError, ApiOwners, ApiSettings, ApiStats};
 use crate::kubernetes::{self, OwnerResolver, PodContainer, PodNameRules};
 use crate::workload::{self, WorkloadId};
 
@@ -54,10 +56,13 @@ struct LinuxSpec {
     cgroups_path: Option<String>,
 }
 
-/// Looks containers up in containerd's state directories.
+/// Looks containers up in containerd's state directories, and the owners of
+/// Kubernetes pods in the API when one is given (else from pod names).
 #[derive(Debug, Clone)]
 pub struct ContainerMetadata {
     state_dirs: Vec<PathBuf>,
+    /// Shared by every copy, so that learning or enforcement asks once per pod.
+    api: Option<Arc<ApiOwners>>,
 }
 
 impl Default for ContainerMetadata {
@@ -84,16 +89,34 @@ pub enum Naming {
 
 impl ContainerMetadata {
     pub fn new(state_dirs: Vec<PathBuf>) -> ContainerMetadata {
-        ContainerMetadata { state_dirs }
+        ContainerMetadata {
+            state_dirs,
+            api: None,
+        }
     }
 
-    /// `dirs` if any were given (flags), else the default.
-    pub fn from_flags(dirs: &[PathBuf]) -> ContainerMetadata {
-        if dirs.is_empty() {
+    /// Pod owners from this API first (see `crate::kubeapi`).
+    pub fn with_api(self, api: Option<ApiOwners>) -> ContainerMetadata {
+        ContainerMetadata {
+            api: api.map(Arc::new),
+            ..self
+        }
+    }
+
+    /// `dirs` if any were given (flags), else the default; pod owners from the API
+    /// that `kube` selects, if any.
+    pub fn from_flags(dirs: &[PathBuf], kube: &ApiSettings) -> Result<ContainerMetadata, ApiError> {
+        let metadata = if dirs.is_empty() {
             ContainerMetadata::default()
         } else {
             ContainerMetadata::new(dirs.to_vec())
-        }
+        };
+        Ok(metadata.with_api(ApiOwners::open(kube)?))
+    }
+
+    /// How often the Kubernetes API could not be used; None: not asked.
+    pub fn api_stats(&self) -> Option<ApiStats> {
+        self.api.as_ref().map(|api| api.stats())
     }
 
     pub fn state_dirs(&self) -> &[PathBuf] {
@@ -109,9 +132,16 @@ impl ContainerMetadata {
             WorkloadId::Container { .. } | WorkloadId::KubernetesContainer { .. }
         );
         match self.lookup(path) {
-            Some(info) => (workload_of(&info, &[&PodNameRules]), Naming::Runtime),
+            Some(info) => (self.workload_of(&info), Naming::Runtime),
             None if container_like => (by_path, Naming::PathFallback),
             None => (by_path, Naming::Path),
+        }
+    }
+
+    fn workload_of(&self, info: &ContainerInfo) -> WorkloadId {
+        match &self.api {
+            Some(api) => workload_of(info, &[api.as_ref(), &PodNameRules]),
+            None => workload_of(info, &[&PodNameRules]),
         }
     }
 

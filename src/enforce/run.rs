@@ -22,6 +22,7 @@ use crate::bpf::pinned;
 use crate::cgroup::CgroupV2;
 use crate::digest::DigestKey;
 use crate::event::{Action, ExecEvent};
+use crate::kubeapi::ApiSettings;
 use crate::naming::CgroupNames;
 use crate::runtime::ContainerMetadata;
 use crate::storage::Database;
@@ -43,6 +44,8 @@ pub struct EnforceOptions {
     pub detach: bool,
     /// containerd state directories to name containers from; empty: the default.
     pub containerd_state: Vec<PathBuf>,
+    /// Where the owners of Kubernetes pods come from.
+    pub kube_api: ApiSettings,
     /// Cgroups where containers start (new cgroups below them are held until named);
     /// empty: /kubepods and /kubepods.slice where they exist.
     pub container_scopes: Vec<String>,
@@ -167,6 +170,7 @@ pub fn run(opts: &EnforceOptions, signals: &Signals) -> Result<EnforceSummary> {
         .map(|p| Database::open(p).with_context(|| format!("opening {}", p.display())))
         .transpose()?;
     let out = event_output(opts.events.as_deref())?;
+    let metadata = ContainerMetadata::from_flags(&opts.containerd_state, &opts.kube_api)?;
 
     let mut probe = EnforceProbe::load(opts.mechanism, sizes, takeover)?;
     if let Some(reason) = probe.lsm_refusal() {
@@ -184,7 +188,7 @@ pub fn run(opts: &EnforceOptions, signals: &Signals) -> Result<EnforceSummary> {
             true => Vec::new(),
             false => container_scopes(&opts.container_scopes, cgroups.mount_point()),
         },
-        metadata: ContainerMetadata::from_flags(&opts.containerd_state),
+        metadata,
         by_name: HashMap::new(),
         modes: HashMap::new(),
     };

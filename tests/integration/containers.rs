@@ -3,9 +3,10 @@
 //! kubelet-style cgroup layout and with the CRI labels kubelet sets. Nothing is
 //! pulled. Learning must record container-view paths under the Kubernetes workload
 //! name; enforcement (kill mode on the host) must cover replicas started after it
-//! began from their very first exec.
+//! began from their very first exec. With `--kube-api` at the test's API server
+//! (`kubeapi.rs`), both name the owner from the API, and fall back to pod names.
 
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -15,6 +16,7 @@ use serde_json::Value;
 
 use crate::common::*;
 use crate::enforce::{Enforcer, Mech};
+use crate::kubeapi::{self, FakeApi};
 
 const BUSYBOX: &str = "/bin/busybox";
 /// The forbidden program: a copy of busybox (named for its applet) at a path no
@@ -322,7 +324,12 @@ fn learn_web(containerd: &Containerd, tree: &CgroupTree, tmp: &Path) -> (PathBuf
     // Stopped before any assertion, so a failure leaves no learner running.
     learner.stop_ok();
     ok(&output, "learning replica");
-    let profiles = tmp.join("profiles");
+    export_enforcing(&db, &tmp.join("profiles"));
+    (db, spec)
+}
+
+/// Export what `db` learned into `profiles`, in enforce mode.
+fn export_enforcing(db: &Path, profiles: &Path) {
     let export = fingerprint(&[
         OsStr::new("export"),
         OsStr::new("--db"),
@@ -333,7 +340,6 @@ fn learn_web(containerd: &Containerd, tree: &CgroupTree, tmp: &Path) -> (PathBuf
         OsStr::new("enforce"),
     ]);
     ok(&export, "export");
-    (db, spec)
 }
 
 #[test]
@@ -454,4 +460,124 @@ fn replicas_started_after_enforcement_are_covered_from_their_first_exec() {
         "no other violations: {events:#?}"
     );
     drop(learned);
+}
+
+/// The value of one of a container's labels.
+fn label<'a>(spec: &'a ContainerSpec, key: &str) -> &'a str {
+    let (_, value) = spec.labels.iter().find(|(k, _)| k == key).unwrap();
+    value
+}
+
+#[test]
+fn owners_from_the_kubernetes_api_name_learned_and_enforced_workloads() {
+    if !container_tools("owners_from_the_kubernetes_api_name_learned_and_enforced_workloads") {
+        return;
+    }
+    let (_keep, tmp) = temp_dir();
+    let containerd = Containerd::start();
+    let tree = CgroupTree::new();
+    let kubepods = format!("{}/kubepods", tree.root.path);
+    let replicas = [0, 1].map(|i| replica(&kubepods, "web", 50 + i, "server", &tmp));
+    // The Deployment's name is not in the pod names: only the API can tell it.
+    let api = FakeApi::start();
+    let rs = "web-6b474476c4";
+    api.add(kubeapi::replicaset(
+        rs,
+        Some(("apps/v1", "Deployment", "storefront")),
+    ));
+    let add_pod = |spec: &ContainerSpec| {
+        api.add(kubeapi::pod(
+            label(spec, "io.kubernetes.pod.name"),
+            label(spec, "io.kubernetes.pod.uid"),
+            Some(("apps/v1", "ReplicaSet", rs)),
+        ))
+    };
+    replicas.iter().for_each(add_pod);
+    let api_args = api.args();
+    let mut args = learner_args(&containerd);
+    args.extend(api_args.iter().map(OsString::as_os_str));
+    let learn = |db: &Path, specs: &[ContainerSpec]| -> String {
+        let learner = Learner::start_with(db, &[&tree.root], &args);
+        let outputs: Vec<Output> = specs
+            .iter()
+            .map(|spec| containerd.run(spec, &REPLAY))
+            .collect();
+        let (status, stderr) = learner.stop();
+        assert!(status.success(), "learn exited {status}: {stderr}");
+        for output in &outputs {
+            ok(output, "replica");
+        }
+        stderr
+    };
+    let db = tmp.join("learn.db");
+    let stderr = learn(&db, &replicas);
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    for spec in &replicas {
+        let names = workloads_of(&db, &spec.cgroup);
+        assert_eq!(names, ["default/Deployment/storefront/server"]);
+        let identity: String = conn
+            .query_row(
+                "SELECT identity FROM workloads WHERE name = ?1",
+                [&names[0]],
+                |r| r.get(0),
+            )
+            .unwrap();
+        let identity: Value = serde_json::from_str(&identity).unwrap();
+        assert_eq!(identity["owner_source"], "kubernetes-api", "{identity}");
+    }
+    // Each pod once, the ReplicaSet once, however many execs and containers.
+    let pod_path = |spec: &ContainerSpec| {
+        format!(
+            "/api/v1/namespaces/default/pods/{}",
+            label(spec, "io.kubernetes.pod.name")
+        )
+    };
+    assert_eq!(
+        api.requests(),
+        [
+            pod_path(&replicas[0]),
+            format!("/apis/apps/v1/namespaces/default/replicasets/{rs}"),
+            pod_path(&replicas[1]),
+        ]
+    );
+    assert!(!stderr.contains("Kubernetes API failed"), "{stderr}");
+
+    // Enforcement names containers the same way: a replica that starts after it
+    // began, with a forbidden first exec, is killed under the Deployment's profile
+    // (from its pod name it would be default/Deployment/web/server: unprofiled).
+    let profiles = tmp.join("profiles");
+    export_enforcing(&db, &profiles);
+    let late = replica(&kubepods, "web", 54, "server", &tmp);
+    add_pod(&late);
+    let state = containerd.state.to_str().unwrap();
+    let mut enforce_args = vec!["--containerd-state", state, "--container-scope", &kubepods];
+    enforce_args.extend(api_args.iter().map(|a| a.to_str().unwrap()));
+    let enforcer = Enforcer::start(&tmp, &profiles, Mech::Kill, &enforce_args);
+    let output = containerd.run(&late, &[FORBIDDEN, "/tmp/marker"]);
+    let events = enforcer.stop();
+    assert!(!output.status.success(), "the forbidden entrypoint ran");
+    assert!(!late.rootfs.join("tmp/marker").exists());
+    let killed: Vec<&Value> = events.iter().filter(|e| e["action"] == "killed").collect();
+    assert_eq!(killed.len(), 1, "{events:#?}");
+    assert_eq!(
+        killed[0]["workload"],
+        "default/Deployment/storefront/server"
+    );
+
+    // The API now forbids: two more replicas are named from their pod names, and the
+    // failure is said once, not once per container.
+    api.fail_with(403);
+    let later = [2, 3].map(|i| replica(&kubepods, "web", 50 + i, "server", &tmp));
+    let db = tmp.join("learn-forbidden.db");
+    let stderr = learn(&db, &later);
+    for spec in &later {
+        assert_eq!(workloads_of(&db, &spec.cgroup), [WORKLOAD]);
+    }
+    let warnings: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("Kubernetes API failed"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{stderr}");
+    assert!(warnings[0].contains("HTTP 403"), "{stderr}");
+    assert!(warnings[0].contains("rbac.yaml"), "{stderr}");
 }

@@ -6,5 +6,6 @@ mod common;
 mod containers;
 mod decision;
 mod enforce;
+mod kubeapi;
 mod learn;
 mod manifests;

@@ -1,10 +1,12 @@
 //! The Kubernetes manifests in deploy/kubernetes: they parse, run the image the
 //! Containerfile builds, pass only flags the CLI accepts, mount exactly what the
-//! agent reads, and ask for no more privilege than documented. No cluster needed.
+//! agent reads, and ask for no more privilege than documented (in the API too: only
+//! `get` on what the owner lookup reads). No cluster needed.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use serde::Deserialize;
 use serde_yaml_ng::Value;
 
 use crate::common::BIN;
@@ -18,6 +20,14 @@ fn deploy_dir() -> PathBuf {
 fn load(file: &str) -> Value {
     let text = std::fs::read_to_string(deploy_dir().join(file)).unwrap();
     serde_yaml_ng::from_str(&text).unwrap_or_else(|e| panic!("{file}: {e}"))
+}
+
+/// Every document of a multi-document file.
+fn load_all(file: &str) -> Vec<Value> {
+    let text = std::fs::read_to_string(deploy_dir().join(file)).unwrap();
+    serde_yaml_ng::Deserializer::from_str(&text)
+        .map(|doc| Value::deserialize(doc).unwrap_or_else(|e| panic!("{file}: {e}")))
+        .collect()
 }
 
 fn pod_spec(doc: &Value) -> &Value {
@@ -222,4 +232,69 @@ fn containerfile_builds_the_image_the_manifests_run() {
     assert!(text.contains("ENTRYPOINT [\"/usr/local/bin/fingerprint\"]"));
     let ns = load("namespace.yaml");
     assert_eq!(ns["metadata"]["name"], "fingerprint-system");
+}
+
+#[test]
+fn rbac_grants_get_on_what_the_owner_lookup_reads_and_nothing_more() {
+    let docs = load_all("rbac.yaml");
+    let of_kind = |kind: &str| -> &Value {
+        let found: Vec<&Value> = docs.iter().filter(|d| d["kind"] == kind).collect();
+        assert_eq!(found.len(), 1, "one {kind} in rbac.yaml");
+        found[0]
+    };
+    assert_eq!(
+        docs.len(),
+        3,
+        "a ServiceAccount, a ClusterRole and its binding"
+    );
+    let account = of_kind("ServiceAccount");
+    assert_eq!(account["metadata"]["namespace"], "fingerprint-system");
+    let account_name = account["metadata"]["name"].as_str().unwrap();
+
+    let role = of_kind("ClusterRole");
+    let mut granted = Vec::new();
+    for rule in role["rules"].as_sequence().unwrap() {
+        let keys: Vec<&str> = rule
+            .as_mapping()
+            .unwrap()
+            .keys()
+            .map(|k| k.as_str().unwrap())
+            .collect();
+        // No resourceNames, nonResourceURLs or aggregation: just these three.
+        assert_eq!(keys, ["apiGroups", "resources", "verbs"], "{rule:?}");
+        for group in strings(&rule["apiGroups"]) {
+            for resource in strings(&rule["resources"]) {
+                for verb in strings(&rule["verbs"]) {
+                    granted.push(format!("{verb} {group}/{resource}"));
+                }
+            }
+        }
+    }
+    granted.sort();
+    assert_eq!(
+        granted,
+        ["get /pods", "get apps/replicasets", "get batch/jobs"]
+    );
+
+    let binding = of_kind("ClusterRoleBinding");
+    assert_eq!(binding["roleRef"]["kind"], "ClusterRole");
+    assert_eq!(binding["roleRef"]["name"], role["metadata"]["name"]);
+    let subjects = binding["subjects"].as_sequence().unwrap();
+    assert_eq!(subjects.len(), 1);
+    assert_eq!(subjects[0]["kind"], "ServiceAccount");
+    assert_eq!(subjects[0]["name"], account_name);
+    assert_eq!(subjects[0]["namespace"], "fingerprint-system");
+
+    // Both agents run as that account, with its token mounted for `--kube-api auto`.
+    for file in ["learn-daemonset.yaml", "enforce-daemonset.yaml"] {
+        let doc = load(file);
+        let spec = pod_spec(&doc);
+        assert_eq!(spec["serviceAccountName"], account_name, "{file}");
+        assert_eq!(spec["automountServiceAccountToken"], true, "{file}");
+        let args = strings(&spec["containers"][0]["args"]);
+        assert!(
+            value_of(&args, "--kube-api").iter().all(|v| *v == "auto"),
+            "{file}: the in-cluster API is used"
+        );
+    }
 }
