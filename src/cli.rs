@@ -142,7 +142,9 @@ pub struct EnforceArgs {
     #[arg(long, value_name = "N")]
     pub allow_capacity: Option<u32>,
     /// Pin the programs and maps under bpffs (--pin-dir): enforcement survives this
-    /// process exiting or crashing, until `fingerprint stop`.
+    /// process exiting or crashing, until `fingerprint stop`. If an enforcement is
+    /// pinned there already, take it over with no gap: attach first, then replace
+    /// its pins, and report the events it left unread (how a restarted pod resumes).
     #[arg(long)]
     pub pin: bool,
     /// Pin (as --pin), then exit: enforcement runs on in the kernel. Violations are

@@ -94,7 +94,7 @@ pub fn decide(
         profile_id: id,
         reason,
         // A profile that is not loaded fails closed, like the kernel.
-        kill: mode.map_or(true, |m| m == Mode::Enforce),
+        kill: mode.is_none_or(|m| m == Mode::Enforce),
     };
     if id == DENY_ALL_PROFILE {
         return Ok(violation(Reason::NoProfile, None));

@@ -121,7 +121,7 @@ pub fn hex_encode(bytes: &[u8]) -> String {
 
 /// Inverse of [`hex_encode`]; accepts either letter case so hand-written values work.
 pub fn hex_decode(digits: &str) -> Result<Vec<u8>, String> {
-    if digits.len() % 2 != 0 {
+    if !digits.len().is_multiple_of(2) {
         return Err(format!(
             "hex path has an odd number of digits ({}); fix: write two hex digits per byte",
             digits.len()

@@ -193,10 +193,27 @@ fn enforce_daemonset_matches_the_cli() {
     );
     let scopes = value_of(&enforce.args, "--container-scope");
     assert_eq!(scopes, vec!["/kubepods.slice", "/kubepods"]);
-    for path in ["/sys/fs/cgroup", "/sys/kernel/btf", "/sys/fs/bpf"] {
+    for path in ["/sys/fs/cgroup", "/sys/kernel/btf"] {
         assert!(mount(&enforce, path).2, "{path} read-only");
     }
-    assert_eq!(enforce.mounts.len(), 6, "{:?}", enforce.mounts);
+    // Pinned, so a restarted pod takes over with no gap: the pins and the state file
+    // beside them live on the host.
+    let pin_dir = value_of(&enforce.args, "--pin-dir");
+    assert!(enforce.args.iter().any(|a| a == "--pin"));
+    assert_eq!(pin_dir, vec![fingerprint::bpf::pinned::DEFAULT_PIN_DIR]);
+    let state_dir = Path::new(fingerprint::bpf::pinned::STATE_FILE)
+        .parent()
+        .unwrap();
+    for path in [Path::new("/sys/fs/bpf"), state_dir] {
+        let path = path.to_str().unwrap();
+        let (_, host, read_only) = mount(&enforce, path);
+        assert_eq!(
+            (host.as_str(), *read_only),
+            (path, false),
+            "{path} writable"
+        );
+    }
+    assert_eq!(enforce.mounts.len(), 7, "{:?}", enforce.mounts);
     let mut caps = enforce.caps.clone();
     caps.sort();
     assert_eq!(
