@@ -119,6 +119,12 @@ impl Containerd {
         self.ctr_command().args(args).output().expect("running ctr")
     }
 
+    /// `ctr task exec` a process into the running container `id`, as `kubectl exec`
+    /// does through CRI: the shim runs `runc exec`.
+    pub fn exec(&self, id: &str, exec_id: &str, args: &[&str]) -> Output {
+        self.ctr(&[&["task", "exec", "--exec-id", exec_id, id], args].concat())
+    }
+
     /// `ctr run --rm` a container to completion.
     pub fn run(&self, spec: &ContainerSpec, args: &[&str]) -> Output {
         self.spawn(spec, args).wait_with_output().expect("ctr run")
@@ -454,4 +460,80 @@ fn replicas_started_after_enforcement_are_covered_from_their_first_exec() {
         "no other violations: {events:#?}"
     );
     drop(learned);
+}
+
+/// `kubectl exec` into a container already bound to its profile. What runc 1.1 does
+/// (seen by learning every cgroup during `ctr task exec`): the shim, in its own
+/// cgroup, execs `runc exec`; that execs `runc init` (/proc/self/exe), which re-execs
+/// itself from a sealed memfd (`memfd:runc_cloned:/proc/self/exe`, CVE-2019-5736);
+/// all three are in the shim's cgroup. Only once `runc init` has joined the
+/// container's namespaces does the `runc exec` parent write its pid into the
+/// container's cgroup, and the one exec that follows there is the command itself.
+/// So the command is checked against the profile like any exec of the container,
+/// and runc's own steps are neither held nor reported. A runc that created the exec
+/// process inside the cgroup (clone3 CLONE_INTO_CGROUP) would make its own execs
+/// appear here: this test would then fail on the extra events.
+#[test]
+fn exec_into_an_enforced_container_is_checked_against_its_profile() {
+    if !container_tools("exec_into_an_enforced_container_is_checked_against_its_profile") {
+        return;
+    }
+    let (_keep, tmp) = temp_dir();
+    let containerd = Containerd::start();
+    let tree = CgroupTree::new();
+    let _learned = learn_web(&containerd, &tree, &tmp);
+    let kubepods = format!("{}/kubepods", tree.root.path);
+    let enforcer = Enforcer::start(
+        &tmp,
+        &tmp.join("profiles"),
+        Mech::Kill,
+        &[
+            "--containerd-state",
+            containerd.state.to_str().unwrap(),
+            "--container-scope",
+            &kubepods,
+        ],
+    );
+    // A long-running replica; its marker says its first exec was held, named and
+    // continued, so its cgroup is bound to the profile before any `exec`.
+    let spec = replica(&kubepods, "web", 1, "server", &tmp);
+    let mut running = containerd.spawn(
+        &spec,
+        &["/bin/sh", "-c", "touch /tmp/ready; exec sleep 600"],
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !spec.rootfs.join("tmp/ready").exists() {
+        assert!(
+            Instant::now() < deadline && running.try_wait().unwrap().is_none(),
+            "the replica never started"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // (a) A command the profile allows runs, and nothing is reported.
+    let allowed = containerd.exec(&spec.id, "allowed", &["/bin/echo", "exec ok"]);
+    ok(&allowed, "exec of an allowed command");
+    assert_eq!(String::from_utf8_lossy(&allowed.stdout).trim(), "exec ok");
+    // (b) One the profile does not allow is killed before it runs.
+    let forbidden = containerd.exec(&spec.id, "forbidden", &[FORBIDDEN, "/tmp/marker"]);
+    assert!(
+        !forbidden.status.success(),
+        "the forbidden exec succeeded: {forbidden:?}"
+    );
+    assert!(!spec.rootfs.join("tmp/marker").exists());
+
+    ok(
+        &containerd.ctr(&["tasks", "kill", "-s", "SIGKILL", &spec.id]),
+        "stopping the replica",
+    );
+    running.wait().unwrap();
+    let events = enforcer.stop();
+    // Exactly one violation, the forbidden command, under the container's own view.
+    assert_eq!(events.len(), 1, "{events:#?}");
+    let event = &events[0];
+    assert_eq!(event["action"], "killed", "{event:#}");
+    assert_eq!(event["executable"], FORBIDDEN, "{event:#}");
+    assert_eq!(event["workload"], WORKLOAD, "{event:#}");
+    assert_eq!(event["cgroup"], spec.cgroup.as_str(), "{event:#}");
+    assert_eq!(event["reason"], "not_in_profile", "{event:#}");
 }
