@@ -6,6 +6,7 @@
 //! began from their very first exec.
 
 use std::ffi::OsStr;
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -17,6 +18,8 @@ use crate::common::*;
 use crate::enforce::{Enforcer, Mech};
 
 const BUSYBOX: &str = "/bin/busybox";
+/// A host program no container profile allows.
+const TRUE: &str = "/usr/bin/true";
 /// The forbidden program: a copy of busybox (named for its applet) at a path no
 /// profile allows; the canonical path of every applet symlink is /bin/busybox.
 const FORBIDDEN: &str = "/opt/tools/touch";
@@ -342,6 +345,22 @@ fn learn_web(containerd: &Containerd, tree: &CgroupTree, tmp: &Path) -> (PathBuf
     (db, spec)
 }
 
+/// Enforce the profiles in `tmp`/profiles (kill mode on the host), naming containers
+/// from the containerd state directory `state` and holding new ones below `kubepods`.
+fn enforce_containers(state: &Path, tmp: &Path, kubepods: &str) -> Enforcer {
+    Enforcer::start(
+        tmp,
+        &tmp.join("profiles"),
+        Mech::Kill,
+        &[
+            "--containerd-state",
+            state.to_str().unwrap(),
+            "--container-scope",
+            kubepods,
+        ],
+    )
+}
+
 #[test]
 fn container_is_learned_with_container_paths_and_kubernetes_identity() {
     if !container_tools("container_is_learned_with_container_paths_and_kubernetes_identity") {
@@ -383,19 +402,8 @@ fn replicas_started_after_enforcement_are_covered_from_their_first_exec() {
     let containerd = Containerd::start();
     let tree = CgroupTree::new();
     let (_db, learned) = learn_web(&containerd, &tree, &tmp);
-    // Leave only the Deployment's profile: the learning run also saw ctr's helpers.
     let kubepods = format!("{}/kubepods", tree.root.path);
-    let enforcer = Enforcer::start(
-        &tmp,
-        &tmp.join("profiles"),
-        Mech::Kill,
-        &[
-            "--containerd-state",
-            containerd.state.to_str().unwrap(),
-            "--container-scope",
-            &kubepods,
-        ],
-    );
+    let enforcer = enforce_containers(&containerd.state, &tmp, &kubepods);
 
     // A second replica replays what the first did: nothing is denied.
     let replay = replica(&kubepods, "web", 1, "server", &tmp);
@@ -483,17 +491,7 @@ fn exec_into_an_enforced_container_is_checked_against_its_profile() {
     let tree = CgroupTree::new();
     let _learned = learn_web(&containerd, &tree, &tmp);
     let kubepods = format!("{}/kubepods", tree.root.path);
-    let enforcer = Enforcer::start(
-        &tmp,
-        &tmp.join("profiles"),
-        Mech::Kill,
-        &[
-            "--containerd-state",
-            containerd.state.to_str().unwrap(),
-            "--container-scope",
-            &kubepods,
-        ],
-    );
+    let enforcer = enforce_containers(&containerd.state, &tmp, &kubepods);
     // A long-running replica; its marker says its first exec was held, named and
     // continued, so its cgroup is bound to the profile before any `exec`.
     let spec = replica(&kubepods, "web", 1, "server", &tmp);
@@ -536,4 +534,74 @@ fn exec_into_an_enforced_container_is_checked_against_its_profile() {
     assert_eq!(event["workload"], WORKLOAD, "{event:#}");
     assert_eq!(event["cgroup"], spec.cgroup.as_str(), "{event:#}");
     assert_eq!(event["reason"], "not_in_profile", "{event:#}");
+}
+
+/// A reload while a container is being set up: its cgroup exists below the scope and
+/// the runtime's metadata names it, but its entrypoint has not run. The reload must
+/// leave the cgroup pending, not bind it, or runc's own set-up exec there (`runc
+/// init` re-executing itself from a memfd, which with runc 1.1 can come after runc
+/// put it in the cgroup) would be judged as the container's and killed. Simulated
+/// without runc, so that the order is certain: an exec in the same mount namespace
+/// as its parent is the runtime's; `unshare --mount` then execs in a namespace of
+/// its own, as runc init does the entrypoint, and that is held, named and checked.
+#[test]
+fn a_reload_leaves_containers_being_set_up_pending() {
+    if !privileged("a_reload_leaves_containers_being_set_up_pending") {
+        return;
+    }
+    let (_keep, tmp) = temp_dir();
+    let tree = CgroupTree::new();
+    let kubepods = format!("{}/kubepods", tree.root.path);
+    std::fs::create_dir_all(tree.root.dir.join("kubepods")).unwrap();
+    let profiles = tmp.join("profiles");
+    std::fs::create_dir_all(&profiles).unwrap();
+    let profile = serde_json::json!({
+        "schema": 1,
+        "workload": {"name": WORKLOAD, "match": {"kind": "kubernetes_workload",
+            "namespace": "default", "owner_kind": "Deployment", "owner_name": "web",
+            "container": "server"}},
+        "mode": "enforce",
+        "executables": [BUSYBOX],
+    });
+    std::fs::write(profiles.join("web.json"), profile.to_string()).unwrap();
+    let state = tmp.join("state");
+    let enforcer = enforce_containers(&state, &tmp, &kubepods);
+
+    // The container as containerd and runc leave it before its entrypoint: the
+    // bundle's spec, and the cgroup (pending: created after enforcement began).
+    let spec = replica(&kubepods, "web", 2, "server", &tmp);
+    let bundle = state
+        .join("io.containerd.runtime.v2.task/default")
+        .join(&spec.id);
+    std::fs::create_dir_all(&bundle).unwrap();
+    let annotations: serde_json::Map<String, Value> = spec
+        .labels
+        .iter()
+        .map(|(k, v)| (k.clone(), Value::from(v.as_str())))
+        .collect();
+    let config = serde_json::json!({
+        "annotations": annotations,
+        "linux": {"cgroupsPath": spec.cgroup},
+    });
+    std::fs::write(bundle.join("config.json"), config.to_string()).unwrap();
+    let below_tree = spec.cgroup.strip_prefix(&tree.root.path).unwrap();
+    let pod = Path::new(below_tree.trim_start_matches('/'))
+        .parent()
+        .unwrap();
+    std::fs::create_dir_all(tree.root.dir.join(pod)).unwrap();
+    let cgroup = TestCgroup::at(&spec.cgroup);
+    enforcer.signal(nix::sys::signal::Signal::SIGHUP);
+    enforcer.wait_for_line("fingerprint: reloaded");
+
+    let status = |cmd: &mut Command| cmd.stdout(Stdio::null()).status().unwrap();
+    let setup = status(&mut cgroup.command(TRUE));
+    assert!(setup.success(), "the runtime's exec was stopped: {setup}");
+    let entrypoint = status(cgroup.command("unshare").args(["--mount", TRUE]));
+    assert_eq!(entrypoint.signal(), Some(libc::SIGKILL), "{entrypoint}");
+
+    let events = enforcer.stop();
+    assert_eq!(events.len(), 1, "{events:#?}");
+    assert_eq!(events[0]["workload"], WORKLOAD, "{events:#?}");
+    assert_eq!(events[0]["action"], "killed", "{events:#?}");
+    assert_eq!(events[0]["executable"], TRUE, "{events:#?}");
 }
