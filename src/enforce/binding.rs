@@ -55,8 +55,8 @@ pub fn in_scope(path: &str, scope: &str) -> bool {
     scope.is_empty() || path == scope || path.starts_with(&format!("{scope}/"))
 }
 
-/// Walk the cgroup v2 tree top-down and (re)bind every cgroup. Returns how many are
-/// bound. Cgroups that now have no profile are unbound.
+/// Walk the cgroup v2 tree top-down and (re)bind every cgroup not held pending.
+/// Returns how many are bound. Cgroups that now have no profile are unbound.
 pub fn bind_existing(
     probe: &EnforceProbe,
     mount: &Path,
@@ -69,8 +69,14 @@ pub fn bind_existing(
         let Ok(meta) = std::fs::metadata(&dir) else {
             continue; // removed while we walked; rmdir unbinds it in the kernel
         };
-        let name = metadata.identify(&path).0.name();
-        let profile = policy.profile_for(&name, &path, parent);
+        // A cgroup the kernel holds pending stays pending: it is named at its first
+        // exec (`super::hold`). It may be a container runc is still setting up, whose
+        // set-up exec (runc init re-executing itself) must not be judged as the
+        // container's, as it would be once the cgroup is bound to the profile here.
+        let profile = match probe.binding(meta.ino())? {
+            Some(PENDING_PROFILE) => Some(PENDING_PROFILE),
+            _ => policy.profile_for(&metadata.identify(&path).0.name(), &path, parent),
+        };
         match profile {
             Some(id) => {
                 probe

@@ -7,6 +7,7 @@
 //! (`kubeapi.rs`), both name the owner from the API, and fall back to pod names.
 
 use std::ffi::{OsStr, OsString};
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -19,6 +20,8 @@ use crate::enforce::{Enforcer, Mech};
 use crate::kubeapi::{self, FakeApi};
 
 const BUSYBOX: &str = "/bin/busybox";
+/// A host program no container profile allows.
+const TRUE: &str = "/usr/bin/true";
 /// The forbidden program: a copy of busybox (named for its applet) at a path no
 /// profile allows; the canonical path of every applet symlink is /bin/busybox.
 const FORBIDDEN: &str = "/opt/tools/touch";
@@ -119,6 +122,12 @@ impl Containerd {
 
     pub fn ctr(&self, args: &[&str]) -> Output {
         self.ctr_command().args(args).output().expect("running ctr")
+    }
+
+    /// `ctr task exec` a process into the running container `id`, as `kubectl exec`
+    /// does through CRI: the shim runs `runc exec`.
+    pub fn exec(&self, id: &str, exec_id: &str, args: &[&str]) -> Output {
+        self.ctr(&[&["task", "exec", "--exec-id", exec_id, id], args].concat())
     }
 
     /// `ctr run --rm` a container to completion.
@@ -342,6 +351,22 @@ fn export_enforcing(db: &Path, profiles: &Path) {
     ok(&export, "export");
 }
 
+/// Enforce the profiles in `tmp`/profiles (kill mode on the host), naming containers
+/// from the containerd state directory `state` and holding new ones below `kubepods`.
+fn enforce_containers(state: &Path, tmp: &Path, kubepods: &str) -> Enforcer {
+    Enforcer::start(
+        tmp,
+        &tmp.join("profiles"),
+        Mech::Kill,
+        &[
+            "--containerd-state",
+            state.to_str().unwrap(),
+            "--container-scope",
+            kubepods,
+        ],
+    )
+}
+
 #[test]
 fn container_is_learned_with_container_paths_and_kubernetes_identity() {
     if !container_tools("container_is_learned_with_container_paths_and_kubernetes_identity") {
@@ -383,19 +408,8 @@ fn replicas_started_after_enforcement_are_covered_from_their_first_exec() {
     let containerd = Containerd::start();
     let tree = CgroupTree::new();
     let (_db, learned) = learn_web(&containerd, &tree, &tmp);
-    // Leave only the Deployment's profile: the learning run also saw ctr's helpers.
     let kubepods = format!("{}/kubepods", tree.root.path);
-    let enforcer = Enforcer::start(
-        &tmp,
-        &tmp.join("profiles"),
-        Mech::Kill,
-        &[
-            "--containerd-state",
-            containerd.state.to_str().unwrap(),
-            "--container-scope",
-            &kubepods,
-        ],
-    );
+    let enforcer = enforce_containers(&containerd.state, &tmp, &kubepods);
 
     // A second replica replays what the first did: nothing is denied.
     let replay = replica(&kubepods, "web", 1, "server", &tmp);
@@ -580,4 +594,140 @@ fn owners_from_the_kubernetes_api_name_learned_and_enforced_workloads() {
     assert_eq!(warnings.len(), 1, "{stderr}");
     assert!(warnings[0].contains("HTTP 403"), "{stderr}");
     assert!(warnings[0].contains("rbac.yaml"), "{stderr}");
+}
+
+/// `kubectl exec` into a container already bound to its profile. What runc 1.1 does
+/// (seen by learning every cgroup during `ctr task exec`): the shim, in its own
+/// cgroup, execs `runc exec`; that execs `runc init` (/proc/self/exe), which re-execs
+/// itself from a sealed memfd (`memfd:runc_cloned:/proc/self/exe`, CVE-2019-5736);
+/// all three are in the shim's cgroup. Only once `runc init` has joined the
+/// container's namespaces does the `runc exec` parent write its pid into the
+/// container's cgroup, and the one exec that follows there is the command itself.
+/// So the command is checked against the profile like any exec of the container,
+/// and runc's own steps are neither held nor reported. A runc that created the exec
+/// process inside the cgroup (clone3 CLONE_INTO_CGROUP) would make its own execs
+/// appear here: this test would then fail on the extra events.
+#[test]
+fn exec_into_an_enforced_container_is_checked_against_its_profile() {
+    if !container_tools("exec_into_an_enforced_container_is_checked_against_its_profile") {
+        return;
+    }
+    let (_keep, tmp) = temp_dir();
+    let containerd = Containerd::start();
+    let tree = CgroupTree::new();
+    let _learned = learn_web(&containerd, &tree, &tmp);
+    let kubepods = format!("{}/kubepods", tree.root.path);
+    let enforcer = enforce_containers(&containerd.state, &tmp, &kubepods);
+    // A long-running replica; its marker says its first exec was held, named and
+    // continued, so its cgroup is bound to the profile before any `exec`.
+    let spec = replica(&kubepods, "web", 1, "server", &tmp);
+    let mut running = containerd.spawn(
+        &spec,
+        &["/bin/sh", "-c", "touch /tmp/ready; exec sleep 600"],
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !spec.rootfs.join("tmp/ready").exists() {
+        assert!(
+            Instant::now() < deadline && running.try_wait().unwrap().is_none(),
+            "the replica never started"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // (a) A command the profile allows runs, and nothing is reported.
+    let allowed = containerd.exec(&spec.id, "allowed", &["/bin/echo", "exec ok"]);
+    ok(&allowed, "exec of an allowed command");
+    assert_eq!(String::from_utf8_lossy(&allowed.stdout).trim(), "exec ok");
+    // (b) One the profile does not allow is killed before it runs.
+    let forbidden = containerd.exec(&spec.id, "forbidden", &[FORBIDDEN, "/tmp/marker"]);
+    assert!(
+        !forbidden.status.success(),
+        "the forbidden exec succeeded: {forbidden:?}"
+    );
+    assert!(!spec.rootfs.join("tmp/marker").exists());
+
+    ok(
+        &containerd.ctr(&["tasks", "kill", "-s", "SIGKILL", &spec.id]),
+        "stopping the replica",
+    );
+    running.wait().unwrap();
+    let events = enforcer.stop();
+    // Exactly one violation, the forbidden command, under the container's own view.
+    assert_eq!(events.len(), 1, "{events:#?}");
+    let event = &events[0];
+    assert_eq!(event["action"], "killed", "{event:#}");
+    assert_eq!(event["executable"], FORBIDDEN, "{event:#}");
+    assert_eq!(event["workload"], WORKLOAD, "{event:#}");
+    assert_eq!(event["cgroup"], spec.cgroup.as_str(), "{event:#}");
+    assert_eq!(event["reason"], "not_in_profile", "{event:#}");
+}
+
+/// A reload while a container is being set up: its cgroup exists below the scope and
+/// the runtime's metadata names it, but its entrypoint has not run. The reload must
+/// leave the cgroup pending, not bind it, or runc's own set-up exec there (`runc
+/// init` re-executing itself from a memfd, which with runc 1.1 can come after runc
+/// put it in the cgroup) would be judged as the container's and killed. Simulated
+/// without runc, so that the order is certain: an exec in the same mount namespace
+/// as its parent is the runtime's; `unshare --mount` then execs in a namespace of
+/// its own, as runc init does the entrypoint, and that is held, named and checked.
+#[test]
+fn a_reload_leaves_containers_being_set_up_pending() {
+    if !privileged("a_reload_leaves_containers_being_set_up_pending") {
+        return;
+    }
+    let (_keep, tmp) = temp_dir();
+    let tree = CgroupTree::new();
+    let kubepods = format!("{}/kubepods", tree.root.path);
+    std::fs::create_dir_all(tree.root.dir.join("kubepods")).unwrap();
+    let profiles = tmp.join("profiles");
+    std::fs::create_dir_all(&profiles).unwrap();
+    let profile = serde_json::json!({
+        "schema": 1,
+        "workload": {"name": WORKLOAD, "match": {"kind": "kubernetes_workload",
+            "namespace": "default", "owner_kind": "Deployment", "owner_name": "web",
+            "container": "server"}},
+        "mode": "enforce",
+        "executables": [BUSYBOX],
+    });
+    std::fs::write(profiles.join("web.json"), profile.to_string()).unwrap();
+    let state = tmp.join("state");
+    let enforcer = enforce_containers(&state, &tmp, &kubepods);
+
+    // The container as containerd and runc leave it before its entrypoint: the
+    // bundle's spec, and the cgroup (pending: created after enforcement began).
+    let spec = replica(&kubepods, "web", 2, "server", &tmp);
+    let bundle = state
+        .join("io.containerd.runtime.v2.task/default")
+        .join(&spec.id);
+    std::fs::create_dir_all(&bundle).unwrap();
+    let annotations: serde_json::Map<String, Value> = spec
+        .labels
+        .iter()
+        .map(|(k, v)| (k.clone(), Value::from(v.as_str())))
+        .collect();
+    let config = serde_json::json!({
+        "annotations": annotations,
+        "linux": {"cgroupsPath": spec.cgroup},
+    });
+    std::fs::write(bundle.join("config.json"), config.to_string()).unwrap();
+    let below_tree = spec.cgroup.strip_prefix(&tree.root.path).unwrap();
+    let pod = Path::new(below_tree.trim_start_matches('/'))
+        .parent()
+        .unwrap();
+    std::fs::create_dir_all(tree.root.dir.join(pod)).unwrap();
+    let cgroup = TestCgroup::at(&spec.cgroup);
+    enforcer.signal(nix::sys::signal::Signal::SIGHUP);
+    enforcer.wait_for_line("fingerprint: reloaded");
+
+    let status = |cmd: &mut Command| cmd.stdout(Stdio::null()).status().unwrap();
+    let setup = status(&mut cgroup.command(TRUE));
+    assert!(setup.success(), "the runtime's exec was stopped: {setup}");
+    let entrypoint = status(cgroup.command("unshare").args(["--mount", TRUE]));
+    assert_eq!(entrypoint.signal(), Some(libc::SIGKILL), "{entrypoint}");
+
+    let events = enforcer.stop();
+    assert_eq!(events.len(), 1, "{events:#?}");
+    assert_eq!(events[0]["workload"], WORKLOAD, "{events:#?}");
+    assert_eq!(events[0]["action"], "killed", "{events:#?}");
+    assert_eq!(events[0]["executable"], TRUE, "{events:#?}");
 }
