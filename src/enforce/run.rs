@@ -17,7 +17,9 @@ use super::maps::{ApplyReport, MapState};
 use super::plan::{plan, MapSizes, Mode, PlanError, PlannedProfile, PolicyInput, ProfileIds};
 use super::report::ViolationSink;
 use super::source::load_inputs;
-use crate::bpf::enforce::{EnforceCounters, EnforceProbe, Mechanism, MechanismChoice};
+use crate::bpf::enforce::{
+    EnforceCounters, EnforceProbe, Mechanism, MechanismChoice, PENDING_PROFILE,
+};
 use crate::bpf::pinned;
 use crate::cgroup::CgroupV2;
 use crate::digest::DigestKey;
@@ -194,6 +196,11 @@ pub fn run(opts: &EnforceOptions, signals: &Signals) -> Result<EnforceSummary> {
     };
     // Track new cgroups before the scan, so none falls between the two.
     probe.attach_cgroup_tracking()?;
+    if let Some(dir) = takeover.filter(|_| !enforcer.container_scopes.is_empty()) {
+        for cgroup in pinned::pending_cgroups(dir, PENDING_PROFILE)? {
+            probe.bind(cgroup, PENDING_PROFILE)?;
+        }
+    }
     let (_, bound) = enforcer.apply_planned(&probe, &inputs, planned)?;
     probe.attach_exec_hook()?;
     let mechanism = probe.mechanism();

@@ -662,72 +662,135 @@ fn exec_into_an_enforced_container_is_checked_against_its_profile() {
     assert_eq!(event["reason"], "not_in_profile", "{event:#}");
 }
 
+/// A container as containerd and runc leave it before its entrypoint runs, in a
+/// tree where enforcement (with `extra` flags) began first: the bundle's spec, the
+/// web profile, and the cgroup (pending: created after enforcement began).
+struct ContainerBeingSetUp {
+    _keep: tempfile::TempDir,
+    tree: CgroupTree,
+    tmp: PathBuf,
+    kubepods: String,
+    state: PathBuf,
+    cgroup: Option<TestCgroup>,
+}
+
+impl ContainerBeingSetUp {
+    fn new() -> ContainerBeingSetUp {
+        let (keep, tmp) = temp_dir();
+        let tree = CgroupTree::new();
+        let kubepods = format!("{}/kubepods", tree.root.path);
+        std::fs::create_dir_all(tree.root.dir.join("kubepods")).unwrap();
+        let profiles = tmp.join("profiles");
+        std::fs::create_dir_all(&profiles).unwrap();
+        let profile = serde_json::json!({
+            "schema": 1,
+            "workload": {"name": WORKLOAD, "match": {"kind": "kubernetes_workload",
+                "namespace": "default", "owner_kind": "Deployment", "owner_name": "web",
+                "container": "server"}},
+            "mode": "enforce",
+            "executables": [BUSYBOX],
+        });
+        std::fs::write(profiles.join("web.json"), profile.to_string()).unwrap();
+        let state = tmp.join("state");
+        ContainerBeingSetUp {
+            _keep: keep,
+            tree,
+            tmp,
+            kubepods,
+            state,
+            cgroup: None,
+        }
+    }
+
+    fn enforce(&self, extra: &[&str]) -> Enforcer {
+        let mut args = vec![
+            "--containerd-state",
+            self.state.to_str().unwrap(),
+            "--container-scope",
+            &self.kubepods,
+        ];
+        args.extend(extra);
+        Enforcer::start(&self.tmp, &self.tmp.join("profiles"), Mech::Kill, &args)
+    }
+
+    /// Create the container's bundle and cgroup (after enforcement began).
+    fn create_container(&mut self) {
+        let spec = replica(&self.kubepods, "web", 2, "server", &self.tmp);
+        let bundle = self
+            .state
+            .join("io.containerd.runtime.v2.task/default")
+            .join(&spec.id);
+        std::fs::create_dir_all(&bundle).unwrap();
+        let annotations: serde_json::Map<String, Value> = spec
+            .labels
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::from(v.as_str())))
+            .collect();
+        let config = serde_json::json!({
+            "annotations": annotations,
+            "linux": {"cgroupsPath": spec.cgroup},
+        });
+        std::fs::write(bundle.join("config.json"), config.to_string()).unwrap();
+        let below_tree = spec.cgroup.strip_prefix(&self.tree.root.path).unwrap();
+        let pod = Path::new(below_tree.trim_start_matches('/'))
+            .parent()
+            .unwrap();
+        std::fs::create_dir_all(self.tree.root.dir.join(pod)).unwrap();
+        self.cgroup = Some(TestCgroup::at(&spec.cgroup));
+    }
+
+    /// The runtime's set-up exec (same mount namespace as its parent) runs; the
+    /// entrypoint's (`unshare --mount`: a namespace of its own, as runc init's) is
+    /// held, named, and killed, as its executable is not in the profile: one event.
+    fn set_up_then_start(&self, enforcer: Enforcer) {
+        let cgroup = self.cgroup.as_ref().expect("create_container first");
+        let status = |cmd: &mut Command| cmd.stdout(Stdio::null()).status().unwrap();
+        let setup = status(&mut cgroup.command(TRUE));
+        assert!(setup.success(), "the runtime's exec was stopped: {setup}");
+        let entrypoint = status(cgroup.command("unshare").args(["--mount", TRUE]));
+        assert_eq!(entrypoint.signal(), Some(libc::SIGKILL), "{entrypoint}");
+        let events = enforcer.stop();
+        assert_eq!(events.len(), 1, "{events:#?}");
+        assert_eq!(events[0]["workload"], WORKLOAD, "{events:#?}");
+        assert_eq!(events[0]["action"], "killed", "{events:#?}");
+        assert_eq!(events[0]["executable"], TRUE, "{events:#?}");
+    }
+}
+
 /// A reload while a container is being set up: its cgroup exists below the scope and
 /// the runtime's metadata names it, but its entrypoint has not run. The reload must
 /// leave the cgroup pending, not bind it, or runc's own set-up exec there (`runc
 /// init` re-executing itself from a memfd, which with runc 1.1 can come after runc
 /// put it in the cgroup) would be judged as the container's and killed. Simulated
-/// without runc, so that the order is certain: an exec in the same mount namespace
-/// as its parent is the runtime's; `unshare --mount` then execs in a namespace of
-/// its own, as runc init does the entrypoint, and that is held, named and checked.
+/// without runc, so that the order is certain.
 #[test]
 fn a_reload_leaves_containers_being_set_up_pending() {
     if !privileged("a_reload_leaves_containers_being_set_up_pending") {
         return;
     }
-    let (_keep, tmp) = temp_dir();
-    let tree = CgroupTree::new();
-    let kubepods = format!("{}/kubepods", tree.root.path);
-    std::fs::create_dir_all(tree.root.dir.join("kubepods")).unwrap();
-    let profiles = tmp.join("profiles");
-    std::fs::create_dir_all(&profiles).unwrap();
-    let profile = serde_json::json!({
-        "schema": 1,
-        "workload": {"name": WORKLOAD, "match": {"kind": "kubernetes_workload",
-            "namespace": "default", "owner_kind": "Deployment", "owner_name": "web",
-            "container": "server"}},
-        "mode": "enforce",
-        "executables": [BUSYBOX],
-    });
-    std::fs::write(profiles.join("web.json"), profile.to_string()).unwrap();
-    let state = tmp.join("state");
-    let enforcer = enforce_containers(&state, &tmp, &kubepods);
-
-    // The container as containerd and runc leave it before its entrypoint: the
-    // bundle's spec, and the cgroup (pending: created after enforcement began).
-    let spec = replica(&kubepods, "web", 2, "server", &tmp);
-    let bundle = state
-        .join("io.containerd.runtime.v2.task/default")
-        .join(&spec.id);
-    std::fs::create_dir_all(&bundle).unwrap();
-    let annotations: serde_json::Map<String, Value> = spec
-        .labels
-        .iter()
-        .map(|(k, v)| (k.clone(), Value::from(v.as_str())))
-        .collect();
-    let config = serde_json::json!({
-        "annotations": annotations,
-        "linux": {"cgroupsPath": spec.cgroup},
-    });
-    std::fs::write(bundle.join("config.json"), config.to_string()).unwrap();
-    let below_tree = spec.cgroup.strip_prefix(&tree.root.path).unwrap();
-    let pod = Path::new(below_tree.trim_start_matches('/'))
-        .parent()
-        .unwrap();
-    std::fs::create_dir_all(tree.root.dir.join(pod)).unwrap();
-    let cgroup = TestCgroup::at(&spec.cgroup);
+    let mut setup = ContainerBeingSetUp::new();
+    let enforcer = setup.enforce(&[]);
+    setup.create_container();
     enforcer.signal(nix::sys::signal::Signal::SIGHUP);
     enforcer.wait_for_line("fingerprint: reloaded");
+    setup.set_up_then_start(enforcer);
+}
 
-    let status = |cmd: &mut Command| cmd.stdout(Stdio::null()).status().unwrap();
-    let setup = status(&mut cgroup.command(TRUE));
-    assert!(setup.success(), "the runtime's exec was stopped: {setup}");
-    let entrypoint = status(cgroup.command("unshare").args(["--mount", TRUE]));
-    assert_eq!(entrypoint.signal(), Some(libc::SIGKILL), "{entrypoint}");
-
-    let events = enforcer.stop();
-    assert_eq!(events.len(), 1, "{events:#?}");
-    assert_eq!(events[0]["workload"], WORKLOAD, "{events:#?}");
-    assert_eq!(events[0]["action"], "killed", "{events:#?}");
-    assert_eq!(events[0]["executable"], TRUE, "{events:#?}");
+/// The same across a takeover of pinned enforcement (an enforcer pod restarted while
+/// runc set a container up): the new enforcer keeps the old one's pending cgroups
+/// pending instead of naming them at its start.
+#[test]
+fn a_takeover_leaves_containers_being_set_up_pending() {
+    if !privileged("a_takeover_leaves_containers_being_set_up_pending") {
+        return;
+    }
+    let mut setup = ContainerBeingSetUp::new();
+    let pin_dir = format!("/sys/fs/bpf/{}", unique("fp-test-ctr-takeover"));
+    let pin = ["--pin", "--pin-dir", pin_dir.as_str()];
+    setup.enforce(&pin).kill9();
+    setup.create_container();
+    let enforcer = setup.enforce(&pin);
+    setup.set_up_then_start(enforcer);
+    let out = fingerprint(&["stop".as_ref(), "--pin-dir".as_ref(), pin_dir.as_ref()]);
+    assert!(out.status.success());
 }
