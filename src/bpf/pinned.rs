@@ -1,6 +1,6 @@
 //! Enforcement pinned under bpffs: it survives the CLI exiting or crashing, `status`
 //! reads it back, `stop` removes it. What was loaded (profile names, mechanism,
-//! source) is recorded beside it in /run, since bpffs holds only BPF objects.
+//! source) is recorded in /run (`state_file`), since bpffs holds only BPF objects.
 //!
 //! A new `enforce --pin` on a pinned directory takes over with no gap: it loads and
 //! attaches its own programs first (both run for a moment), then renames its pins
@@ -18,8 +18,9 @@ use super::enforce::EnforceCounters;
 use super::{sum_percpu, BpfError};
 
 pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/fingerprint";
-/// What `enforce --pin` loaded, for `status`.
-pub const STATE_FILE: &str = "/run/fingerprint/enforce.json";
+/// What `enforce --pin` loaded, for `status` and the next takeover: one file per
+/// pin directory (`state_file`), in this directory.
+pub const STATE_DIR: &str = "/run/fingerprint";
 /// bpffs's statfs magic.
 const BPF_FS_MAGIC: i64 = 0xcafe4a11;
 
@@ -101,20 +102,30 @@ pub fn is_pinned(dir: &Path) -> bool {
     LINKS.iter().any(|name| dir.join(name).exists())
 }
 
+/// The state file of the enforcement pinned at `pin_dir`: its path, escaped into one
+/// file name (`%` then `/` percent-encoded, so no two directories share a file).
+pub fn state_file(pin_dir: &Path) -> PathBuf {
+    let escaped = pin_dir
+        .to_string_lossy()
+        .replace('%', "%25")
+        .replace('/', "%2F");
+    Path::new(STATE_DIR).join(format!("{escaped}.json"))
+}
+
 pub fn write_state(state: &PinnedState) -> Result<(), BpfError> {
-    let path = Path::new(STATE_FILE);
-    let dir = path.parent().unwrap_or(Path::new("/run"));
+    let path = state_file(&state.pin_dir);
+    let dir = Path::new(STATE_DIR);
     std::fs::create_dir_all(dir).map_err(|e| io_error(format!("creating {}", dir.display()), e))?;
     let text =
         serde_json::to_string_pretty(state).map_err(|e| io_error("encoding state".into(), e))?;
     let tmp = path.with_extension("json.tmp");
     std::fs::write(&tmp, text + "\n")
-        .and_then(|()| std::fs::rename(&tmp, path))
+        .and_then(|()| std::fs::rename(&tmp, &path))
         .map_err(|e| io_error(format!("writing {}", path.display()), e))
 }
 
-pub fn read_state() -> Option<PinnedState> {
-    let text = std::fs::read_to_string(STATE_FILE).ok()?;
+pub fn read_state(pin_dir: &Path) -> Option<PinnedState> {
+    let text = std::fs::read_to_string(state_file(pin_dir)).ok()?;
     serde_json::from_str(&text).ok()
 }
 
@@ -137,7 +148,7 @@ pub fn status(dir: &Path) -> Result<Option<Status>, BpfError> {
         held: counter(4)?,
     };
     Ok(Some(Status {
-        state: read_state(),
+        state: read_state(dir),
         links: LINKS
             .iter()
             .filter(|name| dir.join(name).exists())
@@ -219,6 +230,22 @@ pub fn unpin(dir: &Path) -> Result<bool, BpfError> {
         remove_if_present(&staged_path(dir, name))?;
     }
     std::fs::remove_dir(dir).map_err(|e| io_error(format!("removing {}", dir.display()), e))?;
-    let _ = std::fs::remove_file(STATE_FILE);
+    let _ = std::fs::remove_file(state_file(dir));
     Ok(was_pinned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_pin_dir_has_its_own_state_file() {
+        let file = |dir: &str| state_file(Path::new(dir));
+        assert_eq!(
+            file(DEFAULT_PIN_DIR),
+            Path::new("/run/fingerprint/%2Fsys%2Ffs%2Fbpf%2Ffingerprint.json")
+        );
+        assert_ne!(file("/sys/fs/bpf/a-b"), file("/sys/fs/bpf/a/b"));
+        assert_ne!(file("/sys/fs/bpf/a%2Fb"), file("/sys/fs/bpf/a/b"));
+    }
 }

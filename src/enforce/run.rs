@@ -146,7 +146,7 @@ pub fn run(opts: &EnforceOptions, signals: &Signals) -> Result<EnforceSummary> {
     crate::bpf::preflight("fingerprint enforce")?;
     // A pinned enforcement is taken over, with no gap (see `pinned`).
     let takeover = opts.pin_dir.as_deref().filter(|d| pinned::is_pinned(d));
-    let previous = takeover.and_then(|_| pinned::read_state());
+    let previous = takeover.and_then(pinned::read_state);
     let started_at = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
     let inputs = load_inputs(&opts.profiles)?;
     let key = DigestKey::random().context("reading random bytes for the digest key")?;
@@ -219,7 +219,7 @@ pub fn run(opts: &EnforceOptions, signals: &Signals) -> Result<EnforceSummary> {
                 "fingerprint: took over the enforcement pinned at {} with no gap; its state \
                  file {} is missing, so its unread events may name the wrong profiles",
                 dir.display(),
-                pinned::STATE_FILE
+                pinned::state_file(dir).display()
             ),
             (None, _) => {}
         }

@@ -201,9 +201,7 @@ fn enforce_daemonset_matches_the_cli() {
     let pin_dir = value_of(&enforce.args, "--pin-dir");
     assert!(enforce.args.iter().any(|a| a == "--pin"));
     assert_eq!(pin_dir, vec![fingerprint::bpf::pinned::DEFAULT_PIN_DIR]);
-    let state_dir = Path::new(fingerprint::bpf::pinned::STATE_FILE)
-        .parent()
-        .unwrap();
+    let state_dir = Path::new(fingerprint::bpf::pinned::STATE_DIR);
     for path in [Path::new("/sys/fs/bpf"), state_dir] {
         let path = path.to_str().unwrap();
         let (_, host, read_only) = mount(&enforce, path);
