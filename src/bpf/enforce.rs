@@ -346,20 +346,7 @@ impl EnforceProbe {
 
     /// Every (cgroup id, profile id) binding, including those the kernel made.
     pub fn bindings(&self) -> Result<Vec<(u64, u32)>, BpfError> {
-        let map = &self.skel.maps.fp_bindings;
-        let mut out = Vec::new();
-        for key in map.keys() {
-            let Some(value) = map
-                .lookup(&key, MapFlags::ANY)
-                .map_err(map_error("fp_bindings"))?
-            else {
-                continue; // removed while we iterated
-            };
-            let cgroup = u64::from_ne_bytes(key.as_slice().try_into().unwrap_or_default());
-            let profile = u32::from_ne_bytes(value.as_slice().try_into().unwrap_or_default());
-            out.push((cgroup, profile));
-        }
-        Ok(out)
+        bindings_in(&self.skel.maps.fp_bindings)
     }
 
     pub fn counters(&self) -> Result<EnforceCounters, BpfError> {
@@ -472,6 +459,23 @@ impl EnforceProbe {
             },
         ))
     }
+}
+
+/// Every (cgroup id, profile id) entry of an `fp_bindings` map (ours, or a pinned one).
+pub fn bindings_in(map: &impl MapCore) -> Result<Vec<(u64, u32)>, BpfError> {
+    let mut out = Vec::new();
+    for key in map.keys() {
+        let Some(value) = map
+            .lookup(&key, MapFlags::ANY)
+            .map_err(map_error("fp_bindings"))?
+        else {
+            continue; // removed while we iterated
+        };
+        let cgroup = u64::from_ne_bytes(key.as_slice().try_into().unwrap_or_default());
+        let profile = u32::from_ne_bytes(value.as_slice().try_into().unwrap_or_default());
+        out.push((cgroup, profile));
+    }
+    Ok(out)
 }
 
 fn load(

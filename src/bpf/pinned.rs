@@ -166,22 +166,15 @@ pub fn status(dir: &Path) -> Result<Option<Status>, BpfError> {
 /// Cgroups the pinned enforcement in `dir` holds pending (new containers not named
 /// yet): a takeover keeps them pending, so a container being set up meanwhile is
 /// named at its first exec, not judged by its runtime's set-up execs.
-pub fn pending_cgroups(dir: &Path, pending: u32) -> Result<Vec<u64>, BpfError> {
+pub fn pending_cgroups(dir: &Path) -> Result<Vec<u64>, BpfError> {
     let path = dir.join("fp_bindings");
     let map = MapHandle::from_pinned_path(&path)
         .map_err(|e| io_error(format!("opening {}", path.display()), e))?;
-    let mut out = Vec::new();
-    for key in map.keys() {
-        let value = map
-            .lookup(&key, libbpf_rs::MapFlags::ANY)
-            .map_err(|e| io_error(format!("reading {}", path.display()), e))?;
-        let is_pending =
-            value.as_deref().and_then(|v| v.try_into().ok()) == Some(pending.to_ne_bytes());
-        if let (true, Ok(cgroup)) = (is_pending, <[u8; 8]>::try_from(key.as_slice())) {
-            out.push(u64::from_ne_bytes(cgroup));
-        }
-    }
-    Ok(out)
+    Ok(super::enforce::bindings_in(&map)?
+        .into_iter()
+        .filter(|(_, profile)| *profile == super::enforce::PENDING_PROFILE)
+        .map(|(cgroup, _)| cgroup)
+        .collect())
 }
 
 /// Pin an object as `dir/name` through `pin`, replacing in one rename whatever was

@@ -197,7 +197,7 @@ pub fn run(opts: &EnforceOptions, signals: &Signals) -> Result<EnforceSummary> {
     // Track new cgroups before the scan, so none falls between the two.
     probe.attach_cgroup_tracking()?;
     if let Some(dir) = takeover.filter(|_| !enforcer.container_scopes.is_empty()) {
-        for cgroup in pinned::pending_cgroups(dir, PENDING_PROFILE)? {
+        for cgroup in pinned::pending_cgroups(dir)? {
             probe.bind(cgroup, PENDING_PROFILE)?;
         }
     }
