@@ -140,17 +140,20 @@ impl Holds<'_> {
                 Some(path) => {
                     let name = self.metadata.identify(path).0.name();
                     let parent = self.parent_binding(path)?;
-                    classify(&self.policy, &name, path, parent)
+                    let binding = classify(&self.policy, &name, path, parent);
+                    match binding {
+                        Some(id) => self.probe.bind(event.cgroup_id, id)?,
+                        None => self.probe.unbind(event.cgroup_id)?,
+                    }
+                    binding
                 }
-                // The cgroup cannot be named (gone, or unreadable): it is no known
-                // workload, like an unprofiled container, unless --default deny says
-                // otherwise for everything.
+                // The cgroup cannot be named (gone, or unreadable): this exec is no
+                // known workload's, like an unprofiled container's, unless --default
+                // deny says otherwise for everything. The cgroup stays as it is: a
+                // gone one was unbound at rmdir (binding it now would leak an entry),
+                // an unreadable one stays pending and its next exec is held again.
                 None => self.policy.default_deny_scope.map(|_| DENY_ALL_PROFILE),
             };
-            match binding {
-                Some(id) => self.probe.bind(event.cgroup_id, id)?,
-                None => self.probe.unbind(event.cgroup_id)?,
-            }
         }
         let outcome = decide(
             binding,
