@@ -279,3 +279,41 @@ pub fn path_value(bytes: &[u8]) -> serde_json::Value {
         }),
     }
 }
+
+/// Each scenario `fn name(mech: Mech)` (from the invoking module) as two tests:
+/// `kill::name`, the kill fallback on this host (tp_btf works here), and `lsm::name`,
+/// the BPF LSM, which this host refuses: ignored here, run inside qemu by
+/// `make vmtest` (`--include-ignored`). `lsm only:` scenarios take no argument.
+macro_rules! with_both_mechanisms {
+    ($($name:ident),* $(,)? $(; lsm only: $($lsm_only:ident),* $(,)?)?) => {
+        mod kill {
+            use super::*;
+            $(
+                #[test]
+                fn $name() {
+                    if privileged(concat!("kill::", stringify!($name))) {
+                        super::$name(Mech::Kill);
+                    }
+                }
+            )*
+        }
+
+        mod lsm {
+            use super::*;
+            $(
+                #[test]
+                #[ignore = "needs a kernel that loads BPF LSM programs: `make vmtest` runs it in qemu"]
+                fn $name() {
+                    super::$name(Mech::Lsm);
+                }
+            )*
+            $($(
+                #[test]
+                #[ignore = "needs a kernel that loads BPF LSM programs: `make vmtest` runs it in qemu"]
+                fn $lsm_only() {
+                    super::$lsm_only();
+                }
+            )*)?
+        }
+    };
+}

@@ -702,7 +702,7 @@ impl ContainerBeingSetUp {
         }
     }
 
-    fn enforce(&self, extra: &[&str]) -> Enforcer {
+    fn enforce(&self, mech: Mech, extra: &[&str]) -> Enforcer {
         let mut args = vec![
             "--containerd-state",
             self.state.to_str().unwrap(),
@@ -710,7 +710,7 @@ impl ContainerBeingSetUp {
             &self.kubepods,
         ];
         args.extend(extra);
-        Enforcer::start(&self.tmp, &self.tmp.join("profiles"), Mech::Kill, &args)
+        Enforcer::start(&self.tmp, &self.tmp.join("profiles"), mech, &args)
     }
 
     /// Create the container's bundle and cgroup (after enforcement began).
@@ -763,13 +763,9 @@ impl ContainerBeingSetUp {
 /// init` re-executing itself from a memfd, which with runc 1.1 can come after runc
 /// put it in the cgroup) would be judged as the container's and killed. Simulated
 /// without runc, so that the order is certain.
-#[test]
-fn a_reload_leaves_containers_being_set_up_pending() {
-    if !privileged("a_reload_leaves_containers_being_set_up_pending") {
-        return;
-    }
+pub fn a_reload_leaves_containers_being_set_up_pending(mech: Mech) {
     let mut setup = ContainerBeingSetUp::new();
-    let enforcer = setup.enforce(&[]);
+    let enforcer = setup.enforce(mech, &[]);
     setup.create_container();
     enforcer.signal(nix::sys::signal::Signal::SIGHUP);
     enforcer.wait_for_line("fingerprint: reloaded");
@@ -779,18 +775,21 @@ fn a_reload_leaves_containers_being_set_up_pending() {
 /// The same across a takeover of pinned enforcement (an enforcer pod restarted while
 /// runc set a container up): the new enforcer keeps the old one's pending cgroups
 /// pending instead of naming them at its start.
-#[test]
-fn a_takeover_leaves_containers_being_set_up_pending() {
-    if !privileged("a_takeover_leaves_containers_being_set_up_pending") {
-        return;
-    }
+pub fn a_takeover_leaves_containers_being_set_up_pending(mech: Mech) {
     let mut setup = ContainerBeingSetUp::new();
     let pin_dir = format!("/sys/fs/bpf/{}", unique("fp-test-ctr-takeover"));
     let pin = ["--pin", "--pin-dir", pin_dir.as_str()];
-    setup.enforce(&pin).kill9();
+    setup.enforce(mech, &pin).kill9();
     setup.create_container();
-    let enforcer = setup.enforce(&pin);
+    let enforcer = setup.enforce(mech, &pin);
     setup.set_up_then_start(enforcer);
     let out = fingerprint(&["stop".as_ref(), "--pin-dir".as_ref(), pin_dir.as_ref()]);
     assert!(out.status.success());
 }
+
+// Held first execs with both mechanisms: these need no container runtime (the
+// container is simulated), so they also run in the qemu VM with the BPF LSM.
+with_both_mechanisms!(
+    a_reload_leaves_containers_being_set_up_pending,
+    a_takeover_leaves_containers_being_set_up_pending,
+);

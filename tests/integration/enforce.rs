@@ -769,39 +769,6 @@ fn dynamic_loader() -> PathBuf {
 // `kill::`: the kill fallback, on this host. `lsm::`: the BPF LSM, which this host
 // refuses: ignored here, run inside qemu by `make vmtest` (`--include-ignored`).
 
-macro_rules! with_both_mechanisms {
-    ($($name:ident),* $(,)?) => {
-        mod kill {
-            use super::*;
-            $(
-                #[test]
-                fn $name() {
-                    if privileged(concat!("kill::", stringify!($name))) {
-                        super::$name(Mech::Kill);
-                    }
-                }
-            )*
-        }
-
-        mod lsm {
-            use super::*;
-            $(
-                #[test]
-                #[ignore = "needs a kernel that loads BPF LSM programs: `make vmtest` runs it in qemu"]
-                fn $name() {
-                    super::$name(Mech::Lsm);
-                }
-            )*
-
-            #[test]
-            #[ignore = "needs a kernel that loads BPF LSM programs: `make vmtest` runs it in qemu"]
-            fn script_not_in_profile_is_denied_even_with_allowed_interpreter() {
-                super::script_not_in_profile_is_denied_even_with_allowed_interpreter();
-            }
-        }
-    };
-}
-
 with_both_mechanisms!(
     learned_profile_replays_without_violations,
     pinned_enforcement_survives_the_cli,
@@ -816,5 +783,6 @@ with_both_mechanisms!(
     default_deny_fails_closed_within_its_scope,
     patterns_allow_on_purpose,
     bypass_attempts_are_blocked,
-    script_with_forbidden_interpreter_is_blocked,
+    script_with_forbidden_interpreter_is_blocked;
+    lsm only: script_not_in_profile_is_denied_even_with_allowed_interpreter
 );

@@ -1,8 +1,9 @@
 //! The one integration test binary. Tests that need root and BPF run for real: when
 //! they cannot, they skip with a message on a developer machine and FAIL under CI=true.
 
-mod cli;
+#[macro_use]
 mod common;
+mod cli;
 mod containers;
 mod decision;
 mod enforce;
