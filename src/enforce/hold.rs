@@ -17,9 +17,10 @@
 //! event is lost (ring buffer full, counted as dropped) or the enforcer dies, the
 //! task stays stopped: fail closed, never silently allowed.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use nix::sys::signal::{kill, Signal};
@@ -125,14 +126,13 @@ pub struct Holds<'a> {
 }
 
 impl Holds<'_> {
-    /// Name and bind the held exec's cgroup (if still pending), decide, and release
-    /// or kill the task. Returns the outcome for reporting.
-    pub fn resolve(&self, event: &ExecEvent, path: Option<&str>) -> Result<Outcome> {
+    /// Name and bind the held exec's cgroup (if still pending) and decide on it.
+    /// The task stays stopped: `release` it once every event of its exec is decided.
+    pub fn decide(&self, event: &ExecEvent, path: Option<&str>) -> Result<Outcome> {
         let mut binding = self.probe.binding(event.cgroup_id)?;
         if binding == Some(PENDING_PROFILE) && runtime_setup(event.pid, event.ppid) {
-            // The runtime preparing the container, not the container: continue it
-            // and keep the cgroup pending, so the entrypoint's exec is held next.
-            let _ = kill(Pid::from_raw(event.pid as i32), Signal::SIGCONT);
+            // The runtime preparing the container, not the container: keep the
+            // cgroup pending, so the entrypoint's exec is held next.
             return Ok(Outcome::Continue);
         }
         if binding == Some(PENDING_PROFILE) {
@@ -155,7 +155,7 @@ impl Holds<'_> {
                 None => self.policy.default_deny_scope.map(|_| DENY_ALL_PROFILE),
             };
         }
-        let outcome = decide(
+        decide(
             binding,
             event,
             |id, exe| Ok(self.probe.test_path(id, exe)?.0),
@@ -164,14 +164,7 @@ impl Holds<'_> {
                     .get(&id)
                     .map(|m| self.mode_override.unwrap_or(*m))
             },
-        )?;
-        let signal = match outcome {
-            Outcome::Violation { kill: true, .. } => Signal::SIGKILL,
-            _ => Signal::SIGCONT,
-        };
-        // ESRCH: the task is gone already (killed by someone else); nothing to do.
-        let _ = kill(Pid::from_raw(event.pid as i32), signal);
-        Ok(outcome)
+        )
     }
 
     /// The binding of the parent cgroup: a nested cgroup of a profiled container
@@ -186,6 +179,56 @@ impl Holds<'_> {
             Err(_) => Ok(None),
         }
     }
+}
+
+/// The signal that ends a held task's stop, given the outcome of every event of its
+/// exec: one violation in enforce mode kills it, whatever the other levels say.
+pub fn release_signal(outcomes: &[Outcome]) -> Signal {
+    let kill = outcomes
+        .iter()
+        .any(|o| matches!(o, Outcome::Violation { kill: true, .. }));
+    if kill {
+        Signal::SIGKILL
+    } else {
+        Signal::SIGCONT
+    }
+}
+
+/// Continue or kill a held task, once all its events are decided.
+pub fn release(pid: u32, outcomes: &[Outcome]) {
+    // ESRCH: the task is gone already (killed by someone else); nothing to do.
+    let _ = kill(Pid::from_raw(pid as i32), release_signal(outcomes));
+}
+
+/// Held events grouped by task (by pid, each group in arrival order).
+pub fn by_task(events: Vec<ExecEvent>) -> BTreeMap<u32, Vec<ExecEvent>> {
+    let mut tasks: BTreeMap<u32, Vec<ExecEvent>> = BTreeMap::new();
+    for event in events {
+        tasks.entry(event.pid).or_default().push(event);
+    }
+    tasks
+}
+
+/// Wait (at most `limit`) until `pid` is stopped or gone. The kernel queues SIGSTOP
+/// during the exec and the task stops when the exec returns to user space: once it
+/// is stopped, every event its exec wrote (one per level, with the LSM: a script,
+/// then its interpreter) is in the ring buffer.
+pub fn wait_until_stopped(pid: u32, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Ok(stat) if !matches!(task_state(&stat), Some('T' | 't' | 'Z' | 'X')) => {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            _ => return, // stopped, dead, or gone
+        }
+    }
+}
+
+/// The state letter of a /proc/<pid>/stat line (after the command, which may hold
+/// spaces and parentheses).
+fn task_state(stat: &str) -> Option<char> {
+    stat.rsplit_once(')')?.1.trim_start().chars().next()
 }
 
 /// Whether an exec is the container runtime's own set-up rather than the container's:
@@ -242,6 +285,45 @@ mod tests {
             |_| mode,
         )
         .unwrap()
+    }
+
+    #[test]
+    fn one_violating_level_kills_the_task() {
+        let violation = |kill| Outcome::Violation {
+            profile_id: 3,
+            reason: Reason::NotAllowed,
+            kill,
+        };
+        assert_eq!(release_signal(&[Outcome::Continue]), Signal::SIGCONT);
+        assert_eq!(
+            release_signal(&[Outcome::Continue, violation(false)]),
+            Signal::SIGCONT
+        );
+        assert_eq!(
+            release_signal(&[Outcome::Continue, violation(true)]),
+            Signal::SIGKILL
+        );
+        let mut second = event(b"/usr/bin/dash", 0);
+        second.pid = 7;
+        let tasks = by_task(vec![event(b"/s", 0), second, event(b"/bin/dash", 0)]);
+        let paths: Vec<(u32, Vec<&[u8]>)> = tasks
+            .iter()
+            .map(|(pid, evs)| (*pid, evs.iter().map(|e| &e.exe.bytes[..]).collect()))
+            .collect();
+        assert_eq!(
+            paths,
+            vec![
+                (1, vec![&b"/s"[..], &b"/bin/dash"[..]]),
+                (7, vec![&b"/usr/bin/dash"[..]])
+            ]
+        );
+    }
+
+    #[test]
+    fn task_state_is_read_past_the_command() {
+        assert_eq!(task_state("12 (sh) T 1 2"), Some('T'));
+        assert_eq!(task_state("12 (a) b) (c) S 1 2"), Some('S'));
+        assert_eq!(task_state("12 (x"), None);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The enforcement process: load, bind, attach, then report violations until stopped.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 
 use super::binding::{bind_existing, BindingPolicy};
-use super::hold::Holds;
+use super::hold::{self, Holds};
 use super::maps::{ApplyReport, MapState};
 use super::plan::{plan, MapSizes, Mode, PlanError, PlannedProfile, PolicyInput, ProfileIds};
 use super::report::ViolationSink;
@@ -306,22 +306,43 @@ pub fn run(opts: &EnforceOptions, signals: &Signals) -> Result<EnforceSummary> {
     let mut reloads = 0;
     let mut held_stats = (0u64, 0u64);
     let resolve_held = |enforcer: &Enforcer, stats: &mut (u64, u64)| -> Result<()> {
-        let events: Vec<ExecEvent> = held.borrow_mut().drain(..).collect();
+        let pids: BTreeSet<u32> = held.borrow().iter().map(|e| e.pid).collect();
+        if pids.is_empty() {
+            return Ok(());
+        }
+        // An exec may be held at several levels (with the LSM: a script, then its
+        // interpreter). Once each task has stopped, its exec has written all its
+        // events: read them, and decide on a task only with all of them, so that
+        // no level runs before every level is decided.
+        for pid in &pids {
+            hold::wait_until_stopped(*pid, Duration::from_secs(1));
+        }
+        ring.consume().context("reading held execs")?;
+        let events = std::mem::take(&mut *held.borrow_mut());
+        let (ready, later): (Vec<ExecEvent>, Vec<ExecEvent>) =
+            events.into_iter().partition(|e| pids.contains(&e.pid));
+        // Tasks first held during that read: next round, once they have stopped.
+        *held.borrow_mut() = later;
         let holds = enforcer.holds(&probe, opts.mode);
-        for event in events {
-            let path = sink.borrow_mut().cgroup_path(event.cgroup_id);
-            let outcome = holds
-                .resolve(&event, path.as_deref())
-                .context("deciding on a held exec")?;
-            stats.0 += 1;
-            if let Some(verdict) = outcome.verdict() {
-                if verdict.action == Action::Killed {
-                    stats.1 += 1;
+        for (pid, task) in hold::by_task(ready) {
+            let mut outcomes = Vec::new();
+            for event in &task {
+                let path = sink.borrow_mut().cgroup_path(event.cgroup_id);
+                let outcome = holds
+                    .decide(event, path.as_deref())
+                    .context("deciding on a held exec")?;
+                stats.0 += 1;
+                if let Some(verdict) = outcome.verdict() {
+                    if verdict.action == Action::Killed {
+                        stats.1 += 1;
+                    }
+                    let names = profile_names.borrow();
+                    sink.borrow_mut()
+                        .report(event, verdict, |id| names.get(&id).cloned())?;
                 }
-                let names = profile_names.borrow();
-                sink.borrow_mut()
-                    .report(&event, verdict, |id| names.get(&id).cloned())?;
+                outcomes.push(outcome);
             }
+            hold::release(pid, &outcomes);
         }
         Ok(())
     };
@@ -360,8 +381,14 @@ pub fn run(opts: &EnforceOptions, signals: &Signals) -> Result<EnforceSummary> {
         }
     }
     ring.consume().context("draining violation events")?;
-    // No task may stay stopped because we stopped: decide on every held exec.
-    resolve_held(&enforcer, &mut held_stats)?;
+    // No task may stay stopped because we stopped: decide on every held exec (a
+    // round leaves tasks first held during it to the next).
+    for _ in 0..10 {
+        if held.borrow().is_empty() {
+            break;
+        }
+        resolve_held(&enforcer, &mut held_stats)?;
+    }
     sink.borrow_mut().flush()?;
     let counters = probe.counters()?;
     let reported = sink.borrow().reported;

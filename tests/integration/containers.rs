@@ -7,6 +7,7 @@
 //! (`kubeapi.rs`), both name the owner from the API, and fall back to pod names.
 
 use std::ffi::{OsStr, OsString};
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -22,6 +23,7 @@ use crate::kubeapi::{self, FakeApi};
 const BUSYBOX: &str = "/bin/busybox";
 /// A host program no container profile allows.
 const TRUE: &str = "/usr/bin/true";
+const DASH: &str = "/usr/bin/dash";
 /// The forbidden program: a copy of busybox (named for its applet) at a path no
 /// profile allows; the canonical path of every applet symlink is /bin/busybox.
 const FORBIDDEN: &str = "/opt/tools/touch";
@@ -688,9 +690,15 @@ impl ContainerBeingSetUp {
                 "namespace": "default", "owner_kind": "Deployment", "owner_name": "web",
                 "container": "server"}},
             "mode": "enforce",
-            "executables": [BUSYBOX],
+            "executables": [BUSYBOX, Self::script(&tmp)],
         });
         std::fs::write(profiles.join("web.json"), profile.to_string()).unwrap();
+        // An entrypoint the profile allows, run by an interpreter it does not.
+        let script = Self::script(&tmp);
+        std::fs::create_dir_all(script.parent().unwrap()).unwrap();
+        let body = format!("#!{DASH}\n: > {}\n", tmp.join("ran").display());
+        std::fs::write(&script, body).unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
         let state = tmp.join("state");
         ContainerBeingSetUp {
             _keep: keep,
@@ -700,6 +708,10 @@ impl ContainerBeingSetUp {
             state,
             cgroup: None,
         }
+    }
+
+    fn script(tmp: &Path) -> PathBuf {
+        tmp.join("bin/entrypoint.sh")
     }
 
     fn enforce(&self, mech: Mech, extra: &[&str]) -> Enforcer {
@@ -787,9 +799,35 @@ pub fn a_takeover_leaves_containers_being_set_up_pending(mech: Mech) {
     assert!(out.status.success());
 }
 
+/// A new container whose first exec is a script its profile allows, run by an
+/// interpreter it does not. With the LSM both levels of that one exec are held (two
+/// events); the task is released only once both are decided, so the interpreter
+/// never runs: killed, one violation, for the interpreter.
+pub fn a_held_script_is_decided_with_its_interpreter(mech: Mech) {
+    let mut setup = ContainerBeingSetUp::new();
+    let enforcer = setup.enforce(mech, &[]);
+    setup.create_container();
+    let cgroup = setup.cgroup.as_ref().unwrap();
+    let script = ContainerBeingSetUp::script(&setup.tmp);
+    let status = cgroup
+        .command("unshare")
+        .arg("--mount")
+        .arg(&script)
+        .status()
+        .unwrap();
+    assert_eq!(status.signal(), Some(libc::SIGKILL), "{status}");
+    assert!(!setup.tmp.join("ran").exists(), "the interpreter ran");
+    let events = enforcer.stop();
+    assert_eq!(events.len(), 1, "{events:#?}");
+    assert_eq!(events[0]["workload"], WORKLOAD, "{events:#?}");
+    assert_eq!(events[0]["action"], "killed", "{events:#?}");
+    assert_eq!(events[0]["executable"], DASH, "{events:#?}");
+}
+
 // Held first execs with both mechanisms: these need no container runtime (the
 // container is simulated), so they also run in the qemu VM with the BPF LSM.
 with_both_mechanisms!(
     a_reload_leaves_containers_being_set_up_pending,
     a_takeover_leaves_containers_being_set_up_pending,
+    a_held_script_is_decided_with_its_interpreter,
 );
