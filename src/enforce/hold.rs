@@ -15,7 +15,8 @@
 //! Limits (documented in docs/kubernetes.md): a held exec runs its new image only
 //! after the decision, but as in kill mode the exec itself has happened; if its
 //! event is lost (ring buffer full, counted as dropped) or the enforcer dies, the
-//! task stays stopped: fail closed, never silently allowed.
+//! task stays stopped: fail closed, never silently allowed (a pinned enforcement's
+//! next enforcer reads the event from the carried ring buffer and decides it).
 
 use std::collections::{BTreeMap, HashMap};
 use std::os::unix::fs::MetadataExt;
