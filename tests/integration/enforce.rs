@@ -180,6 +180,16 @@ impl Enforcer {
     }
 }
 
+/// A test that panics must not leave its enforcer running (and blocking execs).
+impl Drop for Enforcer {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 pub fn read_events(path: &Path) -> Vec<Value> {
     std::fs::read_to_string(path)
         .unwrap_or_default()
