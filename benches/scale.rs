@@ -14,22 +14,33 @@
 //!
 //! Only the measured workload (profile 0) has a real cgroup; the N-1 others are bound
 //! to cgroup ids that do not exist (2^40 + i), which costs the maps and the programs
-//! exactly what real, idle workloads would. The benchmark process moves itself into the
+//! exactly what real, idle workloads would. The benchmark moves itself into the
 //! measured cgroup and times fork+exec+wait of a tiny static binary that is in profile
 //! 0's allowlist: the allow path, the common case. Every exec must exit 0, and
 //! fingerprint's own counters must show every exec checked and none refused.
 //!
-//! Per point it reports: median and p99 exec time, each against the same loop with
-//! nothing on the exec hook (half just before attaching, half just after detaching);
-//! BPF time per exec from the kernel's accounting over a further loop of half as many
-//! execs (`kernel.bpf_stats_enabled=1` only then, since it taxes every program run;
-//! `run_time_ns`/`run_cnt` of every program this process holds, from
-//! /proc/self/fdinfo); kernel memory (`memlock` of every map and program fd,
-//! de-duplicated by id); programs and links; loading time.
+//! Exec cost is measured in interleaved rounds (`scale/rounds.rs`). fingerprint's
+//! points are all loaded first, each `FP_SCALE_LOADS` times (where the maps land in
+//! memory differs from load to load), exec programs detached; then each round runs one
+//! block per loaded point and one with nothing on the hook, in a fresh random order:
+//! attach, warm up, time `FP_SCALE_EXECS` execs, account as many more one by one with
+//! `kernel.bpf_stats_enabled=1` (`run_time_ns`/`run_cnt` of the point's programs
+//! before and after each exec), detach. Per point it reports the median over rounds,
+//! and per N the ratio to N=1 paired round by round (drift on a shared machine
+//! cancels; mean over loads over mean over loads), with a distribution-free 95%
+//! confidence interval of its median. Per-policy points are
+//! loaded one at a time (thousands of copies cost gigabytes) and measured in rounds
+//! against their own baseline. Also per point: kernel memory (`memlock` of every map
+//! and program fd the point added, de-duplicated by id); programs and links; loading
+//! time.
 //!
 //! Needs root. Settings, from the environment:
 //!   FP_SCALE_N            comma-separated workload counts (default 1,10,100,1000,10000)
-//!   FP_SCALE_EXECS        timed execs per block (default 2000; the VM run uses fewer)
+//!   FP_SCALE_LOADS        independent loads of each fingerprint point (default 3)
+//!   FP_SCALE_ROUNDS       rounds over fingerprint's points (default 200)
+//!   FP_SCALE_PP_ROUNDS    rounds for each per-policy point (default 20)
+//!   FP_SCALE_EXECS        timed execs per block, and as many accounted ones
+//!                         (default 40; the VM run uses fewer)
 //!   FP_SCALE_MECHANISM    auto | lsm | kill (default auto: the LSM where the kernel
 //!                         accepts it, else kill mode); both designs use the same hook
 //!   FP_SCALE_DESIGNS      fingerprint,per-policy (default both)
@@ -47,11 +58,14 @@
 #[path = "support/mod.rs"]
 mod support;
 use support::BpfStatsSysctl;
+#[path = "scale/rounds.rs"]
+mod rounds;
+use rounds::{Arm, Block, Summary};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write as _;
 use std::mem::MaybeUninit;
-use std::os::fd::BorrowedFd;
+use std::os::fd::{BorrowedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -108,7 +122,7 @@ const OWN_NAMES: [&str; 10] = [
 /// Fake cgroup ids start here: far above any inode number a cgroup fs hands out.
 const FAKE_CGROUP_BASE: u64 = 1 << 40;
 /// Execs before each timed block, not counted: page cache, lazy kernel state.
-const WARMUP_EXECS: usize = 50;
+const WARMUP_EXECS: usize = 10;
 /// Targets from issue 5.
 const TARGET_COST_RATIO: f64 = 1.05;
 const TARGET_MEMORY_BYTES: u64 = 16 << 20;
@@ -124,6 +138,9 @@ fn main() -> ExitCode {
 
 struct Config {
     ns: Vec<usize>,
+    loads: usize,
+    rounds: usize,
+    pp_rounds: usize,
     execs: usize,
     mechanism: MechanismChoice,
     fingerprint: bool,
@@ -166,7 +183,10 @@ impl Config {
         let available = mem_available().unwrap_or(4 << 30);
         Ok(Config {
             ns,
-            execs: number("FP_SCALE_EXECS", 2000.0)? as usize,
+            loads: number("FP_SCALE_LOADS", 3.0)? as usize,
+            rounds: number("FP_SCALE_ROUNDS", 200.0)? as usize,
+            pp_rounds: number("FP_SCALE_PP_ROUNDS", 20.0)? as usize,
+            execs: number("FP_SCALE_EXECS", 40.0)? as usize,
             mechanism,
             fingerprint: designs.contains("fingerprint"),
             per_policy: designs.contains("per-policy"),
@@ -180,9 +200,9 @@ impl Config {
 }
 
 impl Config {
-    /// Execs timed by the kernel's accounting, after the wall-clock block.
+    /// Execs timed by the kernel's accounting, after the wall-clock part of a block.
     fn stats_execs(&self) -> usize {
-        (self.execs / 2).max(100)
+        self.execs
     }
 }
 
@@ -203,7 +223,6 @@ fn run() -> Result<()> {
     let config = Config::from_env()?;
     fingerprint::bpf::preflight("bench-scale")?;
     raise_fd_limit();
-    let machine = machine();
     let temp = tempfile::Builder::new()
         .prefix("fp-bench-scale")
         .tempdir()
@@ -219,25 +238,50 @@ fn run() -> Result<()> {
     let max_n = config.ns.iter().copied().max().unwrap_or(1);
     let inputs = policy_inputs(max_n, &target, &cgroup.relative);
     eprintln!(
-        "bench-scale: N = {:?}, {} timed execs per block, target {}, cgroup {} (id {})",
+        "bench-scale: N = {:?}, {} rounds ({} per per-policy point) of {} timed + {} \
+         accounted execs per block, target {}, cgroup {} (id {})",
         config.ns,
+        config.rounds,
+        config.pp_rounds,
         config.execs,
+        config.stats_execs(),
         target_desc,
         cgroup.dir.display(),
         cgroup.id
     );
 
     let mut points = Vec::new();
+    let mut pooled = Vec::new();
     let mut mechanism = None;
     if config.fingerprint {
+        let mut loaded = Vec::new();
         for &n in &config.ns {
-            eprintln!("bench-scale: fingerprint, N = {n} ...");
-            let point = fingerprint_point(&config, &inputs[..n], &key, &cgroup, &target)
-                .with_context(|| format!("fingerprint at N = {n}"))?;
-            mechanism = Some(point.mechanism);
+            for load in 0..config.loads {
+                eprintln!(
+                    "bench-scale: fingerprint, loading N = {n} ({}) ...",
+                    load + 1
+                );
+                let mut point = load_fingerprint(&config, &inputs[..n], &key, &cgroup)
+                    .with_context(|| format!("fingerprint at N = {n}"))?;
+                point.0.load = load;
+                mechanism = Some(point.0.mechanism);
+                loaded.push(point);
+            }
+        }
+        eprintln!("bench-scale: fingerprint, {} rounds ...", config.rounds);
+        let measured = measure_fingerprint(&config, loaded, &cgroup, &target)?;
+        for point in measured.0 {
             eprintln!("  {}", point.summary());
             points.push(point);
         }
+        for p in &measured.1 {
+            eprintln!(
+                "  N = {}, {} loads: against N=1: BPF {:.3} [{:.3}, {:.3}], exec {:.3} [{:.3}, {:.3}]",
+                p.n, p.loads, p.bpf.median, p.bpf.ci_lo, p.bpf.ci_hi, p.wall.median,
+                p.wall.ci_lo, p.wall.ci_hi
+            );
+        }
+        pooled = measured.1;
     }
     if config.per_policy {
         let mech = match (mechanism, config.mechanism) {
@@ -259,12 +303,18 @@ fn run() -> Result<()> {
     }
 
     let report = json!({
-        "machine": machine,
+        "machine": machine(),
         "target": target_desc,
         "execs_per_block": config.execs,
+        "stats_execs_per_block": config.stats_execs(),
+        "warmup_execs_per_block": WARMUP_EXECS,
+        "rounds": config.rounds,
+        "pp_rounds": config.pp_rounds,
         "per_profile": PER_PROFILE,
+        "loads": config.loads,
         "points": points.iter().map(Point::to_json).collect::<Vec<_>>(),
-        "targets": targets(&points),
+        "pooled": pooled.iter().map(Pooled::to_json).collect::<Vec<_>>(),
+        "targets": targets(&points, &pooled),
     });
     let table = table(&points);
     match config.json.as_deref() {
@@ -363,6 +413,8 @@ struct Point {
     requested: usize,
     /// Workloads actually enforced (per-policy stops where attaching fails).
     n: usize,
+    /// Which of the independent loads of this N (fingerprint), from 0.
+    load: usize,
     /// Empty when measured; else why not (or what broke).
     note: String,
     measured: bool,
@@ -373,12 +425,14 @@ struct Point {
     binds: Duration,
     prog_load: Duration,
     attach: Duration,
+    /// Per round: this point's block and the same round's block with no program.
+    rounds: Vec<(Block, Block)>,
+    /// Every timed exec, pooled over rounds.
     baseline: ExecStats,
     loaded: ExecStats,
-    bpf_ns_per_exec: f64,
-    runs_per_exec: f64,
-    /// Program runs not caused by our loop (other processes exec'ing meanwhile).
-    foreign_runs: u64,
+    /// (BPF time, exec median) as ratios to the same load of the design's smallest N,
+    /// paired round by round; only where both were measured in the same rounds.
+    vs_first: Option<(Summary, Summary)>,
 }
 
 impl Point {
@@ -388,6 +442,7 @@ impl Point {
             mechanism,
             requested: n,
             n,
+            load: 0,
             note: String::new(),
             measured: false,
             exec_programs: 0,
@@ -397,42 +452,80 @@ impl Point {
             binds: Duration::ZERO,
             prog_load: Duration::ZERO,
             attach: Duration::ZERO,
+            rounds: Vec::new(),
             baseline: ExecStats::default(),
             loaded: ExecStats::default(),
-            bpf_ns_per_exec: 0.0,
-            runs_per_exec: 0.0,
-            foreign_runs: 0,
+            vs_first: None,
         }
+    }
+
+    /// The exec figures, from `arm`'s blocks paired with `baseline`'s.
+    fn record(&mut self, arm: &mut Arm<'_>, baseline: &mut Arm<'_>) {
+        self.rounds = arm
+            .blocks
+            .iter()
+            .copied()
+            .zip(baseline.blocks.iter().copied())
+            .collect();
+        self.loaded = ExecStats::of(&mut arm.samples);
+        self.baseline = ExecStats::of(&mut baseline.samples);
+        self.measured = true;
     }
 
     fn load_time(&self) -> Duration {
         self.plan + self.maps + self.binds
     }
 
-    fn ratio(&self, f: impl Fn(&ExecStats) -> u64) -> f64 {
-        let base = f(&self.baseline);
-        if base == 0 {
-            return f64::NAN;
-        }
-        f(&self.loaded) as f64 / base as f64
+    fn bpf(&self) -> Summary {
+        Summary::of(self.rounds.iter().map(|(b, _)| b.bpf_ns_per_exec))
+    }
+
+    /// Exec median against no program, paired round by round.
+    fn wall_ratio(&self) -> Summary {
+        Summary::of(
+            self.rounds
+                .iter()
+                .map(|(b, base)| b.median_ns as f64 / base.median_ns as f64),
+        )
+    }
+
+    /// Pooled p99 against no program's pooled p99.
+    fn p99_ratio(&self) -> f64 {
+        self.loaded.p99_ns as f64 / self.baseline.p99_ns as f64
+    }
+
+    /// Pair this point's rounds with `first`'s: the same rounds of the smallest N.
+    fn pair_with(&mut self, first: &[(f64, f64)]) {
+        self.vs_first = Some(paired(&round_means(&[self]), first));
     }
 
     fn summary(&self) -> String {
         if !self.measured {
             return format!("N = {}: not measured: {}", self.requested, self.note);
         }
+        let bpf = self.bpf();
+        let paired = self.vs_first.map_or(String::new(), |(b, w)| {
+            format!(
+                ", against N=1: BPF {:.3} [{:.3}, {:.3}], exec {:.3} [{:.3}, {:.3}]",
+                b.median, b.ci_lo, b.ci_hi, w.median, w.ci_lo, w.ci_hi
+            )
+        });
         format!(
-            "N = {}: exec median {:.0} us ({:.3}x), p99 {:.0} us ({:.3}x), BPF {:.0} ns/exec, \
-             memory {:.2} MiB, {} progs, {} links, profiles loaded in {:.1} ms{}",
+            "N = {} (load {}): exec median {:.0} us ({:.3}x), p99 {:.0} us ({:.3}x), BPF {:.0} ns/exec \
+             [IQR {:.0}-{:.0}]{paired}, memory {:.2} MiB, {} progs, {} links, profiles loaded \
+             in {:.1} ms{}",
             self.n,
+            self.load + 1,
             self.loaded.median_ns as f64 / 1e3,
-            self.ratio(|s| s.median_ns),
+            self.wall_ratio().median,
             self.loaded.p99_ns as f64 / 1e3,
-            self.ratio(|s| s.p99_ns),
-            self.bpf_ns_per_exec,
+            self.p99_ratio(),
+            bpf.median,
+            bpf.q1,
+            bpf.q3,
             mib(self.objects.total_bytes()),
             self.objects.progs.len(),
-            self.objects.links,
+            self.objects.links.len(),
             self.load_time().as_secs_f64() * 1e3,
             if self.note.is_empty() {
                 String::new()
@@ -450,11 +543,12 @@ impl Point {
             "hook": self.mechanism.hook(),
             "requested": self.requested,
             "n": self.n,
+            "load": self.load,
             "measured": self.measured,
             "note": self.note,
             "exec_programs": self.exec_programs,
             "programs": self.objects.progs.len(),
-            "links": self.objects.links,
+            "links": self.objects.links.len(),
             "maps": self.objects.maps.len(),
             "map_bytes": self.objects.map_bytes(),
             "prog_bytes": self.objects.prog_bytes(),
@@ -468,60 +562,26 @@ impl Point {
             "attach_ms": ms(self.attach),
             "baseline": self.baseline.to_json(),
             "loaded": self.loaded.to_json(),
-            "ratio_median": self.ratio(|s| s.median_ns),
-            "ratio_p99": self.ratio(|s| s.p99_ns),
-            "bpf_ns_per_exec": self.bpf_ns_per_exec,
-            "runs_per_exec": self.runs_per_exec,
-            "foreign_runs": self.foreign_runs,
+            "ratio_median": self.wall_ratio().to_json(),
+            "ratio_p99": self.p99_ratio(),
+            "bpf_ns_per_exec": self.bpf().to_json(),
+            "vs_first": self.vs_first.map(|(bpf, wall)| json!({
+                "bpf": bpf.to_json(),
+                "exec_median": wall.to_json(),
+            })),
+            "rounds": self.rounds.iter().map(|(b, base)| json!({
+                "median_ns": b.median_ns,
+                "baseline_median_ns": base.median_ns,
+                "bpf_ns_per_exec": b.bpf_ns_per_exec,
+                "bpf_mean_ns": b.bpf_mean_ns,
+                "foreign": b.foreign,
+            })).collect::<Vec<_>>(),
         })
     }
 }
 
 fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1u64 << 20) as f64
-}
-
-/// Baseline (nothing on the hook), then `hook(true)` attaches, the timed loop with BPF
-/// stats, then `hook(false)` detaches, then the baseline again. Fills the exec figures
-/// of `point`.
-fn measure(
-    point: &mut Point,
-    config: &Config,
-    cgroup: &BenchCgroup,
-    target: &Path,
-    hook: &mut dyn FnMut(bool) -> Result<()>,
-) -> Result<()> {
-    let inside = cgroup.enter()?;
-    exec_loop(target, WARMUP_EXECS)?;
-    let mut baseline = exec_loop(target, config.execs / 2)?;
-    let started = Instant::now();
-    hook(true)?;
-    point.attach = started.elapsed();
-    point.objects = BpfObjects::scan()?;
-    exec_loop(target, WARMUP_EXECS)?;
-    // Wall time with the kernel's accounting off: it adds two clock reads to every
-    // program run, which would tax the N-program design N times.
-    let mut loaded = exec_loop(target, config.execs)?;
-    let stats_execs = config.stats_execs();
-    let stats = BpfStatsSysctl::enable("bench-scale")?;
-    let before = BpfObjects::scan()?;
-    exec_loop(target, stats_execs)?;
-    let after = BpfObjects::scan()?;
-    drop(stats);
-    hook(false)?;
-    exec_loop(target, WARMUP_EXECS)?;
-    baseline.extend(exec_loop(target, config.execs - config.execs / 2)?);
-    drop(inside);
-
-    let execs = stats_execs as u64;
-    let (time, runs, max_runs) = after.runs_since(&before);
-    point.bpf_ns_per_exec = time as f64 / execs as f64;
-    point.runs_per_exec = runs as f64 / execs as f64;
-    point.foreign_runs = max_runs.saturating_sub(execs);
-    point.baseline = ExecStats::of(&mut baseline);
-    point.loaded = ExecStats::of(&mut loaded);
-    point.measured = true;
-    Ok(())
 }
 
 /// `count` fork+exec+wait of the target, each timed; every one must succeed.
@@ -551,14 +611,16 @@ fn run_target(target: &Path) -> Result<()> {
 // ---------------------------------------------------------------------------------
 // fingerprint: one program, N profiles in its maps.
 
-fn fingerprint_point(
+/// Load one point through the library's real path; its exec program is attached
+/// once (to count it) and left detached for the rounds.
+fn load_fingerprint(
     config: &Config,
     inputs: &[PolicyInput],
     key: &DigestKey,
     cgroup: &BenchCgroup,
-    target: &Path,
-) -> Result<Point> {
+) -> Result<(Point, EnforceProbe)> {
     let n = inputs.len();
+    let before = BpfObjects::scan()?;
     let started = Instant::now();
     let mut ids = ProfileIds::default();
     let planned = plan(inputs, key, &mut ids)?;
@@ -592,34 +654,143 @@ fn fingerprint_point(
     point.maps = maps;
     point.binds = binds;
     point.prog_load = prog_load;
-    let before = probe.counters()?;
-    // Detaching means dropping the probe: EnforceProbe keeps its links to itself.
-    let mut probe = Some(probe);
-    measure(&mut point, config, cgroup, target, &mut |attach| {
-        if attach {
-            return probe
-                .as_mut()
-                .map_or(Ok(()), |p| p.attach_exec_hook().map_err(Into::into));
-        }
-        if let Some(p) = probe.as_ref() {
-            let counters = p.counters();
-            // Checked here, while the probe still exists; reported through note.
-            if let Ok(c) = counters {
-                let checks = c.checks - before.checks;
-                let violations = c.violations - before.violations;
-                let expected = (config.execs + config.stats_execs() + WARMUP_EXECS) as u64;
-                if violations != 0 || checks < expected {
-                    eprintln!(
-                        "bench-scale: WARNING: {checks} checks (expected >= {expected}), \
-                             {violations} violations (expected 0)"
-                    );
+    let started = Instant::now();
+    probe.attach_exec_hook()?;
+    point.attach = started.elapsed();
+    point.objects = BpfObjects::scan()?.since(&before);
+    probe.detach_exec_hook();
+    Ok((point, probe))
+}
+
+/// The rounds over every loaded point and no program; then each point's figures,
+/// paired with the smallest N's.
+fn measure_fingerprint(
+    config: &Config,
+    loaded: Vec<(Point, EnforceProbe)>,
+    cgroup: &BenchCgroup,
+    target: &Path,
+) -> Result<(Vec<Point>, Vec<Pooled>)> {
+    let (mut points, mut probes): (Vec<Point>, Vec<EnforceProbe>) = loaded.into_iter().unzip();
+    let before = probes
+        .iter()
+        .map(EnforceProbe::counters)
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut arms: Vec<Arm<'_>> = points
+        .iter()
+        .zip(probes.iter_mut())
+        .map(|(point, probe)| {
+            let hook: rounds::Hook<'_> = Box::new(move |attach| {
+                if attach {
+                    probe.attach_exec_hook()?;
+                } else {
+                    probe.detach_exec_hook();
                 }
-            }
+                Ok(())
+            });
+            let label = format!("N={}#{}", point.n, point.load + 1);
+            Arm::hooked(label, hook, point.objects.prog_fds(), 1)
+        })
+        .collect();
+    arms.push(Arm::baseline());
+    rounds::interleave(&mut arms, config.rounds, config, cgroup, target)?;
+    let mut baseline = arms.pop().ok_or_else(|| anyhow!("no baseline arm"))?;
+    for (point, arm) in points.iter_mut().zip(arms.iter_mut()) {
+        point.record(arm, &mut baseline);
+    }
+    drop((arms, baseline));
+
+    let expected = (config.rounds * (WARMUP_EXECS + config.execs + config.stats_execs())) as u64;
+    for ((point, probe), before) in points.iter().zip(&probes).zip(before) {
+        let now = probe.counters()?;
+        let (checks, violations) = (
+            now.checks - before.checks,
+            now.violations - before.violations,
+        );
+        if violations != 0 || checks < expected {
+            eprintln!(
+                "bench-scale: WARNING: N = {}: {checks} checks (expected >= {expected}), \
+                 {violations} violations (expected 0)",
+                point.n
+            );
         }
-        probe = None;
-        Ok(())
-    })?;
-    Ok(point)
+    }
+    let mut ns: Vec<usize> = points.iter().map(|p| p.n).collect();
+    ns.dedup();
+    let of_n = |n: usize| points.iter().filter(|p| p.n == n).collect::<Vec<_>>();
+    let first = round_means(&of_n(ns[0]));
+    let pooled = ns
+        .iter()
+        .map(|&n| {
+            let loads = of_n(n);
+            let (bpf, wall) = paired(&round_means(&loads), &first);
+            Pooled {
+                n,
+                loads: loads.len(),
+                bpf,
+                wall,
+            }
+        })
+        .collect();
+    // Each load against the same load of the smallest N: one block over one block, as
+    // the pooled figure is a mean over loads over a mean over loads.
+    let firsts: Vec<Vec<(f64, f64)>> = points
+        .iter()
+        .filter(|p| p.n == ns[0])
+        .map(|p| round_means(&[p]))
+        .collect();
+    for point in &mut points {
+        if let Some(first) = firsts.get(point.load) {
+            point.pair_with(first);
+        }
+    }
+    Ok((points, pooled))
+}
+
+/// Per round, the means over `points` (loads measured in the same rounds) of the
+/// block's BPF time and exec median; a load without a BPF figure that round is left
+/// out of its mean.
+fn round_means(points: &[&Point]) -> Vec<(f64, f64)> {
+    let rounds = points.iter().map(|p| p.rounds.len()).min().unwrap_or(0);
+    let mean = |values: Vec<f64>| values.iter().sum::<f64>() / values.len() as f64;
+    (0..rounds)
+        .map(|r| {
+            let blocks = points.iter().map(|p| p.rounds[r].0);
+            (
+                mean(
+                    blocks
+                        .clone()
+                        .map(|b| b.bpf_ns_per_exec)
+                        .filter(|v| v.is_finite())
+                        .collect(),
+                ),
+                mean(blocks.map(|b| b.median_ns as f64).collect()),
+            )
+        })
+        .collect()
+}
+
+/// (BPF time, exec median) of `series` over `first`, round by round.
+fn paired(series: &[(f64, f64)], first: &[(f64, f64)]) -> (Summary, Summary) {
+    let pairs = || series.iter().zip(first);
+    (
+        Summary::of(pairs().map(|(s, f)| s.0 / f.0)),
+        Summary::of(pairs().map(|(s, f)| s.1 / f.1)),
+    )
+}
+
+/// Every load of one N, against every load of the smallest N, paired round by round.
+struct Pooled {
+    n: usize,
+    loads: usize,
+    bpf: Summary,
+    wall: Summary,
+}
+
+impl Pooled {
+    fn to_json(&self) -> Value {
+        json!({"n": self.n, "loads": self.loads, "bpf": self.bpf.to_json(),
+               "exec_median": self.wall.to_json()})
+    }
 }
 
 // ---------------------------------------------------------------------------------
@@ -695,6 +866,7 @@ impl PerPolicyRun {
 
         // One object per policy, each verified on its own and attached to the same
         // hook right away, as adding a policy does there; until the kernel says no.
+        let before = BpfObjects::scan()?;
         let mut copies: Vec<PolicyCopy> = Vec::with_capacity(n);
         let mut load = Duration::ZERO;
         let mut attach = Duration::ZERO;
@@ -723,6 +895,7 @@ impl PerPolicyRun {
             }
         }
         let attached = copies.len();
+        let objects = BpfObjects::scan()?.since(&before);
         // Detached again until the measurement: the baseline runs with none attached.
         for copy in &mut copies {
             copy.link = None;
@@ -742,8 +915,9 @@ impl PerPolicyRun {
         if failure.is_some() {
             point.note = format!("the most that attach (asked for {n})");
         }
+        point.objects = objects;
         let mechanism = self.mechanism;
-        measure(&mut point, config, cgroup, target, &mut |attach| {
+        let hook: rounds::Hook<'_> = Box::new(|attach| {
             for copy in copies.iter_mut() {
                 copy.link = None;
                 if attach {
@@ -754,7 +928,19 @@ impl PerPolicyRun {
                 }
             }
             Ok(())
-        })?;
+        });
+        let mut arms = [
+            Arm::hooked(
+                format!("N={}", point.n),
+                hook,
+                point.objects.prog_fds(),
+                point.n as u64,
+            ),
+            Arm::baseline(),
+        ];
+        rounds::interleave(&mut arms, config.pp_rounds, config, cgroup, target)?;
+        let [arm, baseline] = &mut arms;
+        point.record(arm, baseline);
         point.attach = attach;
         point.prog_load = load;
         // There, a policy's allowlist arrives with its program: adding workloads means
@@ -844,8 +1030,8 @@ impl PerPolicyRun {
 #[derive(Debug, Clone, Default)]
 struct ProgFd {
     memlock: u64,
-    run_time_ns: u64,
-    run_cnt: u64,
+    /// One fd of this process that holds the program.
+    fd: RawFd,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -858,17 +1044,23 @@ struct MapFd {
 struct BpfObjects {
     progs: BTreeMap<u64, ProgFd>,
     maps: BTreeMap<u64, MapFd>,
-    links: usize,
+    links: BTreeSet<u64>,
 }
 
 impl BpfObjects {
     fn scan() -> Result<BpfObjects> {
         let mut out = BpfObjects::default();
-        let mut link_ids = BTreeSet::new();
         for entry in std::fs::read_dir("/proc/self/fdinfo").context("listing fdinfo")? {
             let entry = entry.context("reading fdinfo")?;
             // An fd closed since the listing is simply skipped.
             let Ok(text) = std::fs::read_to_string(entry.path()) else {
+                continue;
+            };
+            let Some(fd) = entry
+                .file_name()
+                .to_str()
+                .and_then(|fd| fd.parse::<RawFd>().ok())
+            else {
                 continue;
             };
             let field = |name: &str| -> Option<u64> {
@@ -877,15 +1069,14 @@ impl BpfObjects {
                     .and_then(|v| v.trim().parse().ok())
             };
             if let Some(id) = field("link_id") {
-                link_ids.insert(id);
+                out.links.insert(id);
             } else if let Some(id) = field("prog_id") {
                 if text.contains("prog_type:") {
                     out.progs.insert(
                         id,
                         ProgFd {
                             memlock: field("memlock").unwrap_or(0),
-                            run_time_ns: field("run_time_ns").unwrap_or(0),
-                            run_cnt: field("run_cnt").unwrap_or(0),
+                            fd,
                         },
                     );
                 }
@@ -893,18 +1084,12 @@ impl BpfObjects {
                 if out.maps.contains_key(&id) {
                     continue;
                 }
-                let name = entry
-                    .file_name()
-                    .to_str()
-                    .and_then(|fd| fd.parse::<i32>().ok())
-                    .and_then(|fd| {
-                        // SAFETY: the fd is open in this process (we just read its
-                        // fdinfo) and is only borrowed for this one call.
-                        let fd = unsafe { BorrowedFd::borrow_raw(fd) };
-                        libbpf_rs::MapInfo::new(fd)
-                            .ok()
-                            .and_then(|info| info.name().ok().map(str::to_owned))
-                    })
+                // SAFETY: the fd is open in this process (we just read its fdinfo)
+                // and is only borrowed for this one call.
+                let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+                let name = libbpf_rs::MapInfo::new(borrowed)
+                    .ok()
+                    .and_then(|info| info.name().ok().map(str::to_owned))
                     .unwrap_or_default();
                 out.maps.insert(
                     id,
@@ -915,8 +1100,15 @@ impl BpfObjects {
                 );
             }
         }
-        out.links = link_ids.len();
         Ok(out)
+    }
+
+    /// What this scan holds that `before` did not: what was loaded in between.
+    fn since(mut self, before: &BpfObjects) -> BpfObjects {
+        self.progs.retain(|id, _| !before.progs.contains_key(id));
+        self.maps.retain(|id, _| !before.maps.contains_key(id));
+        self.links.retain(|id| !before.links.contains(id));
+        self
     }
 
     fn map_bytes(&self) -> u64 {
@@ -946,28 +1138,28 @@ impl BpfObjects {
             .collect()
     }
 
-    /// (run time, runs, most runs of one program) since `before`, over programs
-    /// present in both scans.
-    fn runs_since(&self, before: &BpfObjects) -> (u64, u64, u64) {
-        let mut time = 0;
-        let mut runs = 0;
-        let mut max_runs = 0;
-        for (id, now) in &self.progs {
-            if let Some(then) = before.progs.get(id) {
-                time += now.run_time_ns.saturating_sub(then.run_time_ns);
-                let r = now.run_cnt.saturating_sub(then.run_cnt);
-                runs += r;
-                max_runs = max_runs.max(r);
-            }
-        }
-        (time, runs, max_runs)
+    /// One fd of each program, for reading its run statistics.
+    fn prog_fds(&self) -> Vec<RawFd> {
+        self.progs.values().map(|p| p.fd).collect()
     }
 }
 
 // ---------------------------------------------------------------------------------
 // Report.
 
-fn targets(points: &[Point]) -> Value {
+/// MET when the whole 95% interval of the paired ratio is within the target, MISSED
+/// when all of it is beyond, NOT RESOLVED when the run could not tell.
+fn verdict(ratio: &Summary) -> &'static str {
+    if ratio.ci_hi <= TARGET_COST_RATIO {
+        "MET"
+    } else if ratio.ci_lo > TARGET_COST_RATIO {
+        "MISSED"
+    } else {
+        "NOT RESOLVED"
+    }
+}
+
+fn targets(points: &[Point], pooled: &[Pooled]) -> Value {
     let fp: Vec<&Point> = points
         .iter()
         .filter(|p| p.design == "fingerprint" && p.measured)
@@ -976,23 +1168,40 @@ fn targets(points: &[Point]) -> Value {
     else {
         return json!([]);
     };
-    let wall = last.ratio(|s| s.median_ns) / first.ratio(|s| s.median_ns);
-    let bpf = last.bpf_ns_per_exec / first.bpf_ns_per_exec;
+    let (bpf, wall, loads) = pooled
+        .iter()
+        .find(|p| p.n == last.n)
+        .map_or(Default::default(), |p| (p.bpf, p.wall, p.loads));
+    let cost = match (verdict(&bpf), verdict(&wall)) {
+        ("MET", "MET") => "MET",
+        ("MISSED", _) | (_, "MISSED") => "MISSED",
+        _ => "NOT RESOLVED",
+    };
+    // Over rounds, of the mean over loads.
+    let median_bpf = |n: usize| {
+        let loads: Vec<&Point> = fp.iter().copied().filter(|p| p.n == n).collect();
+        Summary::of(round_means(&loads).into_iter().map(|(bpf, _)| bpf)).median
+    };
+    let bytes = last.objects.total_bytes();
+    let met = |yes: bool| if yes { "MET" } else { "MISSED" };
     json!([
         {
             "target": format!("exec cost at N={} within 5% of N={}", last.n, first.n),
-            "met": wall <= TARGET_COST_RATIO && bpf <= TARGET_COST_RATIO,
-            "wall_ratio": wall,
-            "bpf_ratio": bpf,
+            "verdict": cost,
+            "loads": loads,
+            "bpf_ns_first": median_bpf(first.n),
+            "bpf_ns_last": median_bpf(last.n),
+            "bpf": {"verdict": verdict(&bpf), "ratio": bpf.to_json()},
+            "exec_median": {"verdict": verdict(&wall), "ratio": wall.to_json()},
         },
         {
             "target": format!("kernel memory at N={} x {PER_PROFILE} <= 16 MiB", last.n),
-            "met": last.objects.total_bytes() <= TARGET_MEMORY_BYTES,
-            "bytes": last.objects.total_bytes(),
+            "verdict": met(bytes <= TARGET_MEMORY_BYTES),
+            "bytes": bytes,
         },
         {
             "target": format!("loading {} profiles < 1 s", last.n),
-            "met": last.load_time() < TARGET_LOAD,
+            "verdict": met(last.load_time() < TARGET_LOAD),
             "load_ms": last.load_time().as_secs_f64() * 1e3,
         },
     ])
@@ -1000,14 +1209,15 @@ fn targets(points: &[Point]) -> Value {
 
 fn table(points: &[Point]) -> String {
     let mut out = String::from(
-        "\n| design | hook | N | exec median (x baseline) | exec p99 (x baseline) | BPF ns/exec \
-         | progs / links | kernel memory | per workload | load profiles | note |\n\
-         |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n",
+        "\n| design | hook | N | exec median (x no program) | exec p99 (x no program) \
+         | BPF ns/exec [IQR] | vs smallest N: BPF, exec [95% CI] | progs / links \
+         | kernel memory | per workload | load profiles | note |\n\
+         |---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---|\n",
     );
     for p in points {
         if !p.measured {
             out += &format!(
-                "| {} | {} | {} | – | – | – | – | – | – | – | {} |\n",
+                "| {} | {} | {} | – | – | – | – | – | – | – | – | {} |\n",
                 p.design,
                 p.mechanism.hook(),
                 p.requested,
@@ -1015,19 +1225,28 @@ fn table(points: &[Point]) -> String {
             );
             continue;
         }
+        let bpf = p.bpf();
+        let paired = p.vs_first.map_or("–".into(), |(b, w)| {
+            format!(
+                "{:.3} [{:.3}, {:.3}], {:.3} [{:.3}, {:.3}]",
+                b.median, b.ci_lo, b.ci_hi, w.median, w.ci_lo, w.ci_hi
+            )
+        });
         out += &format!(
-            "| {} | {} | {} | {:.0} us ({:.3}) | {:.0} us ({:.3}) | {:.0} | {} / {} | {:.2} MiB \
-             | {:.1} KiB | {:.1} ms | {} |\n",
+            "| {} | {} | {} | {:.0} us ({:.3}) | {:.0} us ({:.3}) | {:.0} [{:.0}, {:.0}] | {paired} \
+             | {} / {} | {:.2} MiB | {:.1} KiB | {:.1} ms | {} |\n",
             p.design,
             p.mechanism.hook(),
             p.n,
             p.loaded.median_ns as f64 / 1e3,
-            p.ratio(|s| s.median_ns),
+            p.wall_ratio().median,
             p.loaded.p99_ns as f64 / 1e3,
-            p.ratio(|s| s.p99_ns),
-            p.bpf_ns_per_exec,
+            p.p99_ratio(),
+            bpf.median,
+            bpf.q1,
+            bpf.q3,
             p.objects.progs.len(),
-            p.objects.links,
+            p.objects.links.len(),
             mib(p.objects.total_bytes()),
             p.objects.total_bytes() as f64 / 1024.0 / p.n as f64,
             p.load_time().as_secs_f64() * 1e3,

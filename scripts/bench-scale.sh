@@ -3,7 +3,8 @@
 # (the host refuses BPF LSM programs), then in qemu with the BPF LSM (Debian cloud
 # kernels), then docs/benchmarks.md ("## Scale" section) and docs/scale.png from both.
 # Settings: FP_VM_KERNELS (default "6.12"), FP_SCALE_VM_EXECS (timed execs per block
-# in the VM, default 500: TCG execs are ~10x slower), FP_SCALE_OUT (raw JSON results,
+# in the VM, default 30: TCG execs are ~10x slower), FP_SCALE_VM_ROUNDS (rounds over
+# fingerprint's points in the VM, default 60), FP_SCALE_OUT (raw JSON results,
 # default target/bench-scale), FP_SCALE_SKIP_HOST=1 / FP_SCALE_SKIP_VM=1 (reuse the
 # JSON of an earlier run), and every FP_SCALE_* the benchmark itself reads.
 set -euo pipefail
@@ -36,11 +37,13 @@ if [[ ${FP_SCALE_SKIP_VM:-0} != 1 ]]; then
   cc -O2 -static -o "$stage/exec-target" "$stage/exec-target.c"
   for kernel in "${kernels[@]}"; do
     echo "== bench-scale: qemu, Debian $kernel kernel, BPF LSM"
-    vm/run.sh --kernel "$kernel" --mem 2048 --timeout 1500 \
+    vm/run.sh --kernel "$kernel" --mem 2048 --timeout 2400 \
       --add "$stage/scale=/opt/fingerprint/scale" \
       --add "$stage/exec-target=/opt/fingerprint/exec-target" \
       --env FP_SCALE_MECHANISM=lsm \
-      --env FP_SCALE_EXECS="${FP_SCALE_VM_EXECS:-500}" \
+      --env FP_SCALE_EXECS="${FP_SCALE_VM_EXECS:-30}" \
+      --env FP_SCALE_ROUNDS="${FP_SCALE_VM_ROUNDS:-60}" \
+      --env FP_SCALE_PP_ROUNDS="${FP_SCALE_PP_ROUNDS:-20}" \
       --env FP_SCALE_N="${FP_SCALE_N:-1,10,100,1000,10000}" \
       --env FP_SCALE_TARGET=/opt/fingerprint/exec-target \
       --env FP_SCALE_JSON=- \

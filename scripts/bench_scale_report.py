@@ -54,25 +54,41 @@ profile 0's allowlist: the allow path, the common case. Every exec must exit 0 (
 denied or killed exec stops the benchmark), and fingerprint's counters must show every
 exec checked and none refused.
 
-Per point: the timed loop with nothing on the exec hook (half before attaching, half
-after detaching: the baseline), the timed loop with the program(s) attached, then a
-loop of half as many execs with `kernel.bpf_stats_enabled=1`, from which `run_time_ns`
-and `run_cnt` of every program the process holds (`/proc/self/fdinfo`) give the BPF
-time per exec (the accounting adds two clock reads per program run, so it is off
-during the wall-clock loop). Kernel memory is the sum of `memlock` of every map and
-program fd the process holds (de-duplicated by id; on these kernels that is the map's
-real usage, so no-prealloc hash maps count only their entries); BTF objects and the
-trampolines themselves are not included. Load time is plan + map writes + binds for
-fingerprint (program loading and verification happen once, at start, and are shown
-apart), and loading + verifying + filling all copies for per-policy, where adding a
-workload means loading a program.
+Exec cost is measured in interleaved rounds, so that a busy minute on a shared machine
+lands on every point alike. fingerprint's five points are loaded first, side by side
+(each with its own maps, its exec program detached); then each round (200 on the host,
+`FP_SCALE_ROUNDS`; 60 in the VM) runs one block per point plus one block with nothing
+on the exec hook, in a fresh random order. A block attaches the point's exec program,
+runs 10 untimed execs, times `FP_SCALE_EXECS` execs (40 on the host, 30 in the VM) with
+the kernel's accounting off, then as many again with `kernel.bpf_stats_enabled=1`,
+reading `run_time_ns` and `run_cnt` of the point's programs just before and just after
+each exec: one BPF time sample per exec. A sample in which the programs ran more than
+once (another process exec'd meanwhile: the kill-mode hook runs for every exec on the
+machine) is set aside; the block's BPF figure is the median of the others, so neither
+other processes' execs nor a run stretched by an interrupt or a preemption moves it.
+Then it detaches. (The accounting adds two clock reads per program run, which would
+tax the N-program design N times, hence wall time with it off.) Per point the table
+gives the median over rounds of the block figures (BPF time with its interquartile
+range), and the ratio to N=1 taken round by round (this round's N block over this
+round's N=1 block, so drift cancels), with a 95% confidence interval of its median from
+order statistics (distribution-free: `[x(k), x(R+1-k)]` of the R sorted per-round
+ratios). The same for the exec median (wall clock). Per-policy points cost gigabytes at
+large N, so they are loaded one at a time and measured in 20 rounds
+(`FP_SCALE_PP_ROUNDS`) against their own no-program blocks, not paired with
+fingerprint's. Kernel memory is the sum of `memlock` of every map and program fd the point
+added (de-duplicated by id; on these kernels that is the map's real usage, so
+no-prealloc hash maps count only their entries); BTF objects and the trampolines
+themselves are not included. Load time is plan + map writes + binds for fingerprint
+(program loading and verification happen once, at start, and are shown apart), and
+loading + verifying + filling all copies for per-policy, where adding a workload means
+loading a program.
 
 Where it runs: the host refuses BPF LSM programs, so the host run uses the kill-mode
 hook (`tp_btf/sched_process_exec`) for both designs; the LSM run
 (`lsm/bprm_check_security`) is in qemu with a Debian cloud kernel (software emulation:
 only ratios mean anything there, absolute times are 10-20x the host's). The VM run
-uses fewer execs per block (`FP_SCALE_VM_EXECS`, default 500). The per-policy design is
-not loaded at an N whose projected kernel memory exceeds half of the free memory
+uses fewer execs per block (`FP_SCALE_VM_EXECS`, default 30) and 60 rounds
+(`FP_SCALE_VM_ROUNDS`). The per-policy design is not loaded at an N whose projected kernel memory exceeds half of the free memory
 (`FP_SCALE_PP_MEM_MIB`) or whose projected load time exceeds 600 s
 (`FP_SCALE_PP_SECONDS`); the table says so. Settings, raw JSON: `target/bench-scale/`.
 """
@@ -149,23 +165,32 @@ def fmt_bytes(b):
     return f"{b / MIB:,.2f} MiB" if b >= MIB else f"{b / 1024:,.1f} KiB"
 
 
+def ci(summary):
+    return f"{summary['median']:.3f} [{summary['ci_lo']:.3f}, {summary['ci_hi']:.3f}]"
+
+
 def table(run):
     rows = [
-        "| design | N | exec median (x no program) | exec p99 (x no program) | BPF time per exec "
+        "| design | N | load | exec median (x no program) | exec p99 (x no program) "
+        "| BPF time per exec [IQR] | vs N=1, paired: BPF time [95% CI] | vs N=1, paired: exec median [95% CI] "
         "| programs / links | kernel memory | per workload | load time | note |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for p in run["points"]:
         if not p["measured"]:
-            rows.append(f"| {p['design']} | {p['requested']:,} | – | – | – | – | – | – | – | {p['note']} |")
+            rows.append(f"| {p['design']} | {p['requested']:,} | – | – | – | – | – | – | – | – | – | – | {p['note']} |")
             continue
         load = p["load_ms"]
         load_text = f"{load:,.1f} ms" if load < 10000 else f"{load / 1000:,.1f} s"
+        bpf = p["bpf_ns_per_exec"]
+        paired = p["vs_first"]
         rows.append(
-            f"| {p['design']} | {p['n']:,} "
-            f"| {p['loaded']['median_ns'] / 1000:,.0f} us ({p['ratio_median']:.3f}) "
+            f"| {p['design']} | {p['n']:,} | {p['load'] + 1} "
+            f"| {p['loaded']['median_ns'] / 1000:,.0f} us ({p['ratio_median']['median']:.3f}) "
             f"| {p['loaded']['p99_ns'] / 1000:,.0f} us ({p['ratio_p99']:.3f}) "
-            f"| {fmt_ns(p['bpf_ns_per_exec'])} "
+            f"| {fmt_ns(bpf['median'])} [{fmt_ns(bpf['q1'])}, {fmt_ns(bpf['q3'])}] "
+            f"| {ci(paired['bpf']) if paired else '–'} "
+            f"| {ci(paired['exec_median']) if paired else '–'} "
             f"| {p['programs']} / {p['links']} "
             f"| {fmt_bytes(p['total_bytes'])} "
             f"| {fmt_bytes(p['total_bytes'] / p['n'])} "
@@ -174,33 +199,50 @@ def table(run):
     return "\n".join(rows)
 
 
+def pooled_table(run):
+    """Every load of each N against every load of N=1, paired round by round."""
+    rows = [
+        f"fingerprint, all {run['loads']} loads of each N together (per round, the mean over "
+        "loads of N over the mean over loads of N=1):",
+        "",
+        "| N | BPF time vs N=1 [95% CI] (rounds' range) | exec median vs N=1 [95% CI] |",
+        "|---:|---:|---:|",
+    ]
+    for p in run["pooled"]:
+        bpf = p["bpf"]
+        rows.append(
+            f"| {p['n']:,} | {ci(bpf)} ({bpf['min']:.2f}-{bpf['max']:.2f}) | {ci(p['exec_median'])} |"
+        )
+    return "\n".join(rows)
+
+
 def verdicts(run):
     fp = [p for p in run["points"] if p["design"] == "fingerprint" and p["measured"]]
-    if not fp:
+    if not fp or not run["targets"]:
         return []
-    first = min(fp, key=lambda p: p["n"])
-    last = max(fp, key=lambda p: p["n"])
-    wall = last["ratio_median"] / first["ratio_median"]
-    bpf = last["bpf_ns_per_exec"] / first["bpf_ns_per_exec"]
-    out = []
-    out.append(
-        f"- exec cost at N={last['n']:,} within 5% of N={first['n']}: BPF time per exec "
-        f"{fmt_ns(first['bpf_ns_per_exec'])} -> {fmt_ns(last['bpf_ns_per_exec'])} "
-        f"(**{(bpf - 1) * 100:+.1f}%**, {'MET' if bpf <= 1.05 else 'MISSED'}); "
-        f"exec wall time {first['ratio_median']:.3f}x -> {last['ratio_median']:.3f}x of no "
-        f"program (**{(wall - 1) * 100:+.1f}%**, {'MET' if wall <= 1.05 else 'MISSED'})"
-    )
-    mem = last["total_bytes"]
-    out.append(
-        f"- kernel memory at N={last['n']:,} x {run['per_profile']} <= 16 MiB: "
-        f"**{fmt_bytes(mem)}**, {'MET' if mem <= 16 * MIB else 'MISSED'}"
-    )
-    out.append(
-        f"- loading {last['n']:,} profiles < 1 s: **{last['load_ms']:,.1f} ms** "
-        f"(plan {last['plan_ms']:,.1f} ms, map writes {last['maps_ms']:,.1f} ms, "
+    cost, memory, loading = run["targets"]
+    largest = [p for p in fp if p["n"] == max(q["n"] for q in fp)]
+    # The load the verdict was taken from (the benchmark's last one), then all of them.
+    last = min(largest, key=lambda p: abs(p["load_ms"] - loading["load_ms"]))
+    all_loads = ", ".join(f"{p['load_ms']:,.1f}" for p in largest)
+    bpf, wall = cost["bpf"]["ratio"], cost["exec_median"]["ratio"]
+    level = f"{bpf['ci_level'] * 100:.0f}%"
+    out = [
+        f"- {cost['target']}: **{cost['verdict']}**. BPF time per exec "
+        f"{fmt_ns(cost['bpf_ns_first'])} at N=1, {fmt_ns(cost['bpf_ns_last'])} at "
+        f"N={last['n']:,} (medians over {bpf['rounds']} rounds of the mean over {cost['loads']} "
+        f"loads); paired per round, "
+        f"N={last['n']:,} / N=1 = **{bpf['median']:.3f}** ({level} CI {bpf['ci_lo']:.3f}-"
+        f"{bpf['ci_hi']:.3f}, rounds ranged {bpf['min']:.3f}-{bpf['max']:.3f}): "
+        f"{cost['bpf']['verdict']}. Exec median (wall clock), paired: **{wall['median']:.3f}** "
+        f"(CI {wall['ci_lo']:.3f}-{wall['ci_hi']:.3f}): {cost['exec_median']['verdict']}. "
+        f"(MET: the whole interval is at most 1.05; MISSED: all of it is above.)",
+        f"- {memory['target']}: **{fmt_bytes(memory['bytes'])}**, {memory['verdict']}",
+        f"- {loading['target']}: **{loading['load_ms']:,.1f} ms** (each load: {all_loads} ms; "
+        f"last: plan {last['plan_ms']:,.1f} ms, map writes {last['maps_ms']:,.1f} ms, "
         f"binds {last['binds_ms']:,.1f} ms; program load and verification once, "
-        f"{last['prog_load_ms']:,.0f} ms), {'MET' if last['load_ms'] < 1000 else 'MISSED'}"
-    )
+        f"{last['prog_load_ms']:,.0f} ms), {loading['verdict']}",
+    ]
     return out
 
 
@@ -225,7 +267,7 @@ def per_policy_notes(run):
         top = max(measured, key=lambda p: p["n"])
         notes.append(
             f"per-policy, largest N measured: {top['n']:,} programs on the hook, "
-            f"{fmt_ns(top['bpf_ns_per_exec'])} of BPF per exec, {fmt_bytes(top['total_bytes'])} "
+            f"{fmt_ns(top['bpf_ns_per_exec']['median'])} of BPF per exec, {fmt_bytes(top['total_bytes'])} "
             f"of kernel memory ({fmt_bytes(top['total_bytes'] / top['n'])} per policy), "
             f"loaded in {top['load_ms'] / 1000:,.1f} s."
         )
@@ -241,7 +283,22 @@ def machine_line(run):
     return (
         f"{m['cpus']} CPUs, {m['cpu_model']}, {m['mem_total']} RAM, kernel {m['kernel']}; "
         f"{date:%Y-%m-%d %H:%M} UTC; load average at the end {m['loadavg']}; "
-        f"{run['execs_per_block']:,} timed execs per block; exec target: {run['target']}"
+        f"{run['rounds']} rounds over fingerprint's points ({run['pp_rounds']} per per-policy "
+        f"point) of {run['execs_per_block']:,} timed + {run['stats_execs_per_block']:,} accounted "
+        f"execs per block; exec target: {run['target']}"
+    )
+
+
+def spread(ax, ns, summaries, bounds, style, label):
+    """Medians of per-round summaries, with bars from bounds[0] to bounds[1]."""
+    lo, hi = bounds
+    ax.errorbar(
+        ns,
+        [s["median"] for s in summaries],
+        yerr=[[s["median"] - s[lo] for s in summaries], [s[hi] - s["median"] for s in summaries]],
+        fmt=style,
+        capsize=3,
+        label=label,
     )
 
 
@@ -251,12 +308,15 @@ def plot(runs, png):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(16, 5))
+    fig, grid = plt.subplots(2, 2, figsize=(14, 10))
+    wall_ax, bpf_ax, paired_ax, mem_ax = grid.flat
     styles = {"fingerprint": "-o", "per-policy": "--s"}
     for run in runs:
-        where = "VM, LSM" if any(p["mechanism"] == "lsm" for p in run["points"]) else "host, kill"
+        where = f"VM {run['machine']['kernel'].split('+')[0].split('-')[0]}, LSM" if any(
+            p["mechanism"] == "lsm" for p in run["points"]
+        ) else "host, kill"
         fp1 = [p for p in run["points"] if p["design"] == "fingerprint" and p["measured"]]
-        base = min(fp1, key=lambda p: p["n"])["bpf_ns_per_exec"] if fp1 else None
+        base = min(fp1, key=lambda p: p["n"])["bpf_ns_per_exec"]["median"] if fp1 else None
         for design in ("fingerprint", "per-policy"):
             pts = sorted(
                 (p for p in run["points"] if p["design"] == design and p["measured"]),
@@ -266,13 +326,20 @@ def plot(runs, png):
                 continue
             ns = [p["n"] for p in pts]
             name = f"{design} ({where})"
-            axes[0].plot(ns, [p["ratio_median"] for p in pts], styles[design], label=name)
+            spread(wall_ax, ns, [p["ratio_median"] for p in pts], ("q1", "q3"), styles[design], name)
             if base:
-                axes[1].plot(ns, [p["bpf_ns_per_exec"] / base for p in pts], styles[design], label=name)
-            axes[2].plot(ns, [p["total_bytes"] / MIB for p in pts], styles[design], label=name)
+                bpf_ax.plot(ns, [p["bpf_ns_per_exec"]["median"] / base for p in pts], styles[design], label=name)
+            if design == "fingerprint":
+                pooled = sorted(run["pooled"], key=lambda p: p["n"])
+                spread(paired_ax, [p["n"] for p in pooled], [p["bpf"] for p in pooled],
+                       ("ci_lo", "ci_hi"), styles[design], f"{name}, all loads")
+                paired_ax.plot(ns, [p["vs_first"]["bpf"]["median"] for p in pts], "x",
+                               color=paired_ax.lines[-1].get_color(), alpha=0.6,
+                               label=f"{name}, each load")
+            mem_ax.plot(ns, [p["total_bytes"] / MIB for p in pts], styles[design], label=name)
             broken = [p for p in run["points"] if p["design"] == design and p["note"].startswith("BROKEN")]
             for p in broken:
-                axes[2].annotate(
+                mem_ax.annotate(
                     f"attach fails\nat {pts[-1]['n'] + 1} ({where})",
                     xy=(pts[-1]["n"], pts[-1]["total_bytes"] / MIB),
                     xytext=(10, -30),
@@ -280,20 +347,23 @@ def plot(runs, png):
                     fontsize=8,
                     arrowprops={"arrowstyle": "->"},
                 )
-    axes[0].set_title("exec time (median), x the same loop with no program")
-    axes[0].axhline(1.05, color="grey", linestyle=":", label="+5%")
-    axes[1].set_title("BPF time per exec, x fingerprint at N=1 (same machine)")
-    axes[1].set_yscale("log")
-    axes[2].set_title("kernel memory (maps + programs), MiB")
-    axes[2].set_yscale("log")
-    axes[2].axhline(16, color="grey", linestyle=":", label="16 MiB target")
-    for ax in axes:
+    wall_ax.set_title("exec time (median over rounds, IQR), x no program in the same round")
+    wall_ax.axhline(1.05, color="grey", linestyle=":", label="+5%")
+    bpf_ax.set_title("BPF time per exec (median over rounds), x fingerprint at N=1")
+    bpf_ax.set_yscale("log")
+    paired_ax.set_title("fingerprint: BPF time per exec, N / N=1 paired per round (95% CI)")
+    paired_ax.axhline(1.0, color="grey", linewidth=0.8)
+    paired_ax.axhspan(0.95, 1.05, color="grey", alpha=0.15, label="within 5%")
+    mem_ax.set_title("kernel memory (maps + programs), MiB")
+    mem_ax.set_yscale("log")
+    mem_ax.axhline(16, color="grey", linestyle=":", label="16 MiB target")
+    for ax in grid.flat:
         ax.set_xscale("log")
         ax.set_xlabel("workloads (N), 25 executables each")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(png, dpi=110)
+    fig.savefig(png, dpi=100)
 
 
 def main():
@@ -310,6 +380,7 @@ def main():
     lines += ["### Results", "", f"![exec cost and memory against N]({pathlib.Path(args.png).name})", ""]
     for run in runs:
         lines += [f"#### {label(run)}", "", f"Machine: {machine_line(run)}.", "", table(run), ""]
+        lines += [pooled_table(run), ""]
         lines += ["Targets (fingerprint, largest N against N=1):", ""] + verdicts(run) + [""]
         notes = [breakdown(run)] + per_policy_notes(run)
         lines += [f"- {n}" for n in notes if n] + [""]

@@ -2,8 +2,11 @@
 //! decided here by trying: the LSM program where the kernel accepts it, else (only
 //! if allowed) the kill fallback on sched_process_exec.
 
-use std::os::fd::AsFd;
+use std::mem::size_of;
+use std::os::fd::{AsFd, AsRawFd};
 use std::path::Path;
+use std::ptr::NonNull;
+use std::sync::atomic::{fence, Ordering};
 
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{Link, MapCore, MapFlags, MapHandle, RingBuffer, RingBufferBuilder};
@@ -101,7 +104,10 @@ pub struct ProfileDescriptor {
 
 pub struct EnforceProbe {
     skel: EnforceSkel<'static>,
+    /// The cgroup tracking links, [mkdir, rmdir].
     links: Vec<Link>,
+    exec_link: Option<Link>,
+    allow: AllowView,
     mechanism: Mechanism,
     lsm_refusal: Option<String>,
     /// The carried maps came from a pinned enforcement (pinned already).
@@ -113,6 +119,20 @@ fn map_error(map: &'static str) -> impl Fn(libbpf_rs::Error) -> BpfError {
         map,
         reason: e.to_string(),
     }
+}
+
+/// One `BPF_MAP_UPDATE_BATCH` of `count` packed keys and values: one system call
+/// however many entries (loading 10,000 profiles is otherwise 30,000 calls).
+fn update_batch(
+    map: &libbpf_rs::MapMut<'static>,
+    keys: &[u8],
+    values: &[u8],
+    count: usize,
+) -> Result<(), libbpf_rs::Error> {
+    if count == 0 {
+        return Ok(());
+    }
+    map.update_batch(keys, values, count as u32, MapFlags::ANY, MapFlags::ANY)
 }
 
 fn bytes_of<T: plain::Plain>(value: &T) -> &[u8] {
@@ -141,9 +161,12 @@ impl EnforceProbe {
                 ),
             },
         };
+        let allow = AllowView::map(&skel.maps.fp_allow, sizes.allow.max(1))?;
         Ok(EnforceProbe {
             skel,
             links: Vec::new(),
+            exec_link: None,
+            allow,
             mechanism,
             lsm_refusal,
             carried: carry_from.is_some(),
@@ -182,8 +205,14 @@ impl EnforceProbe {
         let link = prog
             .attach()
             .map_err(|e| refused(self.mechanism.hook(), format!("attach failed: {e}")))?;
-        self.links.push(link);
+        self.exec_link = Some(link);
         Ok(())
+    }
+
+    /// Take the exec program off its hook (profiles stay in the maps): execs are no
+    /// longer checked until `attach_exec_hook` again.
+    pub fn detach_exec_hook(&mut self) {
+        self.exec_link = None;
     }
 
     pub fn write_config(
@@ -203,46 +232,36 @@ impl EnforceProbe {
             .map_err(map_error("fp_config_map"))
     }
 
-    /// Write digests at allow[offset..] in one batched update.
-    pub fn write_digests(&self, offset: u32, digests: &[Digest]) -> Result<(), BpfError> {
-        if digests.is_empty() {
-            return Ok(());
+    /// Write runs of digests, each at allow[offset..], straight into the mapped
+    /// array; the caller's next map update (a system call) publishes them.
+    pub fn write_digests(&self, runs: &[(u32, &[Digest])]) -> Result<(), BpfError> {
+        for (offset, digests) in runs {
+            self.allow.write(*offset, digests)?;
         }
-        let keys: Vec<u8> = (offset..offset + digests.len() as u32)
-            .flat_map(u32::to_ne_bytes)
-            .collect();
-        let values: Vec<u8> = digests
+        fence(Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Write profile descriptors, (id, descriptor), in one batched update.
+    pub fn write_profiles(&self, profiles: &[(u32, ProfileDescriptor)]) -> Result<(), BpfError> {
+        let keys: Vec<u8> = profiles
             .iter()
-            .flat_map(|d| {
-                let raw = fp_digest { hi: d.hi, lo: d.lo };
+            .flat_map(|(id, _)| id.to_ne_bytes())
+            .collect();
+        let values: Vec<u8> = profiles
+            .iter()
+            .flat_map(|(_, desc)| {
+                let raw = fp_profile {
+                    allow_offset: desc.allow_offset,
+                    allow_count: desc.allow_count,
+                    pattern_base: desc.pattern_base,
+                    pattern_count: desc.pattern_count,
+                    mode: raw_mode(desc.mode),
+                };
                 bytes_of(&raw).to_vec()
             })
             .collect();
-        self.skel
-            .maps
-            .fp_allow
-            .update_batch(
-                &keys,
-                &values,
-                digests.len() as u32,
-                MapFlags::ANY,
-                MapFlags::ANY,
-            )
-            .map_err(map_error("fp_allow"))
-    }
-
-    pub fn write_profile(&self, id: u32, desc: &ProfileDescriptor) -> Result<(), BpfError> {
-        let raw = fp_profile {
-            allow_offset: desc.allow_offset,
-            allow_count: desc.allow_count,
-            pattern_base: desc.pattern_base,
-            pattern_count: desc.pattern_count,
-            mode: raw_mode(desc.mode),
-        };
-        self.skel
-            .maps
-            .fp_profiles
-            .update(&id.to_ne_bytes(), bytes_of(&raw), MapFlags::ANY)
+        update_batch(&self.skel.maps.fp_profiles, &keys, &values, profiles.len())
             .map_err(map_error("fp_profiles"))
     }
 
@@ -296,12 +315,17 @@ impl EnforceProbe {
         }
     }
 
-    pub fn write_rule(&self, kind: RuleKind, digest: Digest, id: u32) -> Result<(), BpfError> {
-        let key = Self::rule_key(kind, digest);
-        self.skel
-            .maps
-            .fp_rules
-            .update(bytes_of(&key), &id.to_ne_bytes(), MapFlags::ANY)
+    /// Write rules, (kind, digest of the name, profile id), in one batched update.
+    pub fn write_rules(&self, rules: &[(RuleKind, Digest, u32)]) -> Result<(), BpfError> {
+        let keys: Vec<u8> = rules
+            .iter()
+            .flat_map(|(kind, digest, _)| bytes_of(&Self::rule_key(*kind, *digest)).to_vec())
+            .collect();
+        let values: Vec<u8> = rules
+            .iter()
+            .flat_map(|(_, _, id)| id.to_ne_bytes())
+            .collect();
+        update_batch(&self.skel.maps.fp_rules, &keys, &values, rules.len())
             .map_err(map_error("fp_rules"))
     }
 
@@ -388,9 +412,9 @@ impl EnforceProbe {
                 pin_replacing(dir, name, |path| map.pin(path))?;
             }
         }
-        // self.links holds [mkdir, rmdir, exec] in attach order.
-        let names = [LINKS[1], LINKS[2], LINKS[0]];
-        for (link, name) in self.links.iter_mut().zip(names) {
+        let tracking = self.links.iter_mut().zip([LINKS[1], LINKS[2]]);
+        let exec = self.exec_link.as_mut().map(|link| (link, LINKS[0]));
+        for (link, name) in tracking.chain(exec) {
             pin_replacing(dir, name, |path| link.pin(path))?;
         }
         Ok(())
@@ -476,6 +500,81 @@ pub fn bindings_in(map: &impl MapCore) -> Result<Vec<(u64, u32)>, BpfError> {
         out.push((cgroup, profile));
     }
     Ok(out)
+}
+
+/// `fp_allow` (a `BPF_F_MMAPABLE` array) mapped into this process, unmapped on drop.
+struct AllowView {
+    base: NonNull<fp_digest>,
+    entries: usize,
+    bytes: usize,
+}
+
+impl AllowView {
+    fn map(map: &libbpf_rs::MapMut<'static>, entries: u32) -> Result<AllowView, BpfError> {
+        // SAFETY: sysconf only reads a constant of the system.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as usize;
+        let entries = entries as usize;
+        let bytes = (entries * size_of::<fp_digest>()).next_multiple_of(page);
+        // SAFETY: a shared mapping of the whole array at offset 0, as the kernel allows
+        // for BPF_F_MMAPABLE arrays; nothing else in this process uses that range.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                bytes,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                map.as_fd().as_raw_fd(),
+                0,
+            )
+        };
+        let mapped = (base != libc::MAP_FAILED)
+            .then(|| NonNull::new(base.cast::<fp_digest>()))
+            .flatten();
+        match mapped {
+            Some(base) => Ok(AllowView {
+                base,
+                entries,
+                bytes,
+            }),
+            None => Err(BpfError::Map {
+                map: "fp_allow",
+                reason: format!("mmap failed: {}", std::io::Error::last_os_error()),
+            }),
+        }
+    }
+
+    fn write(&self, offset: u32, digests: &[Digest]) -> Result<(), BpfError> {
+        let start = offset as usize;
+        if start + digests.len() > self.entries {
+            return Err(BpfError::Map {
+                map: "fp_allow",
+                reason: format!(
+                    "{} digests at {start} do not fit in {} entries",
+                    digests.len(),
+                    self.entries
+                ),
+            });
+        }
+        for (i, d) in digests.iter().enumerate() {
+            // SAFETY: start + i < entries: inside the mapping. The region is one no
+            // descriptor points at yet (MapState writes beside what the kernel reads),
+            // and volatile keeps the stores from being elided or merged away.
+            unsafe {
+                self.base
+                    .as_ptr()
+                    .add(start + i)
+                    .write_volatile(fp_digest { hi: d.hi, lo: d.lo });
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for AllowView {
+    fn drop(&mut self) {
+        // SAFETY: exactly the range `map` mapped; nothing refers to it any more.
+        unsafe { libc::munmap(self.base.as_ptr().cast(), self.bytes) };
+    }
 }
 
 fn load(

@@ -84,9 +84,7 @@ impl MapState {
             }
         }
         let offsets = self.allocate_all(&work)?;
-        for (profile, offset) in work.into_iter().zip(offsets) {
-            self.switch(probe, profile, offset)?;
-        }
+        self.switch(probe, work, offsets)?;
         report.removed = self.remove_missing(probe, &wanted)?;
         self.layout.end_reload();
         Ok(report)
@@ -113,44 +111,74 @@ impl MapState {
         Ok(offsets)
     }
 
-    /// Write one profile beside its old version, then switch with one update.
-    fn switch(&mut self, probe: &EnforceProbe, profile: PlannedProfile, offset: u32) -> Result<()> {
-        let old = self.loaded.remove(&profile.name);
-        let pattern_base = match &old {
-            Some(old) if old.desc.pattern_base == 0 => MAX_PATTERNS as u32,
-            _ => 0,
-        };
-        probe.write_digests(offset, &profile.digests)?;
-        for (i, pattern) in profile.patterns.iter().enumerate() {
-            probe.write_pattern(profile.id, pattern_base + i as u32, pattern)?;
-        }
-        let desc = ProfileDescriptor {
-            allow_offset: offset,
-            allow_count: profile.digests.len() as u32,
-            pattern_base,
-            pattern_count: profile.patterns.len() as u32,
-            mode: profile.mode,
-        };
-        probe.write_profile(profile.id, &desc)?;
-        let rules: Vec<(RuleKind, Digest)> = profile
-            .rules
+    /// Write each profile beside its old version, then switch each with one descriptor
+    /// update. Each step covers all profiles at once: the digests (stores into the
+    /// mapped array), then one batched update of the descriptors, then one of the
+    /// rules; so a profile's digests are in place before its descriptor points at
+    /// them, and loading costs a few system calls whatever the number of profiles.
+    fn switch(
+        &mut self,
+        probe: &EnforceProbe,
+        work: Vec<PlannedProfile>,
+        offsets: Vec<u32>,
+    ) -> Result<()> {
+        let runs: Vec<(u32, &[Digest])> = offsets
             .iter()
-            .map(|(kind, name)| (*kind, digest(&self.key, name)))
+            .zip(&work)
+            .map(|(offset, profile)| (*offset, profile.digests.as_slice()))
             .collect();
-        for (kind, d) in &rules {
-            probe.write_rule(*kind, *d, profile.id)?;
+        probe.write_digests(&runs)?;
+        let mut descs = Vec::with_capacity(work.len());
+        for (profile, offset) in work.iter().zip(offsets) {
+            let pattern_base = match self.loaded.get(&profile.name) {
+                Some(old) if old.desc.pattern_base == 0 => MAX_PATTERNS as u32,
+                _ => 0,
+            };
+            for (i, pattern) in profile.patterns.iter().enumerate() {
+                probe.write_pattern(profile.id, pattern_base + i as u32, pattern)?;
+            }
+            let desc = ProfileDescriptor {
+                allow_offset: offset,
+                allow_count: profile.digests.len() as u32,
+                pattern_base,
+                pattern_count: profile.patterns.len() as u32,
+                mode: profile.mode,
+            };
+            descs.push((profile.id, desc));
         }
-        if let Some(old) = old {
-            self.retire_parts(probe, &old, &rules)?;
+        probe.write_profiles(&descs)?;
+        let rules: Vec<Vec<(RuleKind, Digest)>> = work
+            .iter()
+            .map(|profile| {
+                profile
+                    .rules
+                    .iter()
+                    .map(|(kind, name)| (*kind, digest(&self.key, name)))
+                    .collect()
+            })
+            .collect();
+        let writes: Vec<(RuleKind, Digest, u32)> = work
+            .iter()
+            .zip(&rules)
+            .flat_map(|(profile, rules)| rules.iter().map(|(kind, d)| (*kind, *d, profile.id)))
+            .collect();
+        probe.write_rules(&writes)?;
+        // A rule that moved from one profile to another is written, not retired.
+        let written: HashSet<(RuleKind, Digest)> =
+            writes.iter().map(|(kind, d, _)| (*kind, *d)).collect();
+        for ((profile, (_, desc)), rules) in work.into_iter().zip(descs).zip(rules) {
+            if let Some(old) = self.loaded.remove(&profile.name) {
+                self.retire_parts(probe, &old, &written)?;
+            }
+            self.loaded.insert(
+                profile.name.clone(),
+                Loaded {
+                    planned: profile,
+                    desc,
+                    rules,
+                },
+            );
         }
-        self.loaded.insert(
-            profile.name.clone(),
-            Loaded {
-                planned: profile,
-                desc,
-                rules,
-            },
-        );
         Ok(())
     }
 
@@ -159,7 +187,7 @@ impl MapState {
         &mut self,
         probe: &EnforceProbe,
         old: &Loaded,
-        keep_rules: &[(RuleKind, Digest)],
+        keep_rules: &HashSet<(RuleKind, Digest)>,
     ) -> Result<()> {
         for i in 0..old.desc.pattern_count {
             probe.delete_pattern(old.planned.id, old.desc.pattern_base + i)?;
@@ -196,11 +224,16 @@ impl MapState {
                 probe.unbind(cgroup)?;
             }
         }
-        for name in &gone {
-            if let Some(old) = self.loaded.remove(name) {
-                probe.delete_profile(old.planned.id)?;
-                self.retire_parts(probe, &old, &[])?;
-            }
+        let removed: Vec<Loaded> = gone.iter().filter_map(|n| self.loaded.remove(n)).collect();
+        // Rules the remaining profiles use stay, even where a removed one had them.
+        let kept: HashSet<(RuleKind, Digest)> = self
+            .loaded
+            .values()
+            .flat_map(|l| l.rules.iter().copied())
+            .collect();
+        for old in &removed {
+            probe.delete_profile(old.planned.id)?;
+            self.retire_parts(probe, old, &kept)?;
         }
         Ok(gone)
     }

@@ -30,7 +30,7 @@ fn load_profile(probe: &EnforceProbe, id: u32, offset: u32, paths: &[&[u8]], pat
     let mut digests: Vec<_> = paths.iter().map(|p| digest(&KEY, p)).collect();
     digests.sort_unstable();
     digests.dedup();
-    probe.write_digests(offset, &digests).expect("digests");
+    probe.write_digests(&[(offset, &digests)]).expect("digests");
     for (i, pattern) in patterns.iter().enumerate() {
         probe
             .write_pattern(id, 100 + i as u32, pattern)
@@ -43,7 +43,7 @@ fn load_profile(probe: &EnforceProbe, id: u32, offset: u32, paths: &[&[u8]], pat
         pattern_count: patterns.len() as u32,
         mode: Mode::Enforce,
     };
-    probe.write_profile(id, &desc).expect("profile");
+    probe.write_profiles(&[(id, desc)]).expect("profile");
 }
 
 #[test]
