@@ -207,21 +207,8 @@ pub fn run(opts: &EnforceOptions, signals: &Signals) -> Result<EnforceSummary> {
     if let Some(dir) = &opts.pin_dir {
         probe.pin(dir)?;
         write_pinned_state(opts, dir, mechanism, &inputs, &enforcer.ids, &started_at)?;
-        match (takeover, &previous) {
-            (Some(_), Some(p)) => eprintln!(
-                "fingerprint: took over the enforcement pinned at {} (started {} by pid {}) \
-                 with no gap: its programs are replaced, its unread events are read here",
-                dir.display(),
-                p.started_at,
-                p.pid
-            ),
-            (Some(_), None) => eprintln!(
-                "fingerprint: took over the enforcement pinned at {} with no gap; its state \
-                 file {} is missing, so its unread events may name the wrong profiles",
-                dir.display(),
-                pinned::state_file(dir).display()
-            ),
-            (None, _) => {}
+        if takeover.is_some() {
+            announce_takeover(dir, previous.as_ref());
         }
         eprintln!(
             "fingerprint: pinned at {}: enforcement continues if this process exits; \
@@ -427,6 +414,24 @@ fn reload(
 /// or carried over by a takeover) may name a profile no longer loaded.
 fn refresh_names(names: &RefCell<HashMap<u32, String>>, ids: &ProfileIds) {
     *names.borrow_mut() = ids.assigned().into_iter().map(|(n, id)| (id, n)).collect();
+}
+
+fn announce_takeover(dir: &Path, previous: Option<&pinned::PinnedState>) {
+    match previous {
+        Some(p) => eprintln!(
+            "fingerprint: took over the enforcement pinned at {} (started {} by pid {}) \
+             with no gap: its programs are replaced, its unread events are read here",
+            dir.display(),
+            p.started_at,
+            p.pid
+        ),
+        None => eprintln!(
+            "fingerprint: took over the enforcement pinned at {} with no gap; its state \
+             file {} is missing, so its unread events may name the wrong profiles",
+            dir.display(),
+            pinned::state_file(dir).display()
+        ),
+    }
 }
 
 /// Record what is pinned, for `status` and for the next takeover.
