@@ -23,6 +23,32 @@ struct {
 	__uint(max_entries, 4 * 1024 * 1024);
 } fp_violations SEC(".maps");
 
+/*
+ * Handover between two enforcements. During a takeover of pinned enforcement the old
+ * and the new exec programs are both attached for a moment; both deciding would report
+ * (and count) each exec twice. This word, carried over like the ring buffer, names the
+ * one that acts: a program acts only while it holds this program's generation, and the
+ * new enforcer writes its own once its program is attached. So at every instant one
+ * of the two acts: no gap, no double.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} fp_handover SEC(".maps");
+
+/* Set by user space before load: one more than the generation it takes over. */
+const volatile __u64 fp_generation = 1;
+
+static __always_inline int fp_is_active(void)
+{
+	__u32 zero = 0;
+	__u64 *active = bpf_map_lookup_elem(&fp_handover, &zero);
+
+	return active && *active == fp_generation;
+}
+
 /* Input of the test-run program: a resolved path to check. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -78,6 +104,8 @@ int BPF_PROG(enforce_bprm_check_security, struct linux_binprm *bprm, int ret)
 
 	if (ret)
 		return FP_LSM_PREVIOUS(ret);
+	if (!fp_is_active())
+		return 0;
 	fp_check_exec(BPF_CORE_READ(bprm, file), &v);
 	if (!v.mode)
 		return 0;
@@ -107,6 +135,8 @@ int BPF_PROG(enforce_sched_process_exec, struct task_struct *task, pid_t old_pid
 {
 	struct fp_verdict v;
 
+	if (!fp_is_active())
+		return 0;
 	fp_check_exec(BPF_CORE_READ(bprm, file), &v);
 	if (!v.mode)
 		return 0;
@@ -180,7 +210,9 @@ int BPF_PROG(bind_cgroup_mkdir, struct cgroup *cgrp, const char *path)
 		if (profile && (*profile == FP_PROFILE_SCOPE || *profile == FP_PROFILE_PENDING))
 			profile = &pending;
 	}
-	if (profile && !bpf_map_update_elem(&fp_bindings, &id, profile, BPF_ANY))
+	/* Both enforcements of a takeover bind (each in its own maps); one counts. */
+	if (profile && !bpf_map_update_elem(&fp_bindings, &id, profile, BPF_ANY) &&
+	    fp_is_active())
 		fp_enforce_count(FP_ENFORCE_BOUND);
 	return 0;
 }

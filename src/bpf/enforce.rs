@@ -16,6 +16,7 @@ use super::enforce_skel::types::{
     fp_test_args,
 };
 use super::enforce_skel::{EnforceSkel, EnforceSkelBuilder, OpenEnforceSkel};
+use super::pinned::CARRIED_MAPS;
 use super::{load_reason, object_storage, refused, sum_percpu, BpfError};
 use crate::digest::{Digest, DigestKey};
 use crate::enforce::plan::{MapSizes, Mode, RuleKind, PATH_MAX, PATTERN_MAX};
@@ -110,8 +111,11 @@ pub struct EnforceProbe {
     allow: AllowView,
     mechanism: Mechanism,
     lsm_refusal: Option<String>,
-    /// The carried maps came from a pinned enforcement (pinned already).
-    carried: bool,
+    /// Maps reused from a pinned enforcement (pinned already).
+    carried: Vec<&'static str>,
+    /// What this enforcement writes to `fp_handover` once its exec program is
+    /// attached: from then on its program acts and the one it took over does not.
+    generation: u64,
 }
 
 fn map_error(map: &'static str) -> impl Fn(libbpf_rs::Error) -> BpfError {
@@ -148,7 +152,8 @@ impl EnforceProbe {
         sizes: MapSizes,
         carry_from: Option<&Path>,
     ) -> Result<EnforceProbe, BpfError> {
-        let load = |mechanism| load(mechanism, sizes, carry_from);
+        let carried = Carried::open(carry_from)?;
+        let load = |mechanism| load(mechanism, sizes, &carried);
         let (skel, mechanism, lsm_refusal) = match choice {
             MechanismChoice::Lsm => (load(Mechanism::Lsm)?, Mechanism::Lsm, None),
             MechanismChoice::Kill => (load(Mechanism::Kill)?, Mechanism::Kill, None),
@@ -169,7 +174,8 @@ impl EnforceProbe {
             allow,
             mechanism,
             lsm_refusal,
-            carried: carry_from.is_some(),
+            carried: carried.maps.iter().map(|(name, _)| *name).collect(),
+            generation: carried.generation + 1,
         })
     }
 
@@ -196,7 +202,8 @@ impl EnforceProbe {
         Ok(())
     }
 
-    /// Attach the exec program: from now on profiles are enforced.
+    /// Attach the exec program and make it the one that acts: from now on profiles
+    /// are enforced by this enforcement (and no longer by one it takes over).
     pub fn attach_exec_hook(&mut self) -> Result<(), BpfError> {
         let prog = match self.mechanism {
             Mechanism::Lsm => &self.skel.progs.enforce_bprm_check_security,
@@ -206,7 +213,15 @@ impl EnforceProbe {
             .attach()
             .map_err(|e| refused(self.mechanism.hook(), format!("attach failed: {e}")))?;
         self.exec_link = Some(link);
-        Ok(())
+        self.skel
+            .maps
+            .fp_handover
+            .update(
+                &0u32.to_ne_bytes(),
+                &self.generation.to_ne_bytes(),
+                MapFlags::ANY,
+            )
+            .map_err(map_error("fp_handover"))
     }
 
     /// Take the exec program off its hook (profiles stay in the maps): execs are no
@@ -390,14 +405,14 @@ impl EnforceProbe {
     /// rename (a takeover: this one is attached already). Links are pinned last,
     /// so a half-pinned directory never looks like a working enforcement.
     pub fn pin(&mut self, dir: &Path) -> Result<(), BpfError> {
-        use super::pinned::{ensure_bpffs, pin_replacing, CARRIED_MAPS, LINKS, MAPS};
+        use super::pinned::{ensure_bpffs, pin_replacing, LINKS, MAPS};
         ensure_bpffs(dir)?;
         std::fs::create_dir_all(dir).map_err(|e| BpfError::Map {
             map: "pinned enforcement",
             reason: format!("creating {}: {e}", dir.display()),
         })?;
         let maps = &mut self.skel.maps;
-        let handles: [&mut libbpf_rs::MapMut<'static>; 8] = [
+        let handles: [&mut libbpf_rs::MapMut<'static>; 9] = [
             &mut maps.fp_config_map,
             &mut maps.fp_bindings,
             &mut maps.fp_profiles,
@@ -406,9 +421,10 @@ impl EnforceProbe {
             &mut maps.fp_rules,
             &mut maps.fp_enforce_counters,
             &mut maps.fp_violations,
+            &mut maps.fp_handover,
         ];
         for (map, name) in handles.into_iter().zip(MAPS) {
-            if !(self.carried && CARRIED_MAPS.contains(name)) {
+            if !self.carried.contains(name) {
                 pin_replacing(dir, name, |path| map.pin(path))?;
             }
         }
@@ -577,24 +593,64 @@ impl Drop for AllowView {
     }
 }
 
+/// The maps of a pinned enforcement that a takeover reuses (`CARRIED_MAPS`), and the
+/// generation that acts there now.
+struct Carried {
+    maps: Vec<(&'static str, MapHandle)>,
+    generation: u64,
+}
+
+impl Carried {
+    fn open(dir: Option<&Path>) -> Result<Carried, BpfError> {
+        let mut carried = Carried {
+            maps: Vec::new(),
+            generation: 0,
+        };
+        let Some(dir) = dir else {
+            return Ok(carried);
+        };
+        for &name in CARRIED_MAPS {
+            let path = dir.join(name);
+            if name == "fp_handover" && !path.exists() {
+                continue; // pinned by a version without it: its programs always act
+            }
+            let map = MapHandle::from_pinned_path(&path).map_err(|e| BpfError::Map {
+                map: "pinned enforcement",
+                reason: format!("opening {}: {e}", path.display()),
+            })?;
+            carried.maps.push((name, map));
+        }
+        if let Some((_, handover)) = carried.maps.iter().find(|(n, _)| *n == "fp_handover") {
+            let value = handover
+                .lookup(&0u32.to_ne_bytes(), MapFlags::ANY)
+                .map_err(map_error("fp_handover"))?;
+            carried.generation = value
+                .and_then(|v| v.as_slice().try_into().ok().map(u64::from_ne_bytes))
+                .unwrap_or(0);
+        }
+        Ok(carried)
+    }
+}
+
 fn load(
     mechanism: Mechanism,
     sizes: MapSizes,
-    carry_from: Option<&Path>,
+    carried: &Carried,
 ) -> Result<EnforceSkel<'static>, BpfError> {
     let refused = |reason: String| refused(mechanism.hook(), reason);
     let mut open: OpenEnforceSkel<'static> = EnforceSkelBuilder::default()
         .open(object_storage())
         .map_err(|e| refused(format!("open failed: {e}")))?;
-    if let Some(dir) = carry_from {
-        let carried = [
-            (&mut open.maps.fp_enforce_counters, "fp_enforce_counters"),
-            (&mut open.maps.fp_violations, "fp_violations"),
-        ];
-        for (map, name) in carried {
-            let pinned = MapHandle::from_pinned_path(dir.join(name)).map_err(map_error(name))?;
-            map.reuse_fd(pinned.as_fd()).map_err(map_error(name))?;
-        }
+    for (name, pinned) in &carried.maps {
+        let map = match *name {
+            "fp_enforce_counters" => &mut open.maps.fp_enforce_counters,
+            "fp_violations" => &mut open.maps.fp_violations,
+            _ => &mut open.maps.fp_handover,
+        };
+        map.reuse_fd(pinned.as_fd()).map_err(map_error(name))?;
+    }
+    if let Some(rodata) = open.maps.rodata_data.as_deref_mut() {
+        rodata.fp_generation = carried.generation + 1;
     }
     open.progs
         .enforce_bprm_check_security

@@ -6,7 +6,9 @@
 //! attaches its own programs first (both run for a moment), then renames its pins
 //! over the old ones, each rename dropping one old object. It carries over the ring
 //! buffer, so events the old programs wrote and nobody read yet (a held exec whose
-//! enforcer died included) are read by the new enforcer, and the counters.
+//! enforcer died included) are read by the new enforcer, and the counters. And it
+//! carries the handover word, which lets only one of the two programs act at a time
+//! (`fp_handover` in bpf/enforce.bpf.c), so no exec is reported or counted twice.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -35,9 +37,10 @@ pub const MAPS: &[&str] = &[
     "fp_rules",
     "fp_enforce_counters",
     "fp_violations",
+    "fp_handover",
 ];
 /// Maps a takeover keeps instead of creating (see the module docs).
-pub const CARRIED_MAPS: &[&str] = &["fp_enforce_counters", "fp_violations"];
+pub const CARRIED_MAPS: &[&str] = &["fp_enforce_counters", "fp_violations", "fp_handover"];
 
 /// Recorded beside the pins.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

@@ -265,6 +265,15 @@ pub fn fingerprint(args: &[&OsStr]) -> std::process::Output {
         .expect("running fingerprint")
 }
 
+/// The exec program pinned in `pin_dir`, kept attached while the result lives. A
+/// takeover replaces the pin, and the kernel releases the replaced link when it gets
+/// to it; holding it makes that moment, when the old and the new program both run,
+/// last as long as a test needs.
+pub fn hold_pinned_exec_program(pin_dir: &str) -> libbpf_rs::Link {
+    libbpf_rs::Link::open(format!("{pin_dir}/link_exec"))
+        .unwrap_or_else(|e| panic!("opening {pin_dir}/link_exec: {e}"))
+}
+
 pub fn bytes(path: &Path) -> Vec<u8> {
     use std::os::unix::ffi::OsStrExt;
     path.as_os_str().as_bytes().to_vec()

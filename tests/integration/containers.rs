@@ -792,9 +792,12 @@ pub fn a_takeover_leaves_containers_being_set_up_pending(mech: Mech) {
     let pin_dir = format!("/sys/fs/bpf/{}", unique("fp-test-ctr-takeover"));
     let pin = ["--pin", "--pin-dir", pin_dir.as_str()];
     setup.enforce(mech, &pin).kill9();
+    // Both programs run on each exec below; one acts: one event.
+    let old_program = hold_pinned_exec_program(&pin_dir);
     setup.create_container();
     let enforcer = setup.enforce(mech, &pin);
     setup.set_up_then_start(enforcer);
+    drop(old_program);
     let out = fingerprint(&["stop".as_ref(), "--pin-dir".as_ref(), pin_dir.as_ref()]);
     assert!(out.status.success());
 }

@@ -626,6 +626,8 @@ pub fn pinned_enforcement_is_taken_over_without_a_gap(mech: Mech) {
     let pin_dir = format!("/sys/fs/bpf/{}", unique("fp-test-takeover"));
     let pin = ["--pin", "--pin-dir", pin_dir.as_str()];
     f.start(mech, &pin).kill9();
+    // Attached beside the new program for the whole test: both run on every exec.
+    let old_program = hold_pinned_exec_program(&pin_dir);
     // Written to the pinned ring buffer with no enforcer running.
     assert_eq!(outcome(&mut f.cg.command(&f.forbidden)), blocked(mech));
     let second = install_binary(TRUE, &f.tmp.join("bin/fp-second"));
@@ -665,30 +667,31 @@ pub fn pinned_enforcement_is_taken_over_without_a_gap(mech: Mech) {
         ran.len(),
         looped.len()
     );
-    // The old program (which would block `second`) is released with its last pin.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while outcome(&mut f.cg.command(&second)) != Outcome::Ran(0) {
-        assert!(
-            Instant::now() < deadline,
-            "the replaced program still blocks"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    // The old program, still attached, would block `second`: it no longer acts.
+    assert_eq!(outcome(&mut f.cg.command(&second)), Outcome::Ran(0));
     let (code, json) = status(&pin_dir);
     assert_eq!(code, Some(0));
     assert_eq!(json["status"]["links"].as_array().map(Vec::len), Some(3));
     let pinned = std::fs::read_dir(&pin_dir).unwrap().count();
     assert_eq!(
         pinned,
-        3 + 8,
-        "3 links and 8 maps, nothing staged left over"
+        3 + 9,
+        "3 links and 9 maps, nothing staged left over"
+    );
+    // Both programs ran on every exec, exactly one acted: each blocked exec is
+    // counted and reported once, the one from before the takeover too.
+    let blocked_execs = looped.len() as u64 + 1;
+    assert_eq!(
+        json["status"]["violations"],
+        json!(blocked_execs),
+        "{json:#}"
     );
     let events = enforcer.stop();
     let forbidden = f.forbidden.to_str().unwrap();
-    assert!(
-        events.len() > looped.len(),
-        "every blocked exec is reported, the one from before the takeover too: \
-         {} events for {} looped execs",
+    assert_eq!(
+        events.len() as u64,
+        blocked_execs,
+        "{} events for {} looped execs",
         events.len(),
         looped.len()
     );
@@ -696,6 +699,7 @@ pub fn pinned_enforcement_is_taken_over_without_a_gap(mech: Mech) {
         assert_eq!(event["executable"], json!(forbidden), "{event:#}");
         assert_eq!(event["profile"], json!(f.cg.path), "{event:#}");
     }
+    drop(old_program);
     stop_and_wait_for_release(&pin_dir, &f);
 }
 
