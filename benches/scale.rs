@@ -1184,6 +1184,13 @@ fn targets(points: &[Point], pooled: &[Pooled]) -> Value {
     };
     let bytes = last.objects.total_bytes();
     let met = |yes: bool| if yes { "MET" } else { "MISSED" };
+    // Judged on the slowest load: a target met only sometimes is not met.
+    let slowest_load = fp
+        .iter()
+        .filter(|p| p.n == last.n)
+        .map(|p| p.load_time())
+        .max()
+        .unwrap_or_default();
     json!([
         {
             "target": format!("exec cost at N={} within 5% of N={}", last.n, first.n),
@@ -1201,8 +1208,8 @@ fn targets(points: &[Point], pooled: &[Pooled]) -> Value {
         },
         {
             "target": format!("loading {} profiles < 1 s", last.n),
-            "verdict": met(last.load_time() < TARGET_LOAD),
-            "load_ms": last.load_time().as_secs_f64() * 1e3,
+            "verdict": met(slowest_load < TARGET_LOAD),
+            "load_ms": slowest_load.as_secs_f64() * 1e3,
         },
     ])
 }
