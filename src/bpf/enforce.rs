@@ -175,7 +175,7 @@ impl EnforceProbe {
             mechanism,
             lsm_refusal,
             carried: carried.maps.iter().map(|(name, _)| *name).collect(),
-            generation: carried.generation + 1,
+            generation: carried.next_generation(),
         })
     }
 
@@ -630,6 +630,11 @@ impl Carried {
         }
         Ok(carried)
     }
+
+    /// The generation of the enforcement that takes over (1 for a fresh one).
+    fn next_generation(&self) -> u64 {
+        self.generation + 1
+    }
 }
 
 fn load(
@@ -645,13 +650,19 @@ fn load(
         let map = match *name {
             "fp_enforce_counters" => &mut open.maps.fp_enforce_counters,
             "fp_violations" => &mut open.maps.fp_violations,
-            _ => &mut open.maps.fp_handover,
+            "fp_handover" => &mut open.maps.fp_handover,
+            other => return Err(refused(format!("no map {other} to carry over"))),
         };
         map.reuse_fd(pinned.as_fd()).map_err(map_error(name))?;
     }
-    if let Some(rodata) = open.maps.rodata_data.as_deref_mut() {
-        rodata.fp_generation = carried.generation + 1;
-    }
+    // A program left at another generation than the one written at attach would
+    // never act: fail here rather than enforce nothing.
+    let rodata = open
+        .maps
+        .rodata_data
+        .as_deref_mut()
+        .ok_or_else(|| refused("the enforcement object has no .rodata".into()))?;
+    rodata.fp_generation = carried.next_generation();
     open.progs
         .enforce_bprm_check_security
         .set_autoload(mechanism == Mechanism::Lsm);
