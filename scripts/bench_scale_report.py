@@ -107,15 +107,19 @@ MIB = 1 << 20
 READING = """\
 ### What the figures mean
 
-- **Exec cost.** fingerprint runs one program per exec whatever N is: one hash lookup
-  (cgroup -> profile id), one descriptor lookup, the path walk, one SipHash and a
-  binary search over that profile's own 25 digests. The exec as a whole (wall clock)
+- **Exec cost.** fingerprint runs one program per exec whatever N is: one array read
+  (whether this enforcement is the one that acts, see pinned takeovers), one hash
+  lookup (cgroup -> profile id), one descriptor lookup, the path walk, one SipHash and
+  a binary search over that profile's own 25 digests. The exec as a whole (wall clock)
   costs the same at every N, within a percent or two. The program's own time does not
   grow with N either, but it is not quite what it is with a single workload: a few
   percent more (tens of nanoseconds on the host) from N=10 or N=100 on, and no more at
-  10,000 than at 100 or 1,000: a step, not a slope. In the VMs (LSM hook) the step is
-  within the noise (runs of 2026-11-28): 6.12 puts N=10 to 10,000 at 1.02-1.06 of
-  N=1, 6.1 at 0.98-1.01, with intervals reaching past 1.05, hence NOT RESOLVED there.
+  10,000 than at 100 or 1,000: a step, not a slope (host, 2026-11-28 21:00: 1.02 at
+  N=10, 1.11 at 100, 1.09 at 1,000, 1.07 at 10,000). In the VMs (LSM hook) it is
+  smaller and comes and goes between runs: in the runs of 2026-11-28 21:25-21:52 6.12
+  put N=10 to 10,000 at 1.00-1.05 of N=1 (MET at 10,000), 6.1 at 1.03-1.08 (1.055 at
+  10,000, interval 1.02-1.10: NOT RESOLVED); the same day's earlier runs had 6.12 at
+  1.02-1.06 and 6.1 at 0.98-1.01.
   On the host it comes with the size of the maps, not with what is in them: a
   diagnostic run (this benchmark before the
   allowlist was made mappable, 2026-11-28 19:21, busy host, 150 rounds) loaded N=1
@@ -264,7 +268,7 @@ def summary_table(runs):
         "|---" * (len(runs) + 1) + "|",
     ]
     for i, name in enumerate(("exec cost, N=10,000 within 5% of N=1 (all loads)", "kernel memory <= 16 MiB",
-                              "loading 10,000 profiles < 1 s (last load)")):
+                              "loading 10,000 profiles < 1 s (slowest load)")):
         cells = []
         for run in runs:
             t = run["targets"][i]
