@@ -136,7 +136,11 @@ READING = """\
   rows above), which is why every N is loaded three times and judged over all loads;
   the confidence intervals cover the rounds' noise, not that load-to-load spread. An
   array indexed by profile id in place of the profile hash table would take one
-  lookup's worth of memory off the exec path; not done here. The per-policy design runs N
+  lookup's worth of memory off the exec path; not done here. The handover check (one
+  array read per exec, added 2026-11-28) is below this host's noise: four interleaved
+  pairs of N=1 runs (60 rounds x 3 loads each, 22:20 UTC) gave 1,847 / 1,317 / 1,415 /
+  922 ns per exec with it and 1,741 / 1,338 / 1,118 / 912 ns without, the host drifting
+  from 1.8 to 0.9 us within ten minutes. The per-policy design runs N
   programs per exec, and N-1 of them only to find out that the exec is not theirs:
   its BPF time grows linearly at best, and worse once N programs no longer fit in the
   CPU caches (compare its 100 and 1,000 points on the host).
