@@ -39,7 +39,7 @@ use std::sync::{mpsc, Arc, Barrier};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail, Context, Result};
-use fingerprint::cgroup::CgroupV2;
+use fingerprint::workload::cgroup::CgroupV2;
 
 const BIN: &str = env!("CARGO_BIN_EXE_fingerprint");
 /// The learner prints this on stderr once its program is attached.

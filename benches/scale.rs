@@ -72,10 +72,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail, Context, Result};
 use fingerprint::bpf::enforce::{EnforceProbe, Mechanism, MechanismChoice};
-use fingerprint::cgroup::CgroupV2;
 use fingerprint::digest::{digest, DigestKey};
 use fingerprint::enforce::maps::MapState;
 use fingerprint::enforce::plan::{plan, MapSizes, Mode, PolicyInput, ProfileIds};
+use fingerprint::workload::cgroup::CgroupV2;
 use fingerprint::workload::WorkloadId;
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{Link, MapCore, MapFlags, OpenObject};

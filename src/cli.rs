@@ -9,8 +9,8 @@ use clap::{Parser, Subcommand};
 use fingerprint::bpf::enforce::MechanismChoice;
 use fingerprint::bpf::learn::HookChoice;
 use fingerprint::bpf::pinned::DEFAULT_PIN_DIR;
-use fingerprint::kubeapi::{ApiChoice, ApiSettings, DEFAULT_CA_FILE, DEFAULT_TOKEN_FILE};
 use fingerprint::profile::Mode;
+use fingerprint::workload::kubeapi::{ApiChoice, ApiSettings, DEFAULT_CA_FILE, DEFAULT_TOKEN_FILE};
 
 /// Learn which executables every workload runs, review them as profiles, lock them.
 #[derive(Debug, Parser)]

@@ -14,13 +14,13 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 
 use crate::bpf::learn::{Counters, HookChoice, LearnProbe, POLL_INTERVAL};
-use crate::cgroup::CgroupV2;
 use crate::event::{ExecEvent, Hook};
-use crate::kubeapi::ApiSettings;
-use crate::naming::CgroupNames;
 use crate::progress::Progress;
-use crate::runtime::ContainerMetadata;
 use crate::storage::{Batch, Database, Observation, SessionInfo};
+use crate::workload::cgroup::CgroupV2;
+use crate::workload::kubeapi::ApiSettings;
+use crate::workload::resolver::CgroupNames;
+use crate::workload::runtime::ContainerMetadata;
 use crate::workload::WorkloadId;
 
 /// How often observations are committed: `kill -9` loses at most this much.

@@ -2,18 +2,13 @@
 //! reviewable profiles, and lock each workload to its profile with one BPF LSM program.
 
 pub mod bpf;
-pub mod cgroup;
 pub mod diff;
 pub mod digest;
 pub mod enforce;
 pub mod event;
-pub mod kubeapi;
-pub mod kubernetes;
 pub mod learn;
-pub mod naming;
 pub mod profile;
 pub mod progress;
-pub mod runtime;
 pub mod show;
 pub mod storage;
 pub mod workload;

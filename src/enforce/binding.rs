@@ -11,7 +11,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 
 use crate::bpf::enforce::{EnforceProbe, DENY_ALL_PROFILE, PENDING_PROFILE, SCOPE_PROFILE};
-use crate::runtime::ContainerMetadata;
+use crate::workload::runtime::ContainerMetadata;
 
 /// Which profile each existing cgroup gets.
 pub struct BindingPolicy<'a> {

@@ -31,7 +31,7 @@ use super::binding::BindingPolicy;
 use super::plan::Mode;
 use crate::bpf::enforce::{EnforceProbe, DENY_ALL_PROFILE, PENDING_PROFILE, SCOPE_PROFILE};
 use crate::event::{path_flags, Action, ExecEvent, Reason, Verdict};
-use crate::runtime::ContainerMetadata;
+use crate::workload::runtime::ContainerMetadata;
 
 /// What happens to a held task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

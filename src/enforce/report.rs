@@ -9,9 +9,9 @@ use serde_json::json;
 use crate::bpf::enforce::{Mechanism, DENY_ALL_PROFILE};
 use crate::event::{path_flags, Action, ExecEvent, Reason, Verdict};
 use crate::learn::Clock;
-use crate::naming::CgroupNames;
 use crate::show::{describe_flags, path_json};
 use crate::storage::{Database, ViolationRecord};
+use crate::workload::resolver::CgroupNames;
 
 pub struct ViolationSink {
     out: Box<dyn Write>,

@@ -21,13 +21,13 @@ use crate::bpf::enforce::{
     EnforceCounters, EnforceProbe, Mechanism, MechanismChoice, PENDING_PROFILE,
 };
 use crate::bpf::pinned;
-use crate::cgroup::CgroupV2;
 use crate::digest::DigestKey;
 use crate::event::{Action, ExecEvent};
-use crate::kubeapi::ApiSettings;
-use crate::naming::CgroupNames;
-use crate::runtime::ContainerMetadata;
 use crate::storage::Database;
+use crate::workload::cgroup::CgroupV2;
+use crate::workload::kubeapi::ApiSettings;
+use crate::workload::resolver::CgroupNames;
+use crate::workload::runtime::ContainerMetadata;
 
 pub struct EnforceOptions {
     pub profiles: PathBuf,

@@ -11,10 +11,10 @@
 
 mod error;
 mod export;
+mod file_names;
 mod files;
 mod format;
 mod merge;
-mod naming;
 mod path_bytes;
 mod paths;
 
@@ -33,9 +33,9 @@ use crate::workload::WorkloadId;
 
 pub use error::{Origin, ProfileError};
 pub use export::{ExportOptions, ExportReport, SkipReason, SkippedExecutable, SkippedWorkload};
+pub use file_names::{file_name_for, workload_name_of};
 pub use files::WriteReport;
 pub use format::{match_to_json, SCHEMA_VERSION, SUPPORTED_SCHEMAS};
-pub use naming::{file_name_for, workload_name_of};
 pub use path_bytes::{escape_bytes, PathBytes};
 pub use paths::{ExecPath, PathProblem, Pattern};
 
@@ -221,7 +221,7 @@ impl Profile {
 
     /// The file name this profile is written to inside a profile directory.
     pub fn file_name(&self) -> String {
-        naming::file_name_for(&self.name)
+        file_names::file_name_for(&self.name)
     }
 
     /// The first pattern (in sorted order) that matches `path`, if any.

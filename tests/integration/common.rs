@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use fingerprint::cgroup::CgroupV2;
+use fingerprint::workload::cgroup::CgroupV2;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_fingerprint");
 

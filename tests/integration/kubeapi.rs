@@ -14,8 +14,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use fingerprint::kubeapi::ApiOwners;
-use fingerprint::kubernetes::{self, OwnerSource, PodContainer, PodNameRules};
+use fingerprint::workload::kubeapi::ApiOwners;
+use fingerprint::workload::kubernetes::{self, OwnerSource, PodContainer, PodNameRules};
 use serde_json::{json, Value};
 
 const TOKEN: &str = "fingerprint-test-token";

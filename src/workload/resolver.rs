@@ -4,8 +4,8 @@
 
 use std::collections::HashMap;
 
-use crate::cgroup::CgroupV2;
-use crate::runtime::{ContainerMetadata, Naming};
+use crate::workload::cgroup::CgroupV2;
+use crate::workload::runtime::{ContainerMetadata, Naming};
 use crate::workload::WorkloadId;
 
 pub struct CgroupNames {

@@ -27,9 +27,9 @@ pub enum WorkloadId {
         container_id: String,
     },
     /// A container of a Kubernetes workload, named from the container runtime's
-    /// metadata (see `crate::runtime`): every replica of a Deployment, on every node,
+    /// metadata (see `crate::workload::runtime`): every replica of a Deployment, on every node,
     /// gets the same name. `owner_source` says how the owner was found
-    /// (`crate::kubernetes::OwnerSource`); it is informational, not part of the name.
+    /// (`crate::workload::kubernetes::OwnerSource`); it is informational, not part of the name.
     KubernetesWorkload {
         namespace: String,
         owner_kind: String,

@@ -8,7 +8,7 @@
 //! (`owner_source`), so a reviewer can tell a guess from a fact.
 //!
 //! Resolvers are tried in order by [`resolve_owner`]: the API-backed one
-//! ([`crate::kubeapi::ApiOwners`]: the pod's controller from its `ownerReferences`,
+//! ([`crate::workload::kubeapi::ApiOwners`]: the pod's controller from its `ownerReferences`,
 //! ReplicaSet -> Deployment, Job -> CronJob) when there is an API to ask, then
 //! [`PodNameRules`], which always answers and so names the pod whenever the API
 //! cannot (not configured, unreachable, forbidden, or another pod by that name).
@@ -73,7 +73,7 @@ impl PodContainer {
 pub enum OwnerSource {
     /// From the pod's name and the controllers' naming conventions.
     PodName,
-    /// From the Kubernetes API (ownerReferences); see `crate::kubeapi`.
+    /// From the Kubernetes API (ownerReferences); see `crate::workload::kubeapi`.
     KubernetesApi,
 }
 

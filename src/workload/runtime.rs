@@ -19,8 +19,8 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use crate::kubeapi::{ApiError, ApiOwners, ApiSettings, ApiStats};
-use crate::kubernetes::{self, OwnerResolver, PodContainer, PodNameRules};
+use crate::workload::kubeapi::{ApiError, ApiOwners, ApiSettings, ApiStats};
+use crate::workload::kubernetes::{self, OwnerResolver, PodContainer, PodNameRules};
 use crate::workload::{self, WorkloadId};
 
 /// Where containerd keeps its state unless told otherwise.
@@ -95,7 +95,7 @@ impl ContainerMetadata {
         }
     }
 
-    /// Pod owners from this API first (see `crate::kubeapi`).
+    /// Pod owners from this API first (see `crate::workload::kubeapi`).
     pub fn with_api(self, api: Option<ApiOwners>) -> ContainerMetadata {
         ContainerMetadata {
             api: api.map(Arc::new),

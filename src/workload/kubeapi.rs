@@ -1,6 +1,6 @@
 //! Pod owners from the Kubernetes API: the pod's controller (the `ownerReferences`
 //! entry with `controller: true`), followed from a ReplicaSet to its Deployment and
-//! from a Job to its CronJob. This is the fact that [`crate::kubernetes::PodNameRules`]
+//! from a Job to its CronJob. This is the fact that [`crate::workload::kubernetes::PodNameRules`]
 //! can only guess, and it tells a DaemonSet's pod from a Job's.
 //!
 //! Where the API is: in a pod, `KUBERNETES_SERVICE_HOST`/`KUBERNETES_SERVICE_PORT`
@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use ureq::tls::{PemItem, RootCerts, TlsConfig};
 
-use crate::kubernetes::{Owner, OwnerResolver, OwnerSource, PodContainer};
+use crate::workload::kubernetes::{Owner, OwnerResolver, OwnerSource, PodContainer};
 
 /// Where kubelet mounts a pod's service account token and the cluster's CA bundle.
 pub const DEFAULT_TOKEN_FILE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/token";
