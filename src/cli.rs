@@ -295,6 +295,12 @@ pub struct ExportArgs {
     /// Overwrite existing profiles instead of merging into them.
     #[arg(long)]
     pub replace: bool,
+    /// Also export the root cgroup `/` and interactive login sessions
+    /// (`session-N.scope`), which are left out by default: the root's profile would
+    /// lock whatever an administrator runs there, and a session's name changes at
+    /// every login. Each one left out is named on stderr.
+    #[arg(long)]
+    pub include_host: bool,
 }
 
 /// What makes `diff` exit 1.

@@ -188,6 +188,7 @@ fn export_command(args: ExportArgs) -> Result<ExitCode> {
     let options = ExportOptions {
         mode: args.mode,
         with_stats: args.with_stats,
+        include_host: args.include_host,
     };
     let (exported, report) = ProfileSet::from_learned_with(&learned, options);
     if !report.is_empty() {

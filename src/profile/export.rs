@@ -33,6 +33,9 @@ pub struct ExportOptions {
     /// Also write counts and first/last seen times into a separate `"stats"` object.
     /// Off by default: those change on every learn and would churn reviews.
     pub with_stats: bool,
+    /// Also export the host's own cgroups that are no service: the root cgroup and
+    /// interactive login sessions ([`host_only_reason`]). Off by default.
+    pub include_host: bool,
 }
 
 /// Why an executable was not exported.
@@ -134,7 +137,7 @@ impl ProfileSet {
             learned,
             ExportOptions {
                 mode,
-                with_stats: false,
+                ..ExportOptions::default()
             },
         )
     }
@@ -147,7 +150,12 @@ impl ProfileSet {
         let mut set = ProfileSet::new();
         let mut report = ExportReport::default();
         for workload in learned {
-            match profile_for(&mut set, workload, options) {
+            let left_out = host_only_reason(&workload.id).filter(|_| !options.include_host);
+            let profile = match left_out {
+                Some(reason) => Err(format!("{reason}; --include-host exports it")),
+                None => profile_for(&mut set, workload, options),
+            };
+            match profile {
                 Ok(profile) => add_executables(profile, workload, &mut report),
                 Err(reason) => report.skipped_workloads.push(SkippedWorkload {
                     name: workload.name.clone(),
@@ -158,6 +166,31 @@ impl ProfileSet {
         }
         (set, report)
     }
+}
+
+/// Why a workload is the host's own rather than a service, if it is: a profile for
+/// it would lock an administrator, not a workload. The root cgroup's profile governs
+/// only what runs in the root cgroup itself (an admin shell, init); a login session
+/// (`session-N.scope`) gets a new scope, and so a new name, at every login, so its
+/// profile would bind a later, unrelated login that reuses the number.
+pub fn host_only_reason(id: &WorkloadId) -> Option<&'static str> {
+    match id {
+        WorkloadId::Cgroup { path } if path == "/" => Some(
+            "the root cgroup holds the host's own processes (init, admin shells), not a workload",
+        ),
+        WorkloadId::SystemdUnit { unit } if is_login_session(unit) => {
+            Some("an interactive login session: every login gets a new session scope")
+        }
+        _ => None,
+    }
+}
+
+/// `session-<id>.scope`, or a user manager's `user@<uid>.service/session-<id>.scope`.
+fn is_login_session(unit: &str) -> bool {
+    let leaf = unit.rsplit('/').next().unwrap_or(unit);
+    leaf.strip_prefix("session-")
+        .and_then(|rest| rest.strip_suffix(".scope"))
+        .is_some_and(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric()))
 }
 
 /// The profile that `workload`'s executables go into: new, or the one already made for

@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 
 use crate::common::*;
 
-const TRUE: &str = "/usr/bin/true";
+pub const TRUE: &str = "/usr/bin/true";
 const DASH: &str = "/usr/bin/dash";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,7 +64,7 @@ pub fn outcome(cmd: &mut Command) -> Outcome {
     }
 }
 
-fn blocked(mech: Mech) -> Outcome {
+pub fn blocked(mech: Mech) -> Outcome {
     match mech {
         Mech::Lsm => Outcome::Denied,
         Mech::Kill => Outcome::Killed,

@@ -3,6 +3,7 @@
 
 #[macro_use]
 mod common;
+mod boundaries;
 mod cli;
 mod containers;
 mod decision;
