@@ -11,6 +11,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 
 use crate::bpf::enforce::{EnforceProbe, DENY_ALL_PROFILE, PENDING_PROFILE, SCOPE_PROFILE};
+use crate::workload::cgroup_path;
 use crate::workload::runtime::ContainerMetadata;
 
 /// Which profile each existing cgroup gets.
@@ -67,9 +68,9 @@ pub fn is_workload_profile(id: u32) -> bool {
     ![SCOPE_PROFILE, PENDING_PROFILE, DENY_ALL_PROFILE].contains(&id)
 }
 
-/// Whether cgroup `path` (normalised, from the v2 root) is a child of the root.
+/// Whether cgroup `path` (a text form, from the v2 root) is a child of the root.
 fn is_root_child(path: &str) -> bool {
-    path.rfind('/') == Some(0) && path.len() > 1
+    cgroup_path::parent(path).as_deref() == Some("/")
 }
 
 /// Whether cgroup `path` is `scope` or below it.
@@ -114,12 +115,7 @@ pub fn bind_existing(
         };
         for child in children.flatten() {
             if child.file_type().is_ok_and(|t| t.is_dir()) {
-                let name = child.file_name().to_string_lossy().into_owned();
-                let child_path = if path == "/" {
-                    format!("/{name}")
-                } else {
-                    format!("{path}/{name}")
-                };
+                let child_path = cgroup_path::child(&path, &child.file_name());
                 stack.push((child.path(), child_path, profile));
             }
         }

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use crate::digest::{digest, Digest, DigestKey};
 pub use crate::profile::Mode;
-use crate::workload::WorkloadId;
+use crate::workload::{cgroup_path, WorkloadId};
 
 /// `bpf/fingerprint.h`: FP_MAX_PATTERNS, FP_PATTERN_MAX, FP_PATH_MAX.
 pub const MAX_PATTERNS: usize = 16;
@@ -193,7 +193,9 @@ fn plan_one(
 /// Containers get new ids per instance and are bound by user space when seen.
 pub fn binding_rules(workload: &WorkloadId) -> Vec<(RuleKind, Vec<u8>)> {
     match workload {
-        WorkloadId::Cgroup { path } => vec![(RuleKind::Path, path.as_bytes().to_vec())],
+        WorkloadId::Cgroup { path } => {
+            vec![(RuleKind::Path, cgroup_path::to_bytes(path).into_owned())]
+        }
         WorkloadId::SystemdUnit { unit } if !unit.contains('/') => {
             vec![(RuleKind::Leaf, unit.as_bytes().to_vec())]
         }

@@ -3,7 +3,9 @@
 //! profile governs the root alone; a workload without a profile is left alone.
 //! Written once, run in kill mode on this host and with the BPF LSM in qemu.
 
+use std::ffi::OsStr;
 use std::os::fd::AsRawFd;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::Command;
@@ -13,6 +15,7 @@ use serde_json::{json, Value};
 use crate::common::*;
 use crate::enforce::{blocked, outcome, write_profile, Enforcer, Mech, Outcome, TRUE};
 use fingerprint::workload::cgroup::CgroupV2;
+use fingerprint::workload::cgroup_path;
 
 /// Write a profile for systemd unit `unit` (matched by its unit name).
 fn write_unit_profile(dir: &Path, unit: &str, exes: &[&Path]) {
@@ -193,7 +196,81 @@ pub fn a_nested_cgroup_cannot_take_another_workloads_profile(mech: Mech) {
     }
 }
 
+/// A cgroup named with these raw bytes below the v2 root; removed on drop.
+fn raw_cgroup(name: &[u8]) -> TestCgroup {
+    let v2 = CgroupV2::discover().expect("cgroup v2 mount");
+    let dir = v2.mount_point().join(OsStr::from_bytes(name));
+    std::fs::create_dir(&dir).expect("creating a cgroup with a non-UTF-8 name");
+    let mut path = b"/".to_vec();
+    path.extend_from_slice(name);
+    TestCgroup {
+        dir,
+        path: cgroup_path::to_text(&path),
+    }
+}
+
+/// Two cgroups whose names differ only in one invalid UTF-8 byte are two workloads
+/// from learning to enforcement: two profiles, each cgroup governed by its own.
+/// (Regression: both were named with U+FFFD and merged into one workload.)
+pub fn cgroups_differing_in_one_invalid_byte_stay_two_workloads(mech: Mech) {
+    let (_keep, tmp) = temp_dir();
+    let stem = unique("fp-bytes");
+    let cg_a = raw_cgroup(&[stem.as_bytes(), b"-\xff"].concat());
+    let cg_b = raw_cgroup(&[stem.as_bytes(), b"-\xfe"].concat());
+    let exe_a = install_binary(TRUE, &tmp.join("bin/fp-a"));
+    let exe_b = install_binary(TRUE, &tmp.join("bin/fp-b"));
+    let db = tmp.join("learn.db");
+    let learner = Learner::start(&db, &[&cg_a, &cg_b]);
+    assert_eq!(outcome(&mut cg_a.command(&exe_a)), Outcome::Ran(0));
+    assert_eq!(outcome(&mut cg_b.command(&exe_b)), Outcome::Ran(0));
+    learner.stop_ok();
+    let profiles = tmp.join("profiles");
+    let out = fingerprint(&[
+        "export".as_ref(),
+        "--db".as_ref(),
+        db.as_os_str(),
+        "--out".as_ref(),
+        profiles.as_os_str(),
+        "--mode".as_ref(),
+        "enforce".as_ref(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut names: Vec<String> = std::fs::read_dir(&profiles)
+        .unwrap()
+        .map(|entry| {
+            let doc: Value =
+                serde_json::from_slice(&std::fs::read(entry.unwrap().path()).unwrap()).unwrap();
+            doc["workload"]["name"].as_str().unwrap().to_string()
+        })
+        .collect();
+    names.sort();
+    let mut expected = vec![cg_a.path.clone(), cg_b.path.clone()];
+    expected.sort();
+    assert_eq!(names, expected);
+
+    let enforcer = Enforcer::start(&tmp, &profiles, mech, &[]);
+    assert_eq!(outcome(&mut cg_a.command(&exe_a)), Outcome::Ran(0));
+    assert_eq!(outcome(&mut cg_a.command(&exe_b)), blocked(mech));
+    assert_eq!(outcome(&mut cg_b.command(&exe_b)), Outcome::Ran(0));
+    assert_eq!(outcome(&mut cg_b.command(&exe_a)), blocked(mech));
+    let events = enforcer.stop();
+    assert_eq!(events.len(), 2, "{events:#?}");
+    for (cg, exe) in [(&cg_a, &exe_b), (&cg_b, &exe_a)] {
+        assert!(
+            events.iter().any(|e| e["cgroup"] == json!(cg.path)
+                && e["profile"] == json!(cg.path)
+                && e["executable"] == json!(exe)),
+            "{events:#?}"
+        );
+    }
+}
+
 with_both_mechanisms!(
     a_root_profile_governs_the_root_cgroup_alone,
     a_nested_cgroup_cannot_take_another_workloads_profile,
+    cgroups_differing_in_one_invalid_byte_stay_two_workloads,
 );
