@@ -1,15 +1,15 @@
 //! The enforcement process: load, bind, attach, then report violations until stopped.
 
-use std::cell::RefCell;
 use std::collections::{BTreeSet, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use libbpf_rs::RingBuffer;
 
 use super::binding::{bind_existing, BindingPolicy};
 use super::hold::{self, Holds};
@@ -143,6 +143,65 @@ impl Enforcer {
 }
 
 pub fn run(opts: &EnforceOptions, signals: &Signals) -> Result<EnforceSummary> {
+    let Started {
+        probe,
+        enforcer,
+        db,
+        out,
+        cgroups,
+        started_at,
+    } = start(opts)?;
+    if opts.detach {
+        return Ok(EnforceSummary {
+            mechanism: probe.mechanism(),
+            profiles: enforcer.state.profiles(),
+            counters: probe.counters()?,
+            reported: 0,
+            reloads: 0,
+            held: 0,
+            held_killed: 0,
+            elapsed: Duration::ZERO,
+        });
+    }
+    if !enforcer.container_scopes.is_empty() {
+        eprintln!(
+            "fingerprint: new containers below {} are held at their first exec until named \
+             from {}",
+            enforcer.container_scopes.join(", "),
+            enforcer
+                .metadata
+                .state_dirs()
+                .iter()
+                .map(|d| d.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    let names = CgroupNames::with_metadata(cgroups, enforcer.metadata.clone());
+    let sink = ViolationSink::new(out, db, names, probe.mechanism());
+    let mut session = Session::new(opts, &probe, enforcer, sink, started_at)?;
+    while !signals.stop.load(Ordering::SeqCst) {
+        session.poll()?;
+        if signals.reload.swap(false, Ordering::SeqCst) {
+            session.reload()?;
+        }
+    }
+    session.drain()
+}
+
+/// What `start` leaves running: the program attached (and pinned with --pin), its
+/// maps holding the profiles, and where violations are to go.
+struct Started {
+    probe: EnforceProbe,
+    enforcer: Enforcer,
+    db: Option<Database>,
+    out: Box<dyn Write>,
+    cgroups: CgroupV2,
+    started_at: String,
+}
+
+/// Load, bind, attach (and pin): from its return on, every exec is enforced.
+fn start(opts: &EnforceOptions) -> Result<Started> {
     crate::bpf::preflight("fingerprint enforce")?;
     // A pinned enforcement is taken over, with no gap (see `pinned`).
     let takeover = opts.pin_dir.as_deref().filter(|d| pinned::is_pinned(d));
@@ -228,72 +287,101 @@ pub fn run(opts: &EnforceOptions, signals: &Signals) -> Result<EnforceSummary> {
             .map(|m| format!(", every profile in {m} mode"))
             .unwrap_or_default()
     );
+    Ok(Started {
+        probe,
+        enforcer,
+        db,
+        out,
+        cgroups,
+        started_at,
+    })
+}
 
-    if opts.detach {
-        return Ok(EnforceSummary {
-            mechanism,
-            profiles: enforcer.state.profiles(),
-            counters: probe.counters()?,
-            reported: 0,
-            reloads: 0,
-            held: 0,
+/// An enforcement session: reads the violations of a started enforcement, reports
+/// them, decides on held execs, and reloads profiles, until drained.
+struct Session<'p> {
+    opts: &'p EnforceOptions,
+    probe: &'p EnforceProbe,
+    ring: RingBuffer<'p>,
+    /// Ring buffer records, handed over by the ring's callback (which cannot borrow
+    /// the session) and handled after each read.
+    records: Receiver<Vec<u8>>,
+    enforcer: Enforcer,
+    sink: ViolationSink,
+    /// Profile names by id (see `profile_names`).
+    profile_names: HashMap<u32, String>,
+    /// Held execs read, not decided yet.
+    held: Vec<ExecEvent>,
+    held_decided: u64,
+    held_killed: u64,
+    reloads: usize,
+    started: Instant,
+    started_at: String,
+    last_flush: Instant,
+}
+
+impl<'p> Session<'p> {
+    fn new(
+        opts: &'p EnforceOptions,
+        probe: &'p EnforceProbe,
+        enforcer: Enforcer,
+        sink: ViolationSink,
+        started_at: String,
+    ) -> Result<Session<'p>> {
+        let (sender, records) = mpsc::channel();
+        let ring = probe.violations(move |data| match sender.send(data.to_vec()) {
+            Ok(()) => 0,
+            Err(_) => -1,
+        })?;
+        let profile_names = profile_names(&enforcer.ids);
+        Ok(Session {
+            opts,
+            probe,
+            ring,
+            records,
+            enforcer,
+            sink,
+            profile_names,
+            held: Vec::new(),
+            held_decided: 0,
             held_killed: 0,
-            elapsed: Duration::ZERO,
-        });
+            reloads: 0,
+            started: Instant::now(),
+            started_at,
+            last_flush: Instant::now(),
+        })
     }
-    if !enforcer.container_scopes.is_empty() {
-        eprintln!(
-            "fingerprint: new containers below {} are held at their first exec until named \
-             from {}",
-            enforcer.container_scopes.join(", "),
-            enforcer
-                .metadata
-                .state_dirs()
-                .iter()
-                .map(|d| d.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-    }
-    let names = CgroupNames::with_metadata(cgroups, enforcer.metadata.clone());
-    let sink = Rc::new(RefCell::new(ViolationSink::new(out, db, names, mechanism)));
-    let profile_names: Rc<RefCell<HashMap<u32, String>>> = Rc::default();
-    refresh_names(&profile_names, &enforcer.ids);
-    // A violation that cannot be written stops enforcement loudly, never silently.
-    let sink_error: Rc<RefCell<Option<anyhow::Error>>> = Rc::default();
-    // Held execs are resolved after each poll, outside the callback, which cannot
-    // borrow the probe.
-    let held: Rc<RefCell<Vec<ExecEvent>>> = Rc::default();
-    let ring = {
-        let sink = Rc::clone(&sink);
-        let names = Rc::clone(&profile_names);
-        let sink_error = Rc::clone(&sink_error);
-        let held = Rc::clone(&held);
-        probe.violations(move |data| {
-            let names = names.borrow();
-            match sink
-                .borrow_mut()
-                .on_event(data, |id| names.get(&id).cloned())
-            {
-                Ok(Some(event)) => {
-                    held.borrow_mut().push(event);
-                    0
-                }
-                Ok(None) => 0,
-                Err(e) => {
-                    sink_error.borrow_mut().get_or_insert(e);
-                    -1
-                }
-            }
-        })?
-    };
 
-    let started = Instant::now();
-    let mut last_flush = Instant::now();
-    let mut reloads = 0;
-    let mut held_stats = (0u64, 0u64);
-    let resolve_held = |enforcer: &Enforcer, stats: &mut (u64, u64)| -> Result<()> {
-        let pids: BTreeSet<u32> = held.borrow().iter().map(|e| e.pid).collect();
+    /// Wait a moment for violations, report them, decide on held execs.
+    fn poll(&mut self) -> Result<()> {
+        // EINTR from a signal is expected here; the caller re-checks the flags.
+        let _ = self.ring.poll(Duration::from_millis(100));
+        self.handle_records()?;
+        self.resolve_held()?;
+        if self.last_flush.elapsed() >= Duration::from_secs(1) {
+            self.sink.flush()?;
+            self.last_flush = Instant::now();
+        }
+        Ok(())
+    }
+
+    /// Report each record read; keep held execs for `resolve_held`.
+    fn handle_records(&mut self) -> Result<()> {
+        let names = &self.profile_names;
+        for data in self.records.try_iter() {
+            let event = self
+                .sink
+                .on_event(&data, |id| names.get(&id).cloned())
+                // A violation that cannot be written stops enforcement loudly.
+                .context("reporting a violation")?;
+            self.held.extend(event);
+        }
+        Ok(())
+    }
+
+    /// Decide on every held exec whose task has stopped.
+    fn resolve_held(&mut self) -> Result<()> {
+        let pids: BTreeSet<u32> = self.held.iter().map(|e| e.pid).collect();
         if pids.is_empty() {
             return Ok(());
         }
@@ -304,27 +392,28 @@ pub fn run(opts: &EnforceOptions, signals: &Signals) -> Result<EnforceSummary> {
         for pid in &pids {
             hold::wait_until_stopped(*pid, Duration::from_secs(1));
         }
-        ring.consume().context("reading held execs")?;
-        let events = std::mem::take(&mut *held.borrow_mut());
-        let (ready, later): (Vec<ExecEvent>, Vec<ExecEvent>) =
-            events.into_iter().partition(|e| pids.contains(&e.pid));
+        self.ring.consume().context("reading held execs")?;
+        self.handle_records()?;
+        let (ready, later): (Vec<ExecEvent>, Vec<ExecEvent>) = std::mem::take(&mut self.held)
+            .into_iter()
+            .partition(|e| pids.contains(&e.pid));
         // Tasks first held during that read: next round, once they have stopped.
-        *held.borrow_mut() = later;
-        let holds = enforcer.holds(&probe, opts.mode);
+        self.held = later;
+        let holds = self.enforcer.holds(self.probe, self.opts.mode);
+        let names = &self.profile_names;
         for (pid, task) in hold::by_task(ready) {
             let mut outcomes = Vec::new();
             for event in &task {
-                let path = sink.borrow_mut().cgroup_path(event.cgroup_id);
+                let path = self.sink.cgroup_path(event.cgroup_id);
                 let outcome = holds
                     .decide(event, path.as_deref())
                     .context("deciding on a held exec")?;
-                stats.0 += 1;
+                self.held_decided += 1;
                 if let Some(verdict) = outcome.verdict() {
                     if verdict.action == Action::Killed {
-                        stats.1 += 1;
+                        self.held_killed += 1;
                     }
-                    let names = profile_names.borrow();
-                    sink.borrow_mut()
+                    self.sink
                         .report(event, verdict, |id| names.get(&id).cloned())?;
                 }
                 outcomes.push(outcome);
@@ -332,63 +421,57 @@ pub fn run(opts: &EnforceOptions, signals: &Signals) -> Result<EnforceSummary> {
             hold::release(pid, &outcomes);
         }
         Ok(())
-    };
-    while !signals.stop.load(Ordering::SeqCst) {
-        // EINTR from a signal is expected here; the loop re-checks the flags.
-        let _ = ring.poll(Duration::from_millis(100));
-        if let Some(e) = sink_error.borrow_mut().take() {
-            return Err(e.context("reporting a violation"));
-        }
-        resolve_held(&enforcer, &mut held_stats)?;
-        if signals.reload.swap(false, Ordering::SeqCst) {
-            match reload(&mut enforcer, &probe, &opts.profiles) {
-                Ok(inputs) => {
-                    refresh_names(&profile_names, &enforcer.ids);
-                    if let Some(dir) = &opts.pin_dir {
-                        write_pinned_state(
-                            opts,
-                            dir,
-                            mechanism,
-                            &inputs,
-                            &enforcer.ids,
-                            &started_at,
-                        )?;
-                    }
-                    reloads += 1;
+    }
+
+    /// Load the profiles again (SIGHUP). A bad profile must not stop enforcement:
+    /// the loaded set stays.
+    fn reload(&mut self) -> Result<()> {
+        match reload(&mut self.enforcer, self.probe, &self.opts.profiles) {
+            Ok(inputs) => {
+                self.profile_names = profile_names(&self.enforcer.ids);
+                if let Some(dir) = &self.opts.pin_dir {
+                    write_pinned_state(
+                        self.opts,
+                        dir,
+                        self.probe.mechanism(),
+                        &inputs,
+                        &self.enforcer.ids,
+                        &self.started_at,
+                    )?;
                 }
-                // A bad profile must not stop enforcement: keep the loaded set.
-                Err(e) => eprintln!(
-                    "fingerprint: reload failed, still enforcing the previous profiles: {e:#}"
-                ),
+                self.reloads += 1;
             }
+            Err(e) => eprintln!(
+                "fingerprint: reload failed, still enforcing the previous profiles: {e:#}"
+            ),
         }
-        if last_flush.elapsed() >= Duration::from_secs(1) {
-            sink.borrow_mut().flush()?;
-            last_flush = Instant::now();
-        }
+        Ok(())
     }
-    ring.consume().context("draining violation events")?;
-    // No task may stay stopped because we stopped: decide on every held exec (a
-    // round leaves tasks first held during it to the next).
-    for _ in 0..10 {
-        if held.borrow().is_empty() {
-            break;
+
+    /// Read what is left, decide on every held exec, and write everything out.
+    fn drain(mut self) -> Result<EnforceSummary> {
+        self.ring.consume().context("draining violation events")?;
+        self.handle_records()?;
+        // No task may stay stopped because we stopped: decide on every held exec (a
+        // round leaves tasks first held during it to the next).
+        for _ in 0..10 {
+            if self.held.is_empty() {
+                break;
+            }
+            self.resolve_held()?;
         }
-        resolve_held(&enforcer, &mut held_stats)?;
+        self.sink.flush()?;
+        Ok(EnforceSummary {
+            mechanism: self.probe.mechanism(),
+            profiles: self.enforcer.state.profiles(),
+            counters: self.probe.counters()?,
+            reported: self.sink.reported,
+            reloads: self.reloads,
+            held: self.held_decided,
+            held_killed: self.held_killed,
+            elapsed: self.started.elapsed(),
+        })
     }
-    sink.borrow_mut().flush()?;
-    let counters = probe.counters()?;
-    let reported = sink.borrow().reported;
-    Ok(EnforceSummary {
-        mechanism,
-        profiles: enforcer.state.profiles(),
-        counters,
-        reported,
-        reloads,
-        held: held_stats.0,
-        held_killed: held_stats.1,
-        elapsed: started.elapsed(),
-    })
 }
 
 fn reload(
@@ -410,10 +493,10 @@ fn reload(
     Ok(inputs)
 }
 
-/// Name profiles by every id ever assigned: an event read late (after a reload,
-/// or carried over by a takeover) may name a profile no longer loaded.
-fn refresh_names(names: &RefCell<HashMap<u32, String>>, ids: &ProfileIds) {
-    *names.borrow_mut() = ids.assigned().into_iter().map(|(n, id)| (id, n)).collect();
+/// Profile names by every id ever assigned: an event read late (after a reload, or
+/// carried over by a takeover) may name a profile no longer loaded.
+fn profile_names(ids: &ProfileIds) -> HashMap<u32, String> {
+    ids.assigned().into_iter().map(|(n, id)| (id, n)).collect()
 }
 
 fn announce_takeover(dir: &Path, previous: Option<&pinned::PinnedState>) {
