@@ -1,28 +1,27 @@
 //! The enforcement process: load, bind, attach, then report violations until stopped.
 
-use std::collections::{BTreeSet, HashMap};
-use std::io::Write;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
-use libbpf_rs::RingBuffer;
 
 use super::binding::{bind_existing, BindingPolicy};
-use super::hold::{self, Holds};
+use super::event_log::EventLog;
+use super::hold::Holds;
+use super::lock;
 use super::maps::{ApplyReport, MapState};
 use super::plan::{plan, MapSizes, Mode, PlanError, PlannedProfile, PolicyInput, ProfileIds};
-use super::report::ViolationSink;
+use super::report::{Unwritten, ViolationSink};
+use super::session::Session;
 use super::source::load_inputs;
 use crate::bpf::enforce::{
     EnforceCounters, EnforceProbe, Mechanism, MechanismChoice, PENDING_PROFILE,
 };
-use crate::bpf::pinned;
+use crate::bpf::pinned::{self, PinnedState};
 use crate::digest::DigestKey;
-use crate::event::{Action, ExecEvent};
 use crate::storage::Database;
 use crate::workload::cgroup::CgroupV2;
 use crate::workload::kubeapi::ApiSettings;
@@ -38,11 +37,15 @@ pub struct EnforceOptions {
     pub default_deny_scope: Option<String>,
     pub events: Option<PathBuf>,
     pub db: Option<PathBuf>,
+    /// Without `pin_dir`: the lock that keeps a second enforcer from running beside
+    /// this one (with `pin_dir`, the pin directory is the lock).
+    pub lock_file: PathBuf,
     pub max_cgroups: u32,
     pub allow_capacity: Option<u32>,
     /// Pin programs and maps here, so enforcement outlives this process.
     pub pin_dir: Option<PathBuf>,
-    /// With `pin_dir`: return once enforcement is pinned, instead of reporting.
+    /// With `pin_dir`: return once enforcement is pinned (and the events an enforcement
+    /// taken over left unread are reported), instead of reporting.
     pub detach: bool,
     /// containerd state directories to name containers from; empty: the default.
     pub containerd_state: Vec<PathBuf>,
@@ -65,6 +68,9 @@ pub struct EnforceSummary {
     pub profiles: usize,
     pub counters: EnforceCounters,
     pub reported: u64,
+    /// Violations that could not be written (a full disk), and why, if it still fails.
+    pub unwritten: Unwritten,
+    pub write_error: Option<String>,
     pub reloads: usize,
     /// Execs held in new container cgroups, and how many of those were killed.
     pub held: u64,
@@ -73,9 +79,9 @@ pub struct EnforceSummary {
 }
 
 /// Everything enforcement keeps besides the loaded program itself.
-struct Enforcer {
-    state: MapState,
-    ids: ProfileIds,
+pub(super) struct Enforcer {
+    pub(super) state: MapState,
+    pub(super) ids: ProfileIds,
     key: DigestKey,
     mount: PathBuf,
     default_deny_scope: Option<String>,
@@ -88,7 +94,7 @@ struct Enforcer {
 
 impl Enforcer {
     /// Make the maps hold these profiles and rebind existing cgroups to them.
-    fn apply(
+    pub(super) fn apply(
         &mut self,
         probe: &EnforceProbe,
         inputs: &[PolicyInput],
@@ -130,7 +136,11 @@ impl Enforcer {
         }
     }
 
-    fn holds<'a>(&'a self, probe: &'a EnforceProbe, mode_override: Option<Mode>) -> Holds<'a> {
+    pub(super) fn holds<'a>(
+        &'a self,
+        probe: &'a EnforceProbe,
+        mode_override: Option<Mode>,
+    ) -> Holds<'a> {
         Holds {
             probe,
             mount: &self.mount,
@@ -143,26 +153,20 @@ impl Enforcer {
 }
 
 pub fn run(opts: &EnforceOptions, signals: &Signals) -> Result<EnforceSummary> {
+    crate::bpf::preflight("fingerprint enforce")?;
+    // Before anything is loaded: never two enforcers at once (see `lock`).
+    let _lock = match &opts.pin_dir {
+        Some(dir) => lock::lock_pin_dir(dir, &signals.stop)?,
+        None => lock::lock_file(&opts.lock_file)?,
+    };
     let Started {
         probe,
         enforcer,
         db,
-        out,
+        log,
         cgroups,
-        started_at,
+        state,
     } = start(opts)?;
-    if opts.detach {
-        return Ok(EnforceSummary {
-            mechanism: probe.mechanism(),
-            profiles: enforcer.state.profiles(),
-            counters: probe.counters()?,
-            reported: 0,
-            reloads: 0,
-            held: 0,
-            held_killed: 0,
-            elapsed: Duration::ZERO,
-        });
-    }
     if !enforcer.container_scopes.is_empty() {
         eprintln!(
             "fingerprint: new containers below {} are held at their first exec until named \
@@ -178,12 +182,14 @@ pub fn run(opts: &EnforceOptions, signals: &Signals) -> Result<EnforceSummary> {
         );
     }
     let names = CgroupNames::with_metadata(cgroups, enforcer.metadata.clone());
-    let sink = ViolationSink::new(out, db, names, probe.mechanism());
-    let mut session = Session::new(opts, &probe, enforcer, sink, started_at)?;
-    while !signals.stop.load(Ordering::SeqCst) {
+    let sink = ViolationSink::new(log, db, names, probe.mechanism());
+    let mut session = Session::new(opts, &probe, enforcer, sink, state)?;
+    // Detached, nothing is reported while the program runs on; the events left
+    // unread by an enforcement taken over are read (in `drain`) before this exits.
+    while !opts.detach && !signals.stop.load(Ordering::SeqCst) {
         session.poll()?;
         if signals.reload.swap(false, Ordering::SeqCst) {
-            session.reload()?;
+            session.reload();
         }
     }
     session.drain()
@@ -195,14 +201,14 @@ struct Started {
     probe: EnforceProbe,
     enforcer: Enforcer,
     db: Option<Database>,
-    out: Box<dyn Write>,
+    log: EventLog,
     cgroups: CgroupV2,
-    started_at: String,
+    /// What is recorded for `status`, when pinned.
+    state: Option<PinnedState>,
 }
 
 /// Load, bind, attach (and pin): from its return on, every exec is enforced.
 fn start(opts: &EnforceOptions) -> Result<Started> {
-    crate::bpf::preflight("fingerprint enforce")?;
     // A pinned enforcement is taken over, with no gap (see `pinned`).
     let takeover = opts.pin_dir.as_deref().filter(|d| pinned::is_pinned(d));
     let previous = takeover.and_then(pinned::read_state);
@@ -230,7 +236,7 @@ fn start(opts: &EnforceOptions) -> Result<Started> {
         .as_deref()
         .map(|p| Database::open(p).with_context(|| format!("opening {}", p.display())))
         .transpose()?;
-    let out = event_output(opts.events.as_deref())?;
+    let log = EventLog::open(opts.events.as_deref())?;
     let metadata = ContainerMetadata::from_flags(&opts.containerd_state, &opts.kube_api)?;
 
     let mut probe = EnforceProbe::load(opts.mechanism, sizes, takeover)?;
@@ -263,9 +269,22 @@ fn start(opts: &EnforceOptions) -> Result<Started> {
     let (_, bound) = enforcer.apply_planned(&probe, &inputs, planned)?;
     probe.attach_exec_hook()?;
     let mechanism = probe.mechanism();
+    let mut state = None;
     if let Some(dir) = &opts.pin_dir {
         probe.pin(dir)?;
-        write_pinned_state(opts, dir, mechanism, &inputs, &enforcer.ids, &started_at)?;
+        let pinned = PinnedState {
+            pin_dir: dir.to_path_buf(),
+            profiles: opts.profiles.clone(),
+            mechanism: mechanism.name().into(),
+            hook: mechanism.hook().into(),
+            started_at,
+            pid: std::process::id(),
+            profile_names: inputs.iter().map(|i| i.name.clone()).collect(),
+            profile_ids: enforcer.ids.assigned(),
+            reporting: Default::default(),
+        };
+        pinned::write_state(&pinned)?;
+        state = Some(pinned);
         if takeover.is_some() {
             announce_takeover(dir, previous.as_ref());
         }
@@ -291,212 +310,10 @@ fn start(opts: &EnforceOptions) -> Result<Started> {
         probe,
         enforcer,
         db,
-        out,
+        log,
         cgroups,
-        started_at,
+        state,
     })
-}
-
-/// An enforcement session: reads the violations of a started enforcement, reports
-/// them, decides on held execs, and reloads profiles, until drained.
-struct Session<'p> {
-    opts: &'p EnforceOptions,
-    probe: &'p EnforceProbe,
-    ring: RingBuffer<'p>,
-    /// Ring buffer records, handed over by the ring's callback (which cannot borrow
-    /// the session) and handled after each read.
-    records: Receiver<Vec<u8>>,
-    enforcer: Enforcer,
-    sink: ViolationSink,
-    /// Profile names by id (see `profile_names`).
-    profile_names: HashMap<u32, String>,
-    /// Held execs read, not decided yet.
-    held: Vec<ExecEvent>,
-    held_decided: u64,
-    held_killed: u64,
-    reloads: usize,
-    started: Instant,
-    started_at: String,
-    last_flush: Instant,
-}
-
-impl<'p> Session<'p> {
-    fn new(
-        opts: &'p EnforceOptions,
-        probe: &'p EnforceProbe,
-        enforcer: Enforcer,
-        sink: ViolationSink,
-        started_at: String,
-    ) -> Result<Session<'p>> {
-        let (sender, records) = mpsc::channel();
-        let ring = probe.violations(move |data| match sender.send(data.to_vec()) {
-            Ok(()) => 0,
-            Err(_) => -1,
-        })?;
-        let profile_names = profile_names(&enforcer.ids);
-        Ok(Session {
-            opts,
-            probe,
-            ring,
-            records,
-            enforcer,
-            sink,
-            profile_names,
-            held: Vec::new(),
-            held_decided: 0,
-            held_killed: 0,
-            reloads: 0,
-            started: Instant::now(),
-            started_at,
-            last_flush: Instant::now(),
-        })
-    }
-
-    /// Wait a moment for violations, report them, decide on held execs.
-    fn poll(&mut self) -> Result<()> {
-        // EINTR from a signal is expected here; the caller re-checks the flags.
-        let _ = self.ring.poll(Duration::from_millis(100));
-        self.handle_records()?;
-        self.resolve_held()?;
-        if self.last_flush.elapsed() >= Duration::from_secs(1) {
-            self.sink.flush()?;
-            self.last_flush = Instant::now();
-        }
-        Ok(())
-    }
-
-    /// Report each record read; keep held execs for `resolve_held`.
-    fn handle_records(&mut self) -> Result<()> {
-        let names = &self.profile_names;
-        for data in self.records.try_iter() {
-            let event = self
-                .sink
-                .on_event(&data, |id| names.get(&id).cloned())
-                // A violation that cannot be written stops enforcement loudly.
-                .context("reporting a violation")?;
-            self.held.extend(event);
-        }
-        Ok(())
-    }
-
-    /// Decide on every held exec whose task has stopped.
-    fn resolve_held(&mut self) -> Result<()> {
-        let pids: BTreeSet<u32> = self.held.iter().map(|e| e.pid).collect();
-        if pids.is_empty() {
-            return Ok(());
-        }
-        // An exec may be held at several levels (with the LSM: a script, then its
-        // interpreter). Once each task has stopped, its exec has written all its
-        // events: read them, and decide on a task only with all of them, so that
-        // no level runs before every level is decided.
-        for pid in &pids {
-            hold::wait_until_stopped(*pid, Duration::from_secs(1));
-        }
-        self.ring.consume().context("reading held execs")?;
-        self.handle_records()?;
-        let (ready, later): (Vec<ExecEvent>, Vec<ExecEvent>) = std::mem::take(&mut self.held)
-            .into_iter()
-            .partition(|e| pids.contains(&e.pid));
-        // Tasks first held during that read: next round, once they have stopped.
-        self.held = later;
-        let holds = self.enforcer.holds(self.probe, self.opts.mode);
-        let names = &self.profile_names;
-        for (pid, task) in hold::by_task(ready) {
-            let mut outcomes = Vec::new();
-            for event in &task {
-                let path = self.sink.cgroup_path(event.cgroup_id);
-                let outcome = holds
-                    .decide(event, path.as_deref())
-                    .context("deciding on a held exec")?;
-                self.held_decided += 1;
-                if let Some(verdict) = outcome.verdict() {
-                    if verdict.action == Action::Killed {
-                        self.held_killed += 1;
-                    }
-                    self.sink
-                        .report(event, verdict, |id| names.get(&id).cloned())?;
-                }
-                outcomes.push(outcome);
-            }
-            hold::release(pid, &outcomes);
-        }
-        Ok(())
-    }
-
-    /// Load the profiles again (SIGHUP). A bad profile must not stop enforcement:
-    /// the loaded set stays.
-    fn reload(&mut self) -> Result<()> {
-        match reload(&mut self.enforcer, self.probe, &self.opts.profiles) {
-            Ok(inputs) => {
-                self.profile_names = profile_names(&self.enforcer.ids);
-                if let Some(dir) = &self.opts.pin_dir {
-                    write_pinned_state(
-                        self.opts,
-                        dir,
-                        self.probe.mechanism(),
-                        &inputs,
-                        &self.enforcer.ids,
-                        &self.started_at,
-                    )?;
-                }
-                self.reloads += 1;
-            }
-            Err(e) => eprintln!(
-                "fingerprint: reload failed, still enforcing the previous profiles: {e:#}"
-            ),
-        }
-        Ok(())
-    }
-
-    /// Read what is left, decide on every held exec, and write everything out.
-    fn drain(mut self) -> Result<EnforceSummary> {
-        self.ring.consume().context("draining violation events")?;
-        self.handle_records()?;
-        // No task may stay stopped because we stopped: decide on every held exec (a
-        // round leaves tasks first held during it to the next).
-        for _ in 0..10 {
-            if self.held.is_empty() {
-                break;
-            }
-            self.resolve_held()?;
-        }
-        self.sink.flush()?;
-        Ok(EnforceSummary {
-            mechanism: self.probe.mechanism(),
-            profiles: self.enforcer.state.profiles(),
-            counters: self.probe.counters()?,
-            reported: self.sink.reported,
-            reloads: self.reloads,
-            held: self.held_decided,
-            held_killed: self.held_killed,
-            elapsed: self.started.elapsed(),
-        })
-    }
-}
-
-fn reload(
-    enforcer: &mut Enforcer,
-    probe: &EnforceProbe,
-    profiles: &Path,
-) -> Result<Vec<PolicyInput>> {
-    let inputs = load_inputs(profiles)?;
-    let (report, bound) = enforcer.apply(probe, &inputs)?;
-    eprintln!(
-        "fingerprint: reloaded {}: {} added, {} changed, {} removed, {} unchanged; {} cgroups bound",
-        profiles.display(),
-        report.added.len(),
-        report.changed.len(),
-        report.removed.len(),
-        report.unchanged,
-        bound
-    );
-    Ok(inputs)
-}
-
-/// Profile names by every id ever assigned: an event read late (after a reload, or
-/// carried over by a takeover) may name a profile no longer loaded.
-fn profile_names(ids: &ProfileIds) -> HashMap<u32, String> {
-    ids.assigned().into_iter().map(|(n, id)| (id, n)).collect()
 }
 
 fn announce_takeover(dir: &Path, previous: Option<&pinned::PinnedState>) {
@@ -517,27 +334,6 @@ fn announce_takeover(dir: &Path, previous: Option<&pinned::PinnedState>) {
     }
 }
 
-/// Record what is pinned, for `status` and for the next takeover.
-fn write_pinned_state(
-    opts: &EnforceOptions,
-    dir: &Path,
-    mechanism: Mechanism,
-    inputs: &[PolicyInput],
-    ids: &ProfileIds,
-    started_at: &str,
-) -> Result<()> {
-    Ok(pinned::write_state(&pinned::PinnedState {
-        pin_dir: dir.to_path_buf(),
-        profiles: opts.profiles.clone(),
-        mechanism: mechanism.name().into(),
-        hook: mechanism.hook().into(),
-        started_at: started_at.to_string(),
-        pid: std::process::id(),
-        profile_names: inputs.iter().map(|i| i.name.clone()).collect(),
-        profile_ids: ids.assigned(),
-    })?)
-}
-
 /// The container scopes: as given, else kubelet's roots that exist on this node.
 fn container_scopes(given: &[String], mount: &Path) -> Vec<String> {
     if !given.is_empty() {
@@ -551,19 +347,6 @@ fn container_scopes(given: &[String], mount: &Path) -> Vec<String> {
         .filter(|scope| mount.join(&scope[1..]).is_dir())
         .map(str::to_string)
         .collect()
-}
-
-fn event_output(path: Option<&Path>) -> Result<Box<dyn Write>> {
-    Ok(match path {
-        None => Box::new(std::io::stdout()),
-        Some(path) => Box::new(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .with_context(|| format!("opening --events {}", path.display()))?,
-        ),
-    })
 }
 
 /// Kill mode is not an LSM denial; nobody should learn that from a footnote.
