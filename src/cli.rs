@@ -149,10 +149,13 @@ pub struct EnforceArgs {
     /// process exiting or crashing, until `fingerprint stop`. If an enforcement is
     /// pinned there already, take it over with no gap: attach first, then replace
     /// its pins, and report the events it left unread (how a restarted pod resumes).
+    /// An enforcer still running there is asked to hand over (SIGTERM) first; its
+    /// pinned programs enforce until this one takes over.
     #[arg(long)]
     pub pin: bool,
     /// Pin (as --pin), then exit: enforcement runs on in the kernel. Violations are
-    /// counted (see `fingerprint status`) but not reported while nobody runs.
+    /// counted (see `fingerprint status`) but not reported while nobody runs; those
+    /// an enforcement taken over left unread are reported before this exits.
     #[arg(long)]
     pub detach: bool,
     /// Where --pin and --detach pin.

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use nix::sys::signal::{signal, SigHandler, Signal};
 
 use super::binding::{bind_existing, BindingPolicy};
 use super::event_log::EventLog;
@@ -154,19 +155,17 @@ impl Enforcer {
 
 pub fn run(opts: &EnforceOptions, signals: &Signals) -> Result<EnforceSummary> {
     crate::bpf::preflight("fingerprint enforce")?;
+    // A closed stdout must not end enforcement: its writes fail, and are counted.
+    // SAFETY: SIG_IGN is what the Rust runtime sets for SIGPIPE at start; no handler
+    // that any code here relies on is replaced.
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigIgn) }.context("ignoring SIGPIPE")?;
     // Before anything is loaded: never two enforcers at once (see `lock`).
     let _lock = match &opts.pin_dir {
         Some(dir) => lock::lock_pin_dir(dir, &signals.stop)?,
         None => lock::lock_file(&opts.lock_file)?,
     };
-    let Started {
-        probe,
-        enforcer,
-        db,
-        log,
-        cgroups,
-        state,
-    } = start(opts)?;
+    let started = start(opts)?;
+    let enforcer = started.enforcer;
     if !enforcer.container_scopes.is_empty() {
         eprintln!(
             "fingerprint: new containers below {} are held at their first exec until named \
@@ -181,9 +180,10 @@ pub fn run(opts: &EnforceOptions, signals: &Signals) -> Result<EnforceSummary> {
                 .join(", ")
         );
     }
-    let names = CgroupNames::with_metadata(cgroups, enforcer.metadata.clone());
-    let sink = ViolationSink::new(log, db, names, probe.mechanism());
-    let mut session = Session::new(opts, &probe, enforcer, sink, state)?;
+    let probe = &started.probe;
+    let names = CgroupNames::with_metadata(started.cgroups, enforcer.metadata.clone());
+    let sink = ViolationSink::new(started.log, started.db, names, probe.mechanism());
+    let mut session = Session::new(opts, probe, enforcer, sink, started.state)?;
     // Detached, nothing is reported while the program runs on; the events left
     // unread by an enforcement taken over are read (in `drain`) before this exits.
     while !opts.detach && !signals.stop.load(Ordering::SeqCst) {

@@ -167,7 +167,7 @@ impl<'p> Session<'p> {
         if let Err(e) = self.sink.reopen_events() {
             eprintln!("fingerprint: {e:#}; events still go to the file opened before");
         }
-        match reload(&mut self.enforcer, self.probe, &self.opts.profiles) {
+        match reload_profiles(&mut self.enforcer, self.probe, &self.opts.profiles) {
             Ok(inputs) => {
                 self.profile_names = profile_names(&self.enforcer.ids);
                 if let Some(state) = &mut self.state {
@@ -275,7 +275,7 @@ fn write_state(state: &PinnedState) {
     }
 }
 
-fn reload(
+fn reload_profiles(
     enforcer: &mut Enforcer,
     probe: &EnforceProbe,
     profiles: &std::path::Path,

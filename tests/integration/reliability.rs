@@ -68,6 +68,13 @@ fn violation_rows(db: &Path) -> i64 {
         .unwrap()
 }
 
+/// A workload, and a small file system for an enforcer's events and database.
+fn with_small_fs() -> (Fixture, SmallFs) {
+    let f = Fixture::new("enforce");
+    let fs = SmallFs::mount(&f.tmp.join("small"));
+    (f, fs)
+}
+
 /// A full file system under --events and --db must not end enforcement (it used to
 /// exit 2, detaching its programs, and later forbidden execs ran): every forbidden
 /// exec is still killed, and what could not be written is counted and said.
@@ -76,8 +83,7 @@ fn a_full_disk_does_not_end_enforcement() {
     if !privileged("a_full_disk_does_not_end_enforcement") {
         return;
     }
-    let f = Fixture::new("enforce");
-    let fs = SmallFs::mount(&f.tmp.join("small"));
+    let (f, fs) = with_small_fs();
     let mut enforcer = Enforcer::start(&fs.dir, &f.profiles, Mech::Kill, &[]);
     fs.fill();
     for i in 0..20 {
@@ -102,8 +108,7 @@ fn unwritten_violations_are_counted_in_status_and_retried() {
     if !privileged("unwritten_violations_are_counted_in_status_and_retried") {
         return;
     }
-    let f = Fixture::new("enforce");
-    let fs = SmallFs::mount(&f.tmp.join("small"));
+    let (f, fs) = with_small_fs();
     let pin_dir = format!("/sys/fs/bpf/{}", unique("fp-test-full"));
     let enforcer = Enforcer::start(
         &fs.dir,
@@ -174,6 +179,24 @@ fn events_file_is_reopened_on_sighup() {
     );
 }
 
+/// Two enforcers started together with `args`: (the first to exit, the other).
+fn started_together(f: &Fixture, args: &[&str]) -> (Enforcer, Enforcer) {
+    let mut both = [
+        Enforcer::spawn(&f.tmp, &f.profiles, Mech::Kill, args),
+        Enforcer::spawn(&f.tmp, &f.profiles, Mech::Kill, args),
+    ];
+    let mut exited = None;
+    wait_until("one of the two exits", || {
+        exited = both.iter_mut().position(|e| e.exited().is_some());
+        exited.is_some()
+    });
+    let [first, second] = both;
+    match exited {
+        Some(0) => (first, second),
+        _ => (second, first),
+    }
+}
+
 /// Two unpinned enforcers started together on one lock: exactly one runs, the other
 /// refuses and names the one that runs.
 #[test]
@@ -184,20 +207,7 @@ fn a_second_enforcer_refuses_to_run_beside_the_first() {
     let f = Fixture::new("enforce");
     let lock = f.tmp.join("enforce.lock");
     let args = ["--lock-file", lock.to_str().unwrap()];
-    let mut both = [
-        Enforcer::spawn(&f.tmp, &f.profiles, Mech::Kill, &args),
-        Enforcer::spawn(&f.tmp, &f.profiles, Mech::Kill, &args),
-    ];
-    let mut refused = None;
-    wait_until("one of the two exits", || {
-        refused = both.iter_mut().position(|e| e.exited().is_some());
-        refused.is_some()
-    });
-    let [first, second] = both;
-    let (mut loser, winner) = match refused {
-        Some(0) => (first, second),
-        _ => (second, first),
-    };
+    let (mut loser, winner) = started_together(&f, &args);
     let (code, stderr) = loser.wait();
     assert_eq!(code.code(), Some(2), "{stderr}");
     let expected = format!("pid {}", winner.pid());
@@ -220,20 +230,7 @@ fn two_pinned_enforcers_started_together_end_with_one() {
     let f = Fixture::new("enforce");
     let pin_dir = format!("/sys/fs/bpf/{}", unique("fp-test-two"));
     let pin = ["--pin", "--pin-dir", pin_dir.as_str()];
-    let mut both = [
-        Enforcer::spawn(&f.tmp, &f.profiles, Mech::Kill, &pin),
-        Enforcer::spawn(&f.tmp, &f.profiles, Mech::Kill, &pin),
-    ];
-    let mut gone = None;
-    wait_until("one of the two hands over and exits", || {
-        gone = both.iter_mut().position(|e| e.exited().is_some());
-        gone.is_some()
-    });
-    let [first, second] = both;
-    let (mut old, new) = match gone {
-        Some(0) => (first, second),
-        _ => (second, first),
-    };
+    let (mut old, new) = started_together(&f, &pin);
     let (code, stderr) = old.wait();
     assert!(
         code.success(),
@@ -282,14 +279,25 @@ fn dropped_violations_are_reported_while_running() {
     // Distinct executables, so that no two violations are the same one repeated.
     let mut execs = 0;
     while dropped() == 0 {
-        for _ in 0..100 {
-            let exe = install_binary(
-                f.forbidden.to_str().unwrap(),
-                &dir.join(format!("x{execs}")),
-            );
-            assert_eq!(outcome(&mut f.cg.command(&exe)), Outcome::Killed);
-            execs += 1;
+        // Copied before any is run: a file still open for writing in a child another
+        // test thread forked meanwhile cannot be exec'd (ETXTBSY); retried if so.
+        let batch: Vec<PathBuf> = (execs..execs + 100)
+            .map(|i| install_binary(f.forbidden.to_str().unwrap(), &dir.join(format!("x{i}"))))
+            .collect();
+        for exe in &batch {
+            let mut ran = outcome(&mut f.cg.command(exe));
+            for _ in 0..100 {
+                match &ran {
+                    Outcome::Other(e) if e.contains("Text file busy") => {
+                        std::thread::sleep(Duration::from_millis(10));
+                        ran = outcome(&mut f.cg.command(exe));
+                    }
+                    _ => break,
+                }
+            }
+            assert_eq!(ran, Outcome::Killed, "{}", exe.display());
         }
+        execs += batch.len();
         assert!(execs < 20_000, "no event dropped after {execs} execs");
     }
     enforcer.signal(Signal::SIGCONT);
