@@ -109,18 +109,19 @@ fn unwritten_violations_are_counted_in_status_and_retried() {
         return;
     }
     let (f, fs) = with_small_fs();
-    let pin_dir = format!("/sys/fs/bpf/{}", unique("fp-test-full"));
+    let pin = PinDir::new("fp-test-full");
+    let pin_dir = pin.0.as_str();
     let enforcer = Enforcer::start(
         &fs.dir,
         &f.profiles,
         Mech::Kill,
-        &["--pin", "--pin-dir", &pin_dir],
+        &["--pin", "--pin-dir", pin_dir],
     );
     let filler = fs.fill();
     for _ in 0..5 {
         assert_eq!(outcome(&mut f.cg.command(&f.forbidden)), Outcome::Killed);
     }
-    let reporting = || status(&pin_dir).1["status"]["state"]["reporting"].clone();
+    let reporting = || status(pin_dir).1["status"]["state"]["reporting"].clone();
     wait_until("status counts 5 unwritten events", || {
         reporting()["events_unwritten"] == json!(5)
     });
@@ -135,12 +136,25 @@ fn unwritten_violations_are_counted_in_status_and_retried() {
     let db = enforcer.db.clone();
     assert_eq!(enforcer.stop().len(), 5);
     assert_eq!(violation_rows(&db), 5);
-    stop_pinned(&pin_dir);
 }
 
-fn stop_pinned(pin_dir: &str) {
-    let out = fingerprint(&["stop".as_ref(), "--pin-dir".as_ref(), pin_dir.as_ref()]);
-    assert!(out.status.success());
+/// A unique pin directory; what is pinned there is stopped when the test ends,
+/// passed or failed.
+struct PinDir(String);
+
+impl PinDir {
+    fn new(prefix: &str) -> PinDir {
+        PinDir(format!("/sys/fs/bpf/{}", unique(prefix)))
+    }
+}
+
+impl Drop for PinDir {
+    fn drop(&mut self) {
+        let out = fingerprint(&["stop".as_ref(), "--pin-dir".as_ref(), self.0.as_ref()]);
+        if !out.status.success() {
+            eprintln!("fingerprint stop --pin-dir {} failed", self.0);
+        }
+    }
 }
 
 /// logrotate's way: `mv` (or `rm`) the events file, then SIGHUP; new events go to a
@@ -228,9 +242,10 @@ fn two_pinned_enforcers_started_together_end_with_one() {
         return;
     }
     let f = Fixture::new("enforce");
-    let pin_dir = format!("/sys/fs/bpf/{}", unique("fp-test-two"));
-    let pin = ["--pin", "--pin-dir", pin_dir.as_str()];
-    let (mut old, new) = started_together(&f, &pin);
+    let pin = PinDir::new("fp-test-two");
+    let pin_dir = pin.0.as_str();
+    let args = ["--pin", "--pin-dir", pin_dir];
+    let (mut old, new) = started_together(&f, &args);
     let (code, stderr) = old.wait();
     assert!(
         code.success(),
@@ -238,7 +253,7 @@ fn two_pinned_enforcers_started_together_end_with_one() {
     );
     new.wait_for_line("fingerprint: enforcing");
     assert_eq!(
-        status(&pin_dir).1["status"]["state"]["pid"],
+        status(pin_dir).1["status"]["state"]["pid"],
         json!(new.pid()),
         "the one running owns the pins"
     );
@@ -246,7 +261,6 @@ fn two_pinned_enforcers_started_together_end_with_one() {
     let old_events = read_events(&old.events);
     let new_events = new.stop();
     assert_eq!((old_events.len(), new_events.len()), (0, 1));
-    stop_pinned(&pin_dir);
 }
 
 /// Execs whose events are large (long paths): a few hundred fill the ring buffer.
@@ -267,14 +281,11 @@ fn dropped_violations_are_reported_while_running() {
         return;
     }
     let f = Fixture::new("enforce");
-    let pin_dir = format!("/sys/fs/bpf/{}", unique("fp-test-drops"));
-    let enforcer = f.start(Mech::Kill, &["--pin", "--pin-dir", &pin_dir]);
+    let pin = PinDir::new("fp-test-drops");
+    let pin_dir = pin.0.as_str();
+    let enforcer = f.start(Mech::Kill, &["--pin", "--pin-dir", pin_dir]);
     let dir = long_path_dir(&f.tmp);
-    let dropped = || {
-        status(&pin_dir).1["status"]["dropped"]
-            .as_u64()
-            .unwrap_or(0)
-    };
+    let dropped = || status(pin_dir).1["status"]["dropped"].as_u64().unwrap_or(0);
     enforcer.signal(Signal::SIGSTOP);
     // Distinct executables, so that no two violations are the same one repeated.
     let mut execs = 0;
@@ -305,7 +316,6 @@ fn dropped_violations_are_reported_while_running() {
     assert!(line.contains("ring buffer full"), "{line}");
     let (code, stderr) = enforcer.stop_with_status();
     assert_eq!(code.code(), Some(1), "{stderr}");
-    stop_pinned(&pin_dir);
 }
 
 /// `enforce --detach` over a pinned enforcement whose enforcer died: the events it
@@ -316,8 +326,9 @@ fn a_detaching_takeover_reads_the_unread_events() {
         return;
     }
     let f = Fixture::new("enforce");
-    let pin_dir = format!("/sys/fs/bpf/{}", unique("fp-test-detach"));
-    f.start(Mech::Kill, &["--pin", "--pin-dir", &pin_dir])
+    let pin = PinDir::new("fp-test-detach");
+    let pin_dir = pin.0.as_str();
+    f.start(Mech::Kill, &["--pin", "--pin-dir", pin_dir])
         .kill9();
     assert_eq!(outcome(&mut f.cg.command(&f.forbidden)), Outcome::Killed);
     let events = f.tmp.join("detached.jsonl");
@@ -326,7 +337,7 @@ fn a_detaching_takeover_reads_the_unread_events() {
         arg("enforce"),
         arg("--detach"),
         arg("--pin-dir"),
-        arg(pin_dir.as_str()),
+        arg(pin_dir),
         arg("--mechanism"),
         arg("kill"),
         arg("--profile"),
@@ -345,5 +356,4 @@ fn a_detaching_takeover_reads_the_unread_events() {
     assert_eq!(read.len(), 1, "{stderr}");
     assert_eq!(read[0]["executable"], json!(f.forbidden.to_str().unwrap()));
     assert_eq!(read[0]["profile"], json!(f.cg.path));
-    stop_pinned(&pin_dir);
 }
