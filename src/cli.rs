@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use fingerprint::bpf::enforce::MechanismChoice;
 use fingerprint::bpf::learn::HookChoice;
 use fingerprint::bpf::pinned::DEFAULT_PIN_DIR;
+use fingerprint::enforce::lock::DEFAULT_LOCK_FILE;
 use fingerprint::profile::Mode;
 use fingerprint::workload::kubeapi::{ApiChoice, ApiSettings, DEFAULT_CA_FILE, DEFAULT_TOKEN_FILE};
 
@@ -125,7 +126,10 @@ pub struct EnforceArgs {
     /// With --default deny: only cgroups at or below this cgroup path fail closed.
     #[arg(long, default_value = "/", value_name = "CGROUP")]
     pub default_scope: String,
-    /// Append violation events (JSON lines) to this file instead of stdout.
+    /// Append violation events (JSON lines) to this file instead of stdout. SIGHUP
+    /// reopens it (logrotate: move or remove it, then send SIGHUP; events then go to
+    /// a new file at FILE). If it cannot be written (a full disk), events are kept,
+    /// retried every second and counted; enforcement goes on.
     #[arg(long, value_name = "FILE")]
     pub events: Option<PathBuf>,
     /// Database to record violations in.
@@ -145,15 +149,24 @@ pub struct EnforceArgs {
     /// process exiting or crashing, until `fingerprint stop`. If an enforcement is
     /// pinned there already, take it over with no gap: attach first, then replace
     /// its pins, and report the events it left unread (how a restarted pod resumes).
+    /// An enforcer still running there is asked to hand over (SIGTERM) first; its
+    /// pinned programs enforce until this one takes over.
     #[arg(long)]
     pub pin: bool,
     /// Pin (as --pin), then exit: enforcement runs on in the kernel. Violations are
-    /// counted (see `fingerprint status`) but not reported while nobody runs.
+    /// counted (see `fingerprint status`) but not reported while nobody runs; those
+    /// an enforcement taken over left unread are reported before this exits.
     #[arg(long)]
     pub detach: bool,
     /// Where --pin and --detach pin.
     #[arg(long, default_value = DEFAULT_PIN_DIR, value_name = "DIR")]
     pub pin_dir: PathBuf,
+    /// Without --pin: the file locked while this enforcer runs. A second enforcer on
+    /// the same lock refuses to start (two would both act on every exec). With --pin
+    /// the pin directory is the lock, and a new enforcer takes over from the one there.
+    #[arg(long, default_value = DEFAULT_LOCK_FILE, value_name = "FILE",
+          conflicts_with_all = ["pin", "detach"])]
+    pub lock_file: PathBuf,
     /// containerd state directory to name containers from (their OCI bundles'
     /// labels); repeatable. Default: $FINGERPRINT_CONTAINERD_STATE, else /run/containerd.
     /// Read-only; when nothing is found there, containers are named from their cgroup path.

@@ -273,6 +273,7 @@ fn enforce_command(args: EnforceArgs) -> Result<ExitCode> {
         },
         events: args.events,
         db: (!args.no_db).then_some(args.db),
+        lock_file: args.lock_file,
         max_cgroups: args.max_cgroups,
         allow_capacity: args.allow_capacity,
         pin_dir: (args.pin || args.detach).then_some(args.pin_dir),
@@ -295,6 +296,17 @@ fn enforce_command(args: EnforceArgs) -> Result<ExitCode> {
              were still enforced, but not all were reported",
             summary.counters.dropped
         );
+    }
+    if summary.unwritten.any() {
+        eprintln!(
+            "fingerprint: {} violation events and {} database rows could not be written ({}): \
+             the decisions were still enforced, but not all were reported",
+            summary.unwritten.events,
+            summary.unwritten.rows,
+            summary.write_error.as_deref().unwrap_or("given up earlier")
+        );
+    }
+    if summary.counters.dropped > 0 || summary.unwritten.any() {
         return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)
@@ -362,6 +374,18 @@ fn status_command(args: StatusArgs) -> Result<ExitCode> {
                 status.violations,
                 status.dropped
             );
+            let reporting = status.state.as_ref().map(|s| &s.reporting);
+            if let Some(r) = reporting.filter(|r| r.events_unwritten + r.rows_unwritten > 0) {
+                println!(
+                    "{} violation events and {} database rows could not be written{}",
+                    r.events_unwritten,
+                    r.rows_unwritten,
+                    r.error
+                        .as_ref()
+                        .map(|e| format!(" ({e})"))
+                        .unwrap_or_default()
+                );
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

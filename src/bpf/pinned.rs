@@ -56,6 +56,22 @@ pub struct PinnedState {
     /// the carried ring buffer name profiles by id.
     #[serde(default)]
     pub profile_ids: BTreeMap<String, u32>,
+    /// How the enforcer running there is doing at writing violations, kept up to date
+    /// while it runs.
+    #[serde(default)]
+    pub reporting: Reporting,
+}
+
+/// Violations the enforcer could not write (a full disk): kept for a retry, or given
+/// up. The kernel's own count of events it could not even queue is `Status::dropped`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Reporting {
+    /// Lines of the events file (or stdout).
+    pub events_unwritten: u64,
+    /// Rows of the database.
+    pub rows_unwritten: u64,
+    /// Why writing fails now, if it does.
+    pub error: Option<String>,
 }
 
 /// What is loaded right now.

@@ -11,3 +11,4 @@ mod enforce;
 mod kubeapi;
 mod learn;
 mod manifests;
+mod reliability;
