@@ -372,7 +372,21 @@ fn status_command(args: StatusArgs) -> Result<ExitCode> {
 }
 
 fn stop_command(args: StopArgs) -> Result<ExitCode> {
-    if pinned::unpin(&args.pin_dir)? {
+    // unpin() removes the directory: only ever one that fingerprint pinned into.
+    let dir = &args.pin_dir;
+    let holds_pins = pinned::LINKS
+        .iter()
+        .chain(pinned::MAPS)
+        .any(|name| dir.join(name).exists())
+        || pinned::state_file(dir).exists();
+    if dir.exists() && !holds_pins {
+        println!(
+            "nothing was pinned at {}: it holds no pins of fingerprint, left as it is",
+            dir.display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    if pinned::unpin(dir)? {
         println!(
             "stopped: the enforcement pinned at {} is removed",
             args.pin_dir.display()

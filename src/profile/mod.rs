@@ -60,7 +60,8 @@ pub enum Mode {
     /// has reviewed the profile and switched it to `enforce`.
     #[default]
     Audit,
-    /// Deny. Ordered after `Audit` so that "stricter wins" is simply `max`.
+    /// Deny.
+    // Ordered after `Audit` so that "stricter wins" is simply `max`.
     Enforce,
 }
 
