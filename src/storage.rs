@@ -164,12 +164,6 @@ pub enum StorageError {
         cause: std::io::Error,
     },
     #[error(
-        "database {} is in use by another process (a learner or an enforcer); fix: stop \
-         it, or merge into a new file",
-        path.display()
-    )]
-    InUse { path: PathBuf },
-    #[error(
         "database {}: workload {name:?} has an identity this build cannot read: {detail}",
         path.display()
     )]

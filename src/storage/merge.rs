@@ -1,19 +1,19 @@
 //! `fingerprint merge --into X A B ...` for learning databases: all or nothing.
 //!
 //! Every source is opened read-only and checked before anything is written. The
-//! result is built in a temporary file beside X: a copy of X when it exists, taken
-//! under an exclusive lock that also shows that no learner or enforcer has X open.
-//! The sources are merged into that copy, which is synced and then renamed over X
-//! (linked as X when X is new) only once it is complete. A corrupt source, a full
-//! disk or a crash leave X as it was, and a merge that fails creates nothing.
-//! Sessions are keyed by UUID, so merging is commutative and idempotent.
+//! sources are merged into a temporary database beside X (a snapshot of X when it
+//! exists, so the report says what is new to X). A new X is that file, linked into
+//! place once complete and synced. An existing X takes the result in one transaction,
+//! so a learner or an enforcer writing X at the same time loses nothing. A corrupt
+//! source, a full disk or a crash leave X as it was, and a merge that fails creates
+//! nothing. Sessions are keyed by UUID, so merging is commutative and idempotent.
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 
-use rusqlite::{Connection, ErrorCode, OpenFlags};
+use rusqlite::Connection;
 
-use super::{sqlite_error, Database, MergeReport, StorageError, BUSY_TIMEOUT};
+use super::{sqlite_error, Database, MergeReport, StorageError};
 
 /// Merge every source into `into` (created if missing); returns what each added, in
 /// the order given.
@@ -21,63 +21,28 @@ pub fn merge_into(
     into: &Path,
     sources: &[PathBuf],
 ) -> Result<Vec<(PathBuf, MergeReport)>, StorageError> {
-    let target = match into.exists() {
-        true => Some(lock_target(into)?),
+    // The target first: a target this build cannot write is the first thing to say.
+    let mut target = match into.exists() {
+        true => Some(Database::open(into)?),
         false => None,
     };
     let readers = sources
         .iter()
         .map(|source| Database::open_read_only(source))
         .collect::<Result<Vec<_>, _>>()?;
-    let temp = temp_path(into);
-    let result = build(into, &temp, target.as_ref(), &readers);
-    let placed = result.is_ok();
-    if !placed {
-        for leftover in ["", "-wal", "-shm", "-journal"] {
-            let mut name = temp.as_os_str().to_owned();
-            name.push(leftover);
-            let _ = fs::remove_file(PathBuf::from(name));
-        }
+    let staged = staging_path(into);
+    let result = merge_staged(into, &staged, target.as_mut(), &readers);
+    for companion in ["", "-wal", "-shm", "-journal"] {
+        let mut name = staged.as_os_str().to_owned();
+        name.push(companion);
+        // Already linked into place, or left by a failure: the name goes either way.
+        let _ = fs::remove_file(PathBuf::from(name));
     }
-    // Only now: the lock keeps X from being opened until the merged copy is in place.
-    drop(target);
     result
 }
 
-/// Lock the existing target exclusively for the whole merge; refuses a database that
-/// another process has open, since replacing it would lose what that process writes.
-fn lock_target(into: &Path) -> Result<Connection, StorageError> {
-    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let conn = Connection::open_with_flags(into, flags).map_err(|e| sqlite_error(into, e))?;
-    conn.busy_timeout(BUSY_TIMEOUT)
-        .map_err(|e| sqlite_error(into, e))?;
-    // In exclusive locking mode the lock taken by this transaction is kept after it.
-    let locked = conn.execute_batch("PRAGMA locking_mode=EXCLUSIVE; BEGIN EXCLUSIVE; COMMIT;");
-    match locked {
-        Err(e) if e.sqlite_error_code() == Some(ErrorCode::DatabaseBusy) => {
-            Err(StorageError::InUse {
-                path: into.to_owned(),
-            })
-        }
-        Err(e) => Err(sqlite_error(into, e)),
-        Ok(()) => {
-            let found: u32 = conn
-                .query_row("PRAGMA user_version", [], |row| row.get(0))
-                .map_err(|e| sqlite_error(into, e))?;
-            match found > super::SCHEMA_VERSION {
-                true => Err(StorageError::TooNew {
-                    path: into.to_owned(),
-                    found,
-                    supported: super::SCHEMA_VERSION,
-                }),
-                false => Ok(conn),
-            }
-        }
-    }
-}
-
-/// Hidden, beside the target (same filesystem, so the final rename is atomic).
-fn temp_path(into: &Path) -> PathBuf {
+/// Hidden, beside the target: on the same filesystem, so it can become the target.
+fn staging_path(into: &Path) -> PathBuf {
     let name = into
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -85,47 +50,51 @@ fn temp_path(into: &Path) -> PathBuf {
     into.with_file_name(format!(".{name}.merge-{}.tmp", std::process::id()))
 }
 
-fn build(
+fn merge_staged(
     into: &Path,
-    temp: &Path,
-    target: Option<&Connection>,
+    staged: &Path,
+    target: Option<&mut Database>,
     readers: &[Database],
 ) -> Result<Vec<(PathBuf, MergeReport)>, StorageError> {
-    let io = |action| {
-        move |cause| StorageError::Io {
-            path: into.to_owned(),
-            action,
-            cause,
-        }
-    };
-    if let Some(target) = target {
+    if let Some(target) = &target {
         target
-            .execute("VACUUM INTO ?1", [temp.to_string_lossy()])
+            .conn
+            .execute("VACUUM INTO ?1", [staged.to_string_lossy()])
             .map_err(|e| sqlite_error(into, e))?;
     }
     let mut reports = Vec::with_capacity(readers.len());
     {
-        let mut merged = Database::open(temp)?;
+        let mut merged = Database::open(staged)?;
         // Errors name the database being made, not its temporary file.
         merged.path = into.to_owned();
         for reader in readers {
             reports.push((reader.path.clone(), merged.merge_from(reader)?));
         }
     } // Closed: its WAL is checkpointed into the file and removed.
-    File::open(temp)
-        .and_then(|file| file.sync_all())
-        .map_err(io("write it"))?;
     match target {
-        Some(_) => fs::rename(temp, into).map_err(io("replace it"))?,
-        None => {
-            // A link, unlike a rename, never replaces a file created meanwhile.
-            fs::hard_link(temp, into).map_err(io("create it"))?;
-            let _ = fs::remove_file(temp);
+        Some(target) => {
+            let mut result = Database::open_read_only(staged)?;
+            result.path = into.to_owned();
+            target.merge_from(&result)?;
         }
-    }
-    if let Some(dir) = into.parent().filter(|dir| !dir.as_os_str().is_empty()) {
-        // Best effort: the file is complete either way; this persists its name.
-        let _ = File::open(dir).and_then(|dir| dir.sync_all());
+        None => {
+            let io = |action| {
+                move |cause| StorageError::Io {
+                    path: into.to_owned(),
+                    action,
+                    cause,
+                }
+            };
+            File::open(staged)
+                .and_then(|file| file.sync_all())
+                .map_err(io("write it"))?;
+            // A link, unlike a rename, never replaces a file created meanwhile.
+            fs::hard_link(staged, into).map_err(io("create it"))?;
+            if let Some(dir) = into.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+                // Best effort: the file is complete either way; this persists its name.
+                let _ = File::open(dir).and_then(|dir| dir.sync_all());
+            }
+        }
     }
     Ok(reports)
 }
@@ -133,7 +102,8 @@ fn build(
 impl Database {
     /// Bring every session of `source` that this database lacks into it, with its
     /// observations, in one transaction. Sessions are matched by UUID, so merging the
-    /// same source twice changes nothing.
+    /// same source twice changes nothing. Sessions keep the source they were first
+    /// merged from.
     fn merge_from(&mut self, source: &Database) -> Result<MergeReport, StorageError> {
         let path = self.path.clone();
         self.conn

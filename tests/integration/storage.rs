@@ -400,3 +400,35 @@ fn export_onto_a_full_filesystem_changes_no_profile() {
         "no temporary directory left"
     );
 }
+
+// Merging into a database that a learner has open must lose neither side's writes.
+#[test]
+fn merge_into_a_database_a_learner_is_writing_loses_nothing() {
+    let (_keep, tmp) = temp_dir();
+    let (source, into) = (tmp.join("source.db"), tmp.join("busy.db"));
+    learned_db(&source, &[("/web", &["/usr/bin/true"])]);
+    learned_db(&into, &[("/db", &["/usr/bin/postgres"])]);
+    let mut learner = Database::open(&into).expect("held open, as a learner does");
+    let out = run(&args(&[&"merge", &"--into", &into, &source]));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let session = learner
+        .begin_session(&SessionInfo {
+            host: "learner".into(),
+            kernel: "6.1.0".into(),
+            hook: "tp_btf/sched_process_exec".into(),
+            started_at_ms: 5_000,
+        })
+        .expect("the learner still writes");
+    learner
+        .record(session, &Batch::default(), 0, 0, Some(6_000))
+        .expect("and commits");
+    drop(learner);
+    assert_eq!(
+        query_strings(&into, "SELECT host FROM sessions ORDER BY host"),
+        ["learner", "test-node", "test-node"]
+    );
+    assert_eq!(
+        query_strings(&into, "SELECT name FROM workloads ORDER BY name"),
+        ["/db", "/web"]
+    );
+}
