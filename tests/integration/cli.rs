@@ -246,7 +246,9 @@ fn fingerprint_within(args: &[&OsStr], limit: std::time::Duration) -> std::proce
 #[test]
 fn profile_directories_read_only_regular_files_of_bounded_size() {
     let (_keep, tmp) = temp_dir();
-    let cases: [(&str, &dyn Fn(&std::path::Path), &str); 3] = [
+    /// A file name, how to make that file, what the error says about it.
+    type Case<'a> = (&'a str, &'a dyn Fn(&std::path::Path), &'a str);
+    let cases: [Case; 3] = [
         (
             "fifo.json",
             &|path| nix::unistd::mkfifo(path, nix::sys::stat::Mode::S_IRWXU).unwrap(),
