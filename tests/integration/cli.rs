@@ -377,13 +377,7 @@ fn learn_quiet_prints_nothing_when_all_is_well() {
 fn a_corrupt_database_is_named_once_with_one_clean_cause() {
     let (_keep, tmp) = temp_dir();
     let db = tmp.join("broken.db");
-    let exes: Vec<String> = (0..300).map(|i| format!("/usr/bin/tool-{i}")).collect();
-    let exe_refs: Vec<&str> = exes.iter().map(String::as_str).collect();
-    crate::storage::learned_db(&db, &[("/web", &exe_refs)]);
-    let mut bytes = std::fs::read(&db).unwrap();
-    let page = usize::from(u16::from_be_bytes([bytes[16], bytes[17]]));
-    bytes[page..].fill(0xa5);
-    std::fs::write(&db, bytes).unwrap();
+    crate::storage::corrupt_db(&db);
     let out = fingerprint(&[OsStr::new("show"), OsStr::new("--db"), db.as_os_str()]);
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -275,14 +275,12 @@ fn read_only_commands_work_on_a_read_only_mount() {
 }
 
 /// A database whose pages after the first (header and schema) are overwritten.
-fn corrupt_db(path: &Path) {
+pub fn corrupt_db(path: &Path) {
     many_workloads(path, 4, 200);
     let mut bytes = std::fs::read(path).unwrap();
     let page = usize::from(u16::from_be_bytes([bytes[16], bytes[17]]));
     assert!(bytes.len() > 3 * page, "several pages to corrupt");
-    for byte in &mut bytes[page..] {
-        *byte = 0xa5;
-    }
+    bytes[page..].fill(0xa5);
     std::fs::write(path, bytes).unwrap();
 }
 
