@@ -117,56 +117,44 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 // part of the message, not a chained source, so the chain never repeats it.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
-    #[error("database {}: {detail}", path.display())]
+    #[error("database {path}: {detail}")]
     Sqlite { path: PathBuf, detail: String },
     #[error(
-        "database {} is corrupt ({detail}); fix: restore it from a copy, or learn into a new --db file",
-        path.display()
+        "database {path} is corrupt ({detail}); fix: restore it from a copy, or learn into a new --db file"
     )]
     Corrupt { path: PathBuf, detail: String },
     #[error(
-        "database {} has schema version {found}, newer than this fingerprint supports \
-         ({supported}); use a newer fingerprint, or a new --db file",
-        path.display()
+        "database {path} has schema version {found}, newer than this fingerprint supports \
+         ({supported}); use a newer fingerprint, or a new --db file"
     )]
     TooNew {
         path: PathBuf,
         found: u32,
         supported: u32,
     },
-    #[error(
-        "database {} does not exist; run `fingerprint learn --db {}` first",
-        path.display(),
-        path.display()
-    )]
+    #[error("database {path} does not exist; run `fingerprint learn --db {path}` first")]
     Missing { path: PathBuf },
     #[error(
-        "{} is an empty file, not a fingerprint database; fix: pass the --db that \
-         `fingerprint learn` wrote (learn creates it)",
-        path.display()
+        "{path} is an empty file, not a fingerprint database; fix: pass the --db that \
+         `fingerprint learn` wrote (learn creates it)"
     )]
     Empty { path: PathBuf },
     #[error(
-        "{} is not a SQLite database; fix: pass a database written by `fingerprint learn`",
-        path.display()
+        "{path} is not a SQLite database; fix: pass a database written by `fingerprint learn`"
     )]
     NotSqlite { path: PathBuf },
     #[error(
-        "{} is a SQLite database without fingerprint's tables; fix: pass a database \
-         written by `fingerprint learn`",
-        path.display()
+        "{path} is a SQLite database without fingerprint's tables; fix: pass a database \
+         written by `fingerprint learn`"
     )]
     NoSchema { path: PathBuf },
-    #[error("{}: cannot {action}: {cause}", path.display())]
+    #[error("{path}: cannot {action}: {cause}")]
     Io {
         path: PathBuf,
         action: &'static str,
         cause: std::io::Error,
     },
-    #[error(
-        "database {}: workload {name:?} has an identity this build cannot read: {detail}",
-        path.display()
-    )]
+    #[error("database {path}: workload {name:?} has an identity this build cannot read: {detail}")]
     BadIdentity {
         path: PathBuf,
         name: String,
