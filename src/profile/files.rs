@@ -340,16 +340,19 @@ fn replace_files(dir: &Path, changes: &[(PathBuf, &[u8])]) -> Result<(), Profile
         placed: 0,
     };
     for (target, bytes) in changes {
+        // A second name for the old bytes (no data is copied), to put them back if a
+        // later rename fails.
+        let old = match target.exists() {
+            true => {
+                let old = temp_name(dir, "old");
+                fs::hard_link(target, &old).map_err(io_error(target, "keep the old file"))?;
+                Some(old)
+            }
+            false => None,
+        };
         let temp = temp_name(dir, "tmp");
-        staged.files.push((temp.clone(), target.clone(), None));
+        staged.files.push((temp.clone(), target.clone(), old));
         write_synced(&temp, bytes).map_err(io_error(target, "write"))?;
-        if target.exists() {
-            // A second name for the old bytes (no data is copied), to restore them if
-            // a later rename fails.
-            let old = temp_name(dir, "old");
-            fs::hard_link(target, &old).map_err(io_error(target, "keep the old file"))?;
-            staged.files.last_mut().expect("just pushed").2 = Some(old);
-        }
     }
     for (temp, target, _) in &staged.files {
         fs::rename(temp, target).map_err(io_error(target, "write"))?;
