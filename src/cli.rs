@@ -58,7 +58,7 @@ pub enum Command {
     ///   fingerprint export --db fingerprint.db --out profiles/
     #[command(verbatim_doc_comment)]
     Export(ExportArgs),
-    /// Show how two sets of profiles differ; exit 0 if they do not, 1 if they do.
+    /// Show how two sets of profiles differ; exit 0 if they do not, 1 if they do, 2 on an error.
     ///
     /// A and B may each be a learning database, a profile file or a directory of
     /// profiles. As a CI gate, --fail-on added fails only on new executables,
@@ -84,6 +84,9 @@ pub enum Command {
     /// line on stdout (or --events) and a row in the database. SIGHUP reloads the
     /// profiles in place; SIGINT/SIGTERM stop.
     ///
+    /// Exit status: 0 when stopped; 1 when violation events were dropped (the
+    /// decisions were enforced, not all were reported); 2 on an error.
+    ///
     /// Examples:
     ///   fingerprint enforce --profile profiles/ --mode audit
     ///   fingerprint enforce --profile profiles/ --mechanism lsm --events /var/log/fingerprint.jsonl
@@ -94,6 +97,7 @@ pub enum Command {
     /// execs checked, violations. Exit 0 if enforcing, 1 if nothing is pinned.
     Status(StatusArgs),
     /// Remove the pinned enforcement: its programs detach and its maps are freed.
+    /// A directory that holds no pins of fingerprint is left as it is.
     Stop(StopArgs),
 }
 
@@ -269,7 +273,8 @@ pub struct LearnArgs {
     /// tries the LSM first and says which one it uses.
     #[arg(long, value_enum, default_value_t = HookChoice::Auto)]
     pub hook: HookChoice,
-    /// No live display and no summary; errors are still printed.
+    /// Print nothing unless something is wrong: no start-up lines, no live display,
+    /// no summary (errors and dropped events are still reported).
     #[arg(long, short)]
     pub quiet: bool,
     /// containerd state directory to name containers from (their OCI bundles'
@@ -353,7 +358,8 @@ pub struct DiffArgs {
     pub color: Color,
 }
 
-/// Durations like `500ms`, `30s`, `10m`, `2h`, or a plain number of seconds.
+/// Durations like `500ms`, `30s`, `10m`, `2h`, or a plain number of seconds; longer
+/// than zero (a zero-length session would record nothing) and representable.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text
@@ -374,7 +380,14 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             ))
         }
     };
-    Ok(Duration::from_secs_f64(seconds))
+    let without = "leave --duration out to learn until Ctrl-C or SIGTERM";
+    match Duration::try_from_secs_f64(seconds) {
+        Ok(duration) if duration.is_zero() => Err(format!(
+            "{text:?} must be longer than 0 (it would record nothing); {without}"
+        )),
+        Ok(duration) => Ok(duration),
+        Err(_) => Err(format!("{text:?} is too long; {without}")),
+    }
 }
 
 #[cfg(test)]
@@ -389,6 +402,10 @@ mod tests {
         assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
         assert!(parse_duration("3 days").is_err());
         assert!(parse_duration("m").is_err());
+        assert!(parse_duration("0").unwrap_err().contains("longer than 0"));
+        assert!(parse_duration("99999999999999999999s")
+            .unwrap_err()
+            .contains("too long"));
     }
 
     #[test]

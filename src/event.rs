@@ -273,23 +273,24 @@ pub fn normalize(path: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Render path bytes for people: valid UTF-8 as is, other bytes as `\xNN`, and
-/// control characters escaped so a newline in a name cannot forge a line.
-pub fn display_path(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len());
-    for chunk in bytes.utf8_chunks() {
-        for c in chunk.valid().chars() {
-            match c {
-                '\\' => out.push_str("\\\\"),
-                c if c.is_control() => out.extend(c.escape_default()),
-                c => out.push(c),
-            }
-        }
-        for b in chunk.invalid() {
-            out.push_str(&format!("\\x{b:02x}"));
-        }
+/// Words for the flags of a recorded path, e.g. "deleted, unreachable from the process
+/// root"; bits this build does not know are named as unknown, never dropped.
+pub fn describe_path_flags(flags: u32) -> String {
+    const NAMES: [(u32, &str); 3] = [
+        (path_flags::TRUNCATED, "truncated"),
+        (path_flags::DELETED, "deleted"),
+        (path_flags::UNREACHABLE, "unreachable from the process root"),
+    ];
+    let mut parts: Vec<String> = NAMES
+        .iter()
+        .filter(|(bit, _)| flags & bit != 0)
+        .map(|(_, name)| (*name).to_owned())
+        .collect();
+    let unknown = flags & !NAMES.iter().fold(0, |all, (bit, _)| all | bit);
+    if unknown != 0 {
+        parts.push(format!("unknown flags {unknown:#x}"));
     }
-    out
+    parts.join(", ")
 }
 
 #[cfg(test)]
@@ -434,8 +435,12 @@ mod tests {
     }
 
     #[test]
-    fn display_escapes_control_and_invalid_bytes() {
-        assert_eq!(display_path(b"/a b/\n/\xff"), "/a b/\\n/\\xff");
-        assert_eq!(display_path(b"/back\\slash"), "/back\\\\slash");
+    fn flags_are_named_and_unknown_bits_kept() {
+        assert_eq!(describe_path_flags(0), "");
+        assert_eq!(
+            describe_path_flags(2 | 4),
+            "deleted, unreachable from the process root"
+        );
+        assert_eq!(describe_path_flags(1 | 8), "truncated, unknown flags 0x8");
     }
 }

@@ -74,19 +74,22 @@ pub fn run(opts: &LearnOptions, stop: Arc<AtomicBool>) -> Result<LearnSummary> {
     let metadata = ContainerMetadata::from_flags(&opts.containerd_state, &opts.kube_api)?;
 
     let probe = LearnProbe::attach(opts.hook, &watched)?;
-    if let Some(reason) = probe.lsm_refusal() {
+    if !opts.quiet {
+        if let Some(reason) = probe.lsm_refusal() {
+            eprintln!(
+                "fingerprint: the BPF LSM is not usable on this kernel, learning at {} \
+                 instead (what is learned is the same files; scripts are named as typed)\n  \
+                 reason: {}",
+                probe.hook(),
+                first_line(reason)
+            );
+        }
         eprintln!(
-            "fingerprint: the BPF LSM is not usable on this kernel, learning at {} instead \
-             (what is learned is the same files; scripts are named as typed)\n  reason: {}",
+            "fingerprint: learning at {} into {}",
             probe.hook(),
-            first_line(reason)
+            opts.db.display()
         );
     }
-    eprintln!(
-        "fingerprint: learning at {} into {}",
-        probe.hook(),
-        opts.db.display()
-    );
     let session = db.begin_session(&session_info(probe.hook()))?;
 
     let recorder = Rc::new(RefCell::new(Recorder::new(cgroups, metadata)));

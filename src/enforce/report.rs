@@ -8,9 +8,9 @@ use serde_json::json;
 
 use super::event_log::EventLog;
 use crate::bpf::enforce::{Mechanism, DENY_ALL_PROFILE};
-use crate::event::{path_flags, Action, ExecEvent, Reason, Verdict};
+use crate::event::{describe_path_flags, path_flags, Action, ExecEvent, Reason, Verdict};
 use crate::learn::Clock;
-use crate::show::{describe_flags, path_json};
+use crate::profile::path_json;
 use crate::storage::{Database, ViolationRecord};
 use crate::workload::resolver::CgroupNames;
 
@@ -201,7 +201,7 @@ pub fn violation_json(v: &ViolationRecord) -> serde_json::Value {
         "ppid": v.ppid,
         "uid": v.uid,
         "executable": path_json(&v.executable),
-        "executable_flags": describe_flags(v.executable_flags),
+        "executable_flags": describe_path_flags(v.executable_flags),
         "parent": path_json(&v.parent),
         "action": v.action,
         "reason": v.reason,

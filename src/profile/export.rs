@@ -12,18 +12,9 @@ use std::fmt;
 use super::path_bytes::{escape_bytes, PathBytes};
 use super::paths::{ExecPath, PathProblem};
 use super::{ExecStats, Mode, Profile, ProfileSet, Stats, WorkloadMatch};
+use crate::event::describe_path_flags;
 use crate::storage::{LearnedExecutable, LearnedWorkload};
 use crate::workload::WorkloadId;
-
-/// `path_flags` bits set by learning (see `crate::storage::LearnedExecutable`).
-const FLAG_TRUNCATED: u32 = 1;
-const FLAG_DELETED: u32 = 2;
-const FLAG_UNREACHABLE: u32 = 4;
-const KNOWN_FLAGS: [(u32, &str); 3] = [
-    (FLAG_TRUNCATED, "truncated"),
-    (FLAG_DELETED, "deleted"),
-    (FLAG_UNREACHABLE, "unreachable from the process root"),
-];
 
 /// Choices made at export time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -51,25 +42,12 @@ pub enum SkipReason {
 impl fmt::Display for SkipReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            SkipReason::Flags(flags) => f.write_str(&describe_flags(*flags)),
+            SkipReason::Flags(flags) => f.write_str(&describe_path_flags(*flags)),
             SkipReason::NotCanonical(problem) => {
                 write!(f, "not canonical: path {}", problem.problem())
             }
         }
     }
-}
-
-fn describe_flags(flags: u32) -> String {
-    let mut parts: Vec<String> = KNOWN_FLAGS
-        .iter()
-        .filter(|(bit, _)| flags & bit != 0)
-        .map(|(_, label)| (*label).to_owned())
-        .collect();
-    let unknown = flags & !KNOWN_FLAGS.iter().fold(0, |all, (bit, _)| all | bit);
-    if unknown != 0 {
-        parts.push(format!("unknown flags {unknown:#x}"));
-    }
-    parts.join(", ")
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

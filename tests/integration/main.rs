@@ -12,3 +12,4 @@ mod kubeapi;
 mod learn;
 mod manifests;
 mod reliability;
+mod storage;
