@@ -7,7 +7,8 @@ use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{Link, MapCore, MapFlags, RingBuffer, RingBufferBuilder};
 
 use super::learn_skel::{LearnSkel, LearnSkelBuilder, OpenLearnSkel};
-use super::{load_reason, object_storage, refused, sum_percpu, BpfError};
+use super::readback::LearnCounters;
+use super::{load_reason, object_storage, refused, BpfError};
 use crate::event::Hook;
 
 /// Which hook to learn at.
@@ -19,13 +20,6 @@ pub enum HookChoice {
     Lsm,
     /// `tp_btf/sched_process_exec`: works wherever BTF does.
     Tracepoint,
-}
-
-/// Exec counters kept by the BPF program.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Counters {
-    pub events: u64,
-    pub dropped: u64,
 }
 
 /// The loaded, attached learning program.
@@ -101,18 +95,10 @@ impl LearnProbe {
     }
 
     /// Sum of the per-CPU counters.
-    pub fn counters(&self) -> Result<Counters, BpfError> {
-        let map = &self.skel.maps.fp_counters;
-        Ok(Counters {
-            events: sum_percpu(map, COUNTER_EVENTS, "fp_counters")?,
-            dropped: sum_percpu(map, COUNTER_DROPPED, "fp_counters")?,
-        })
+    pub fn counters(&self) -> Result<LearnCounters, BpfError> {
+        LearnCounters::read(&self.skel.maps.fp_counters)
     }
 }
-
-/// `enum fp_counter` in bpf/fingerprint.h.
-const COUNTER_EVENTS: u32 = 0;
-const COUNTER_DROPPED: u32 = 1;
 
 /// How long a poll waits before the caller gets a chance to flush.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(100);

@@ -2,9 +2,11 @@
 //! above it is plain Rust. libbpf's own log is captured so that a refused program is
 //! reported with the kernel's reason, once, instead of pages on stderr.
 
+pub mod abi;
 pub mod enforce;
 pub mod learn;
 pub mod pinned;
+pub mod readback;
 
 use std::sync::Mutex;
 
@@ -15,14 +17,6 @@ mod learn_skel {
 mod enforce_skel {
     include!(concat!(env!("OUT_DIR"), "/enforce.skel.rs"));
 }
-
-/// Layouts shared with the BPF programs (`bpf/fingerprint.h`), from the skeleton's BTF.
-pub mod types {
-    pub use super::learn_skel::types::fp_exec_event;
-}
-
-// SAFETY: fp_exec_event is a repr(C) struct of integers: any byte pattern is valid.
-unsafe impl plain::Plain for types::fp_exec_event {}
 
 #[derive(Debug, thiserror::Error)]
 pub enum BpfError {
@@ -108,26 +102,6 @@ fn refused(program: &str, reason: String) -> BpfError {
 /// kept), so leaking them is the simple, safe choice.
 pub(crate) fn object_storage() -> &'static mut std::mem::MaybeUninit<libbpf_rs::OpenObject> {
     Box::leak(Box::new(std::mem::MaybeUninit::uninit()))
-}
-
-/// The sum over CPUs of entry `index` (a u64) of a per-CPU array.
-pub(crate) fn sum_percpu(
-    map: &dyn libbpf_rs::MapCore,
-    index: u32,
-    name: &'static str,
-) -> Result<u64, BpfError> {
-    let per_cpu = map
-        .lookup_percpu(&index.to_ne_bytes(), libbpf_rs::MapFlags::ANY)
-        .map_err(|e| BpfError::Map {
-            map: name,
-            reason: e.to_string(),
-        })?
-        .unwrap_or_default();
-    Ok(per_cpu
-        .iter()
-        .filter_map(|v| v.get(..8).and_then(|b| b.try_into().ok()))
-        .map(u64::from_ne_bytes)
-        .sum())
 }
 
 /// Explain a load failure; EPERM on an LSM program with an empty verifier log is the

@@ -6,7 +6,8 @@ use std::io::Write;
 use anyhow::{Context, Result};
 use serde_json::json;
 
-use crate::bpf::enforce::{Mechanism, DENY_ALL_PROFILE};
+use crate::bpf::abi::DENY_ALL_PROFILE;
+use crate::bpf::enforce::Mechanism;
 use crate::event::{path_flags, Action, ExecEvent, Reason, Verdict};
 use crate::learn::Clock;
 use crate::show::{describe_flags, path_json};

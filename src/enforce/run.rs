@@ -17,10 +17,10 @@ use super::maps::{ApplyReport, MapState};
 use super::plan::{plan, MapSizes, Mode, PlanError, PlannedProfile, PolicyInput, ProfileIds};
 use super::report::ViolationSink;
 use super::source::load_inputs;
-use crate::bpf::enforce::{
-    EnforceCounters, EnforceProbe, Mechanism, MechanismChoice, PENDING_PROFILE,
-};
+use crate::bpf::abi::PENDING_PROFILE;
+use crate::bpf::enforce::{EnforceProbe, Mechanism, MechanismChoice};
 use crate::bpf::pinned;
+use crate::bpf::readback::EnforceCounters;
 use crate::digest::DigestKey;
 use crate::event::{Action, ExecEvent};
 use crate::storage::Database;
@@ -178,7 +178,7 @@ pub fn run(opts: &EnforceOptions, signals: &Signals) -> Result<EnforceSummary> {
     if let Some(reason) = probe.lsm_refusal() {
         warn_fallback(reason);
     }
-    probe.write_config(&key, opts.mode)?;
+    probe.write_config(&key, opts.mode.map(Into::into))?;
     let mut enforcer = Enforcer {
         state: MapState::new(key, sizes.allow),
         ids,

@@ -41,7 +41,7 @@ fn load_profile(probe: &EnforceProbe, id: u32, offset: u32, paths: &[&[u8]], pat
         allow_count: digests.len() as u32,
         pattern_base: 100,
         pattern_count: patterns.len() as u32,
-        mode: Mode::Enforce,
+        mode: Mode::Enforce.into(),
     };
     probe.write_profiles(&[(id, desc)]).expect("profile");
 }
