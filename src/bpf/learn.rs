@@ -114,9 +114,14 @@ fn load(hook: Hook, watched: &[u64]) -> Result<LearnSkel<'static>, BpfError> {
     open.progs
         .handle_sched_process_exec
         .set_autoload(hook == Hook::SchedProcessExec);
-    if let Some(rodata) = open.maps.rodata_data.as_deref_mut() {
-        rodata.filter_cgroups = !watched.is_empty();
-    }
+    // Without it the program would record every cgroup, not the watched ones: fail
+    // here rather than learn what was not asked for.
+    let rodata = open
+        .maps
+        .rodata_data
+        .as_deref_mut()
+        .ok_or_else(|| refused("the learning object has no .rodata".into()))?;
+    rodata.filter_cgroups = !watched.is_empty();
     let skel = open
         .load()
         .map_err(|e| refused(load_reason(hook == Hook::BprmCheckSecurity, &e)))?;
