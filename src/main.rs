@@ -28,6 +28,7 @@ const EXIT_ERROR: u8 = 2;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    fingerprint::bpf::set_debug(cli.debug);
     let result = match cli.command {
         Command::Learn(args) => learn_command(args),
         Command::Merge(args) => merge_command(args),

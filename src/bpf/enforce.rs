@@ -616,6 +616,7 @@ fn load(
     for (map, entries, name) in resize {
         map.set_max_entries(entries).map_err(map_error(name))?;
     }
+    super::request_verifier_logs(open.open_object_mut());
     open.load()
         .map_err(|e| refused(load_reason(mechanism == Mechanism::Lsm, &e)))
 }

@@ -122,6 +122,7 @@ fn load(hook: Hook, watched: &[u64]) -> Result<LearnSkel<'static>, BpfError> {
         .as_deref_mut()
         .ok_or_else(|| refused("the learning object has no .rodata".into()))?;
     rodata.filter_cgroups = !watched.is_empty();
+    super::request_verifier_logs(open.open_object_mut());
     let skel = open
         .load()
         .map_err(|e| refused(load_reason(hook == Hook::BprmCheckSecurity, &e)))?;

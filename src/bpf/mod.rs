@@ -1,6 +1,7 @@
 //! The one layer that talks to libbpf: skeletons, loading, attaching, maps. Everything
 //! above it is plain Rust. libbpf's own log is captured so that a refused program is
-//! reported with the kernel's reason, once, instead of pages on stderr.
+//! reported with the kernel's reason, once, instead of pages on stderr; `--debug`
+//! (`set_debug`) prints all of it, verifier logs included, like `bpftool -d`.
 
 pub mod abi;
 pub mod enforce;
@@ -8,6 +9,7 @@ pub mod learn;
 pub mod pinned;
 pub mod readback;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 mod learn_skel {
@@ -53,15 +55,51 @@ fn log_suffix(log: &str) -> String {
 /// Lines libbpf printed since the last `take_libbpf_log`.
 static LIBBPF_LOG: Mutex<String> = Mutex::new(String::new());
 
+/// Whether `--debug` asked for libbpf's whole log and the verifier's.
+static DEBUG: AtomicBool = AtomicBool::new(false);
+
+/// The verifier log asked for under `--debug`: BPF_LOG_LEVEL1 | BPF_LOG_STATS, the
+/// verifier's whole trace for a refused program and its statistics (instructions
+/// processed, time, stack depth) for an accepted one. Not BPF_LOG_LEVEL2, as
+/// `bpftool -d` asks: every state of every instruction is ~170 MB for enforce.bpf.c.
+const DEBUG_VERIFIER_LOG_LEVEL: u32 = 1 | 4;
+
+/// Print on stderr, as it comes, everything libbpf says (debug level included) and
+/// the kernel verifier's log of every program loaded, accepted or not. Set before
+/// `preflight`.
+pub fn set_debug(on: bool) {
+    DEBUG.store(on, Ordering::Relaxed);
+}
+
 fn capture_libbpf_log() {
-    libbpf_rs::set_print(Some((
-        libbpf_rs::PrintLevel::Info,
-        |_level, message: String| {
+    let debug = DEBUG.load(Ordering::Relaxed);
+    let level = if debug {
+        libbpf_rs::PrintLevel::Debug
+    } else {
+        libbpf_rs::PrintLevel::Info
+    };
+    libbpf_rs::set_print(Some((level, |level, message: String| {
+        if DEBUG.load(Ordering::Relaxed) {
+            eprint!("{message}");
+        }
+        // Errors quote the tail of this; debug lines (verifier logs of programs that
+        // loaded) would only grow it.
+        if level != libbpf_rs::PrintLevel::Debug {
             if let Ok(mut log) = LIBBPF_LOG.lock() {
                 log.push_str(&message);
             }
-        },
-    )));
+        }
+    })));
+}
+
+/// Under `--debug`, ask the kernel for every program's verifier log: libbpf prints
+/// it at debug level once the program loads (a refused one's is printed anyway).
+fn request_verifier_logs(object: &mut libbpf_rs::OpenObject) {
+    if DEBUG.load(Ordering::Relaxed) {
+        for mut program in object.progs_mut() {
+            program.set_log_level(DEBUG_VERIFIER_LOG_LEVEL);
+        }
+    }
 }
 
 /// The captured libbpf log, last `lines` lines (the verifier's verdict is at the end).
