@@ -265,12 +265,11 @@ fn longest_instance(pattern: &Pattern) -> Vec<u8> {
     path
 }
 
-/// `FP_GLOB_MAX_STEPS` from bpf/policy.h: the kernel's matcher gives up (does not
-/// match: fails closed) after this many steps.
+/// `FP_GLOB_MAX_STEPS` from bpf/policy.h (read at build time: the qemu guest has no
+/// source tree): the kernel's matcher gives up (does not match: fails closed) after
+/// this many steps.
 fn kernel_glob_budget() -> usize {
-    let header = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/bpf/policy.h"))
-        .expect("reading bpf/policy.h");
-    header
+    include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/bpf/policy.h"))
         .lines()
         .find_map(|line| line.strip_prefix("#define FP_GLOB_MAX_STEPS "))
         .and_then(|value| value.trim().parse().ok())
