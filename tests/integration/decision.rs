@@ -308,7 +308,7 @@ fn kernel_and_rust_globs_agree() {
         1 => pattern(3..=5, 30..=62).prop_flat_map(|p| paths_for(p, 900)),
     ];
     let mut runner = TestRunner::new(Config {
-        cases: 256,
+        cases: 128,
         ..Config::default()
     });
     // Tallies (the runner takes an Fn): paths checked, and of those within the budget.
