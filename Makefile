@@ -52,10 +52,13 @@ fuzz: deps
 bench-scale: build
 	@scripts/bench-scale.sh
 
-# Regenerate bpf/vmlinux.h from the running kernel's BTF (x86_64). CO-RE relocates
-# field offsets at load time, so one header serves every kernel from 5.15 on.
+# Regenerate bpf/vmlinux/<arch>/vmlinux.h from the running kernel's BTF (build.rs picks
+# the one of the architecture Cargo targets). CO-RE relocates field offsets at load
+# time, so one header per architecture serves every kernel from 5.15 on.
+VMLINUX_ARCH ?= $(shell uname -m)
 vmlinux: deps
-	bpftool btf dump file /sys/kernel/btf/vmlinux format c > bpf/vmlinux.h
+	mkdir -p bpf/vmlinux/$(VMLINUX_ARCH)
+	bpftool btf dump file /sys/kernel/btf/vmlinux format c > bpf/vmlinux/$(VMLINUX_ARCH)/vmlinux.h
 
 clean:
 	$(CARGO) clean

@@ -19,6 +19,11 @@ use fingerprint::workload::kubeapi::{ApiChoice, ApiSettings, DEFAULT_CA_FILE, DE
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Print libbpf's whole log on stderr, with the kernel verifier's log of each BPF
+    /// program loaded: its full trace if refused, its statistics if accepted (like
+    /// bpftool -d). For reporting a program a kernel refuses.
+    #[arg(long, short, global = true)]
+    pub debug: bool,
 }
 
 #[derive(Debug, Subcommand)]

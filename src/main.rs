@@ -36,6 +36,7 @@ fn main() -> ExitCode {
         // the reporter survives, never a signal that ends enforcement.
         reset_sigpipe(libc::SIG_IGN);
     }
+    fingerprint::bpf::set_debug(cli.debug);
     let result = match cli.command {
         Command::Learn(args) => learn_command(args),
         Command::Merge(args) => merge_command(args),

@@ -10,7 +10,8 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
-use crate::bpf::enforce::{EnforceProbe, DENY_ALL_PROFILE, PENDING_PROFILE, SCOPE_PROFILE};
+use crate::bpf::abi::{DENY_ALL_PROFILE, PENDING_PROFILE, SCOPE_PROFILE};
+use crate::bpf::enforce::EnforceProbe;
 use crate::workload::cgroup_path;
 use crate::workload::runtime::ContainerMetadata;
 

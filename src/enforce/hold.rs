@@ -29,7 +29,8 @@ use nix::unistd::Pid;
 
 use super::binding::BindingPolicy;
 use super::plan::Mode;
-use crate::bpf::enforce::{EnforceProbe, DENY_ALL_PROFILE, PENDING_PROFILE, SCOPE_PROFILE};
+use crate::bpf::abi::{DENY_ALL_PROFILE, PENDING_PROFILE, SCOPE_PROFILE};
+use crate::bpf::enforce::EnforceProbe;
 use crate::event::{path_flags, Action, ExecEvent, Reason, Verdict};
 use crate::workload::cgroup_path;
 use crate::workload::runtime::ContainerMetadata;

@@ -7,7 +7,8 @@ use std::collections::VecDeque;
 use serde_json::json;
 
 use super::event_log::EventLog;
-use crate::bpf::enforce::{Mechanism, DENY_ALL_PROFILE};
+use crate::bpf::abi::DENY_ALL_PROFILE;
+use crate::bpf::enforce::Mechanism;
 use crate::event::{describe_path_flags, path_flags, Action, ExecEvent, Reason, Verdict};
 use crate::learn::Clock;
 use crate::profile::path_json;

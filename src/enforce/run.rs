@@ -18,10 +18,10 @@ use super::plan::{plan, MapSizes, Mode, PlanError, PlannedProfile, PolicyInput, 
 use super::report::{Unwritten, ViolationSink};
 use super::session::Session;
 use super::source::load_inputs;
-use crate::bpf::enforce::{
-    EnforceCounters, EnforceProbe, Mechanism, MechanismChoice, PENDING_PROFILE,
-};
+use crate::bpf::abi::PENDING_PROFILE;
+use crate::bpf::enforce::{EnforceProbe, Mechanism, MechanismChoice};
 use crate::bpf::pinned::{self, PinnedState};
+use crate::bpf::readback::EnforceCounters;
 use crate::digest::DigestKey;
 use crate::storage::Database;
 use crate::workload::cgroup::CgroupV2;
@@ -243,7 +243,7 @@ fn start(opts: &EnforceOptions) -> Result<Started> {
     if let Some(reason) = probe.lsm_refusal() {
         warn_fallback(reason);
     }
-    probe.write_config(&key, opts.mode)?;
+    probe.write_config(&key, opts.mode.map(Into::into))?;
     let mut enforcer = Enforcer {
         state: MapState::new(key, sizes.allow),
         ids,

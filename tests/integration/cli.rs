@@ -427,3 +427,38 @@ fn names_are_escaped_alike_on_terminals_and_exact_in_json() {
     assert_eq!(value["workloads"][0]["name"], workload);
     assert_eq!(value["workloads"][0]["executables"][0]["path"], exe);
 }
+
+/// `-d` prints libbpf's debug log and the verifier's report of the program it loaded;
+/// without it, neither reaches stderr.
+#[test]
+fn debug_flag_prints_the_libbpf_and_verifier_logs() {
+    if !privileged("debug_flag") {
+        return;
+    }
+    let (_keep, tmp) = temp_dir();
+    let cgroup = TestCgroup::new();
+    let db = tmp.join("d.db");
+    let learn = |debug: bool| {
+        let mut args = vec![OsStr::new("learn"), OsStr::new("--quiet")];
+        args.extend([OsStr::new("--duration"), OsStr::new("1s")]);
+        args.extend([OsStr::new("--hook"), OsStr::new("tracepoint")]);
+        args.extend([OsStr::new("--cgroup"), OsStr::new(&cgroup.path)]);
+        args.extend([OsStr::new("--db"), db.as_os_str()]);
+        if debug {
+            args.insert(0, OsStr::new("-d"));
+        }
+        let out = fingerprint(&args);
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let verifier = "prog 'handle_sched_process_exec': -- BEGIN PROG LOAD LOG --";
+    let debug = learn(true);
+    assert!(debug.contains(verifier), "{debug}");
+    assert!(
+        debug.contains("processed "),
+        "the verifier's statistics:\n{debug}"
+    );
+    assert!(debug.contains("libbpf: "), "libbpf's own lines:\n{debug}");
+    let quiet = learn(false);
+    assert!(!quiet.contains("libbpf: "), "{quiet}");
+}
