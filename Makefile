@@ -4,7 +4,7 @@
 CARGO ?= cargo
 RELEASE_BIN := target/release/fingerprint
 
-.PHONY: all deps build lint test host-test vmtest demo bench-learn bench-diff bench-scale fuzz vmlinux clean
+.PHONY: all deps build install install-files lint test host-test vmtest demo bench-learn bench-diff bench-scale fuzz vmlinux clean
 
 all: build
 
@@ -13,6 +13,23 @@ deps:
 
 build: deps
 	$(CARGO) build --release --locked
+
+# Install the binary, its shell completions and a man page per command under
+# $(DESTDIR)$(PREFIX). `install-files` installs an already built $(BIN).
+PREFIX ?= /usr/local
+BIN ?= $(RELEASE_BIN)
+install: build
+	$(MAKE) install-files
+
+install-files:
+	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/fingerprint
+	install -d $(DESTDIR)$(PREFIX)/share/bash-completion/completions \
+		$(DESTDIR)$(PREFIX)/share/zsh/site-functions \
+		$(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d
+	$(BIN) completions bash > $(DESTDIR)$(PREFIX)/share/bash-completion/completions/fingerprint
+	$(BIN) completions zsh > $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_fingerprint
+	$(BIN) completions fish > $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/fingerprint.fish
+	$(BIN) manpages --out $(DESTDIR)$(PREFIX)/share/man/man1
 
 lint: deps
 	$(CARGO) fmt --all -- --check

@@ -104,6 +104,23 @@ pub enum Command {
     /// Remove the pinned enforcement: its programs detach and its maps are freed.
     /// A directory that holds no pins of fingerprint is left as it is.
     Stop(StopArgs),
+    /// Print a completion script for a shell.
+    ///
+    /// Examples:
+    ///   fingerprint completions bash > /usr/share/bash-completion/completions/fingerprint
+    ///   fingerprint completions zsh > /usr/local/share/zsh/site-functions/_fingerprint
+    ///   fingerprint completions fish > ~/.config/fish/completions/fingerprint.fish
+    #[command(verbatim_doc_comment)]
+    Completions(CompletionsArgs),
+    /// Write a man page for fingerprint and for each of its commands.
+    ///
+    /// The pages say what --help says (they come from the same definitions):
+    /// fingerprint.1, fingerprint-learn.1, ... `make install` installs them.
+    ///
+    /// Example:
+    ///   fingerprint manpages --out /usr/local/share/man/man1
+    #[command(verbatim_doc_comment)]
+    Manpages(ManpagesArgs),
 }
 
 /// What happens to workloads without a profile.
@@ -418,4 +435,18 @@ mod tests {
         use clap::CommandFactory;
         Cli::command().debug_assert();
     }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ManpagesArgs {
+    /// Directory to write the pages into (created if missing).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
 }

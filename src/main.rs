@@ -3,6 +3,7 @@
 //! difference, 2 an error).
 
 mod cli;
+mod manual;
 
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
@@ -46,6 +47,10 @@ fn main() -> ExitCode {
         Command::Diff(args) => diff_command(args),
         Command::Status(args) => status_command(args),
         Command::Stop(args) => stop_command(args),
+        Command::Completions(args) => {
+            manual::print_completions(args.shell).map(|_| ExitCode::SUCCESS)
+        }
+        Command::Manpages(args) => manpages_command(&args.out),
     };
     match result {
         Ok(code) => code,
@@ -60,6 +65,12 @@ fn reset_sigpipe(disposition: libc::sighandler_t) {
     // SAFETY: setting a disposition (default or ignore, no handler) before any thread
     // of ours exists.
     unsafe { libc::signal(libc::SIGPIPE, disposition) };
+}
+
+fn manpages_command(dir: &std::path::Path) -> Result<ExitCode> {
+    let written = manual::write_manpages(dir)?;
+    println!("wrote {} man pages to {}", written.len(), dir.display());
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Flags for loops that must stop cleanly: SIGINT and SIGTERM stop, SIGHUP reloads.
