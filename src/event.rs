@@ -5,6 +5,7 @@
 use std::fmt;
 
 use crate::bpf::types::fp_exec_event;
+use crate::content::FileVersion;
 
 /// Path flags, as set by the shared BPF path routine (`bpf/path.h`).
 pub mod path_flags {
@@ -63,6 +64,8 @@ pub struct ExecEvent {
     /// A binfmt handler replaced the interpreter: `filename` named a script.
     pub interpreted: bool,
     pub exe: KernelPath,
+    /// Which version of the `exe` file was executed (`None`: the hook had no file).
+    pub exe_version: Option<FileVersion>,
     pub parent: KernelPath,
     /// The name the caller passed, as typed (relative, a symlink, /dev/fd/N...).
     pub filename: KernelPath,
@@ -196,6 +199,7 @@ impl ExecEvent {
             hook,
             interpreted: header.event_flags & EVENT_INTERPRETED != 0,
             exe,
+            exe_version: FileVersion::from_event(&header.exe_id),
             parent,
             filename,
             cwd,

@@ -18,7 +18,7 @@ mod enforce_skel {
 
 /// Layouts shared with the BPF programs (`bpf/fingerprint.h`), from the skeleton's BTF.
 pub mod types {
-    pub use super::learn_skel::types::fp_exec_event;
+    pub use super::learn_skel::types::{fp_exec_event, fp_file_id};
 }
 
 // SAFETY: fp_exec_event is a repr(C) struct of integers: any byte pattern is valid.
