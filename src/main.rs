@@ -100,6 +100,15 @@ fn print_learn_summary(s: &LearnSummary) {
         s.workloads,
         s.executables
     );
+    println!(
+        "content: {} file version(s) hashed ({:.1} MiB, {} ms of hashing); {} exec(s) with \
+         content unknown (the file was gone or had changed before it could be hashed: \
+         recorded by path only)",
+        s.hashing.versions,
+        s.hashing.bytes as f64 / (1024.0 * 1024.0),
+        s.hashing.busy.as_millis(),
+        s.content_unknown
+    );
     if s.unnamed_cgroups > 0 {
         println!(
             "note: {} cgroups were gone before they could be named; their execs are kept \

@@ -355,3 +355,173 @@ fn sigterm_stops_cleanly_and_closes_the_session() {
         .unwrap();
     assert_eq!(open, 0);
 }
+
+// ---- Content: what was executed, by SHA-256 ----
+
+/// The digests learned for one executable of a cgroup's workload, as hex, sorted.
+fn digests(db: &Path, cgroup_path: &str, exe: &Path) -> Vec<String> {
+    let conn = rusqlite::Connection::open(db).expect("opening db");
+    let mut stmt = conn
+        .prepare(
+            "SELECT sha256 FROM executable_digests WHERE path = ?2 AND workload_id IN \
+             (SELECT workload_id FROM cgroups WHERE path = ?1) ORDER BY sha256",
+        )
+        .expect("query");
+    stmt.query_map(rusqlite::params![cgroup_path, bytes(exe)], |r| {
+        r.get::<_, Vec<u8>>(0)
+    })
+    .expect("rows")
+    .map(|r| r.expect("row").iter().map(|b| format!("{b:02x}")).collect())
+    .collect()
+}
+
+/// Execs recorded without a digest, over the database's sessions.
+fn content_unknown(db: &Path) -> u64 {
+    let conn = rusqlite::Connection::open(db).expect("opening db");
+    conn.query_row("SELECT SUM(content_unknown) FROM sessions", [], |r| {
+        r.get::<_, i64>(0)
+    })
+    .expect("content_unknown") as u64
+}
+
+/// What `sha256sum` says of a file: an oracle independent of the learner.
+fn sha256sum(file: &Path) -> String {
+    let out = std::process::Command::new("sha256sum")
+        .arg(file)
+        .output()
+        .expect("running sha256sum");
+    assert!(out.status.success(), "sha256sum {}", file.display());
+    String::from_utf8(out.stdout).unwrap()[..64].to_string()
+}
+
+/// A process of the workload that lives until dropped (a shell reading its stdin), so
+/// its cgroup has a live process whose root the learner can open files through.
+struct LiveProcess(std::process::Child);
+
+impl LiveProcess {
+    fn start(cg: &TestCgroup, shell: &Path) -> LiveProcess {
+        let child = cg
+            .command(shell)
+            .args(["-c", "read line"])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawning a live process");
+        LiveProcess(child)
+    }
+}
+
+impl Drop for LiveProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `source`'s bytes plus a tail, at `dest`: another version of a working binary.
+fn install_variant(source: &str, dest: &Path, tail: &[u8]) -> Vec<u8> {
+    let mut content = std::fs::read(source).expect("reading a binary");
+    content.extend_from_slice(tail);
+    let staged = dest.with_extension("new");
+    std::fs::write(&staged, &content).unwrap();
+    std::fs::set_permissions(&staged, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    // A rename onto the name: a new inode, as a package update or an attacker does it.
+    std::fs::rename(&staged, dest).unwrap();
+    content
+}
+
+#[test]
+fn learned_digest_is_the_sha256sum_of_the_executed_file() {
+    if !privileged("content_digest") {
+        return;
+    }
+    let (_keep, tmp) = temp_dir();
+    let shell = install_binary(DASH, &tmp.join("bin/fp-live"));
+    let short = install_binary(TRUE, &tmp.join("bin/fp-short"));
+    let cg = TestCgroup::new();
+    let db = tmp.join("learn.db");
+    let learner = Learner::start(&db, &[&cg]);
+    let live = LiveProcess::start(&cg, &shell);
+    // Stopped, the learner reads this exec only after the process is gone: its file
+    // is then reached through the live process's root.
+    learner.signal(nix::sys::signal::Signal::SIGSTOP);
+    cg.run_ok(&short, &[]);
+    learner.signal(nix::sys::signal::Signal::SIGCONT);
+    learner.stop_ok();
+    drop(live);
+
+    assert_eq!(digests(&db, &cg.path, &shell), vec![sha256sum(&shell)]);
+    assert_eq!(digests(&db, &cg.path, &short), vec![sha256sum(&short)]);
+    assert_eq!(content_unknown(&db), 0);
+}
+
+#[test]
+fn a_file_replaced_between_two_execs_gives_two_digests() {
+    if !privileged("content_replaced") {
+        return;
+    }
+    let (_keep, tmp) = temp_dir();
+    let exe = install_binary(DASH, &tmp.join("bin/fp-updated"));
+    let first = sha256sum(&exe);
+    let cg = TestCgroup::new();
+    let db = tmp.join("learn.db");
+    let learner = Learner::start(&db, &[&cg]);
+    let old = LiveProcess::start(&cg, &exe);
+    // Replacing a file changes its ctime (its link count drops), so the old version
+    // must have been hashed first: wait until the learner has committed its digest.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while digests(&db, &cg.path, &exe).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(digests(&db, &cg.path, &exe), vec![first.clone()]);
+    let new_content = install_variant(DASH, &exe, b"\0version two");
+    let new = LiveProcess::start(&cg, &exe);
+    learner.stop_ok();
+    drop((old, new));
+
+    let second = sha256sum(&exe);
+    assert_ne!(first, second);
+    assert_eq!(
+        new_content.len() as u64,
+        std::fs::metadata(&exe).unwrap().len()
+    );
+    let mut expected = vec![first, second];
+    expected.sort();
+    assert_eq!(digests(&db, &cg.path, &exe), expected);
+}
+
+#[test]
+fn an_exec_whose_file_is_gone_is_content_unknown_not_a_wrong_digest() {
+    if !privileged("content_gone") {
+        return;
+    }
+    let (_keep, tmp) = temp_dir();
+    let shell = install_binary(DASH, &tmp.join("bin/fp-live"));
+    let deleted = install_binary(TRUE, &tmp.join("bin/fp-deleted"));
+    let replaced = install_binary(TRUE, &tmp.join("bin/fp-replaced"));
+    let cg = TestCgroup::new();
+    let db = tmp.join("learn.db");
+    let learner = Learner::start(&db, &[&cg]);
+    let live = LiveProcess::start(&cg, &shell);
+    // While the learner is stopped both processes exit, one file is deleted and the
+    // other replaced under its name: what ran can no longer be read.
+    learner.signal(nix::sys::signal::Signal::SIGSTOP);
+    cg.run_ok(&deleted, &[]);
+    cg.run_ok(&replaced, &[]);
+    std::fs::remove_file(&deleted).unwrap();
+    install_variant(TRUE, &replaced, b"\0not what ran");
+    learner.signal(nix::sys::signal::Signal::SIGCONT);
+    learner.stop_ok();
+    drop(live);
+
+    let recorded = paths(&executables(&db, &cg.path));
+    assert!(recorded.contains(&bytes(&deleted)), "{recorded:?}");
+    assert!(recorded.contains(&bytes(&replaced)), "{recorded:?}");
+    assert_eq!(digests(&db, &cg.path, &deleted), Vec::<String>::new());
+    assert_eq!(
+        digests(&db, &cg.path, &replaced),
+        Vec::<String>::new(),
+        "the file now at that path is not what ran"
+    );
+    assert_eq!(content_unknown(&db), 2);
+    assert_eq!(digests(&db, &cg.path, &shell), vec![sha256sum(&shell)]);
+}
