@@ -228,6 +228,11 @@ fn export_command(args: ExportArgs) -> Result<ExitCode> {
 fn diff_command(args: DiffArgs) -> Result<ExitCode> {
     let (a, a_report) = diff::load_side_reported(&args.a)?;
     let (b, b_report) = diff::load_side_reported(&args.b)?;
+    for (side, set) in [(&args.a, &a), (&args.b, &b)] {
+        if let Some(note) = set.content_coverage().path_only_note() {
+            eprintln!("fingerprint: note: {}: {note}", side.display());
+        }
+    }
     for report in [a_report, b_report] {
         if !report.is_empty() {
             eprint!("{report}");

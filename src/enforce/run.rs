@@ -16,7 +16,7 @@ use super::hold::{self, Holds};
 use super::maps::{ApplyReport, MapState};
 use super::plan::{plan, MapSizes, Mode, PlanError, PlannedProfile, PolicyInput, ProfileIds};
 use super::report::ViolationSink;
-use super::source::load_inputs;
+use super::source::{content_notices, load_inputs};
 use crate::bpf::enforce::{
     EnforceCounters, EnforceProbe, Mechanism, MechanismChoice, PENDING_PROFILE,
 };
@@ -148,7 +148,7 @@ pub fn run(opts: &EnforceOptions, signals: &Signals) -> Result<EnforceSummary> {
     let takeover = opts.pin_dir.as_deref().filter(|d| pinned::is_pinned(d));
     let previous = takeover.and_then(pinned::read_state);
     let started_at = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
-    let inputs = load_inputs(&opts.profiles)?;
+    let (inputs, content) = load_inputs(&opts.profiles)?;
     let key = DigestKey::random().context("reading random bytes for the digest key")?;
     let mut ids = previous
         .as_ref()
@@ -240,6 +240,9 @@ pub fn run(opts: &EnforceOptions, signals: &Signals) -> Result<EnforceSummary> {
             held_killed: 0,
             elapsed: Duration::ZERO,
         });
+    }
+    for notice in content_notices(&content) {
+        eprintln!("fingerprint: {notice}");
     }
     if !enforcer.container_scopes.is_empty() {
         eprintln!(
@@ -396,7 +399,7 @@ fn reload(
     probe: &EnforceProbe,
     profiles: &Path,
 ) -> Result<Vec<PolicyInput>> {
-    let inputs = load_inputs(profiles)?;
+    let (inputs, content) = load_inputs(profiles)?;
     let (report, bound) = enforcer.apply(probe, &inputs)?;
     eprintln!(
         "fingerprint: reloaded {}: {} added, {} changed, {} removed, {} unchanged; {} cgroups bound",
@@ -407,6 +410,9 @@ fn reload(
         report.unchanged,
         bound
     );
+    for notice in content_notices(&content) {
+        eprintln!("fingerprint: {notice}");
+    }
     Ok(inputs)
 }
 

@@ -32,6 +32,18 @@ impl ContentCoverage {
     pub fn pinned(&self) -> usize {
         self.executables - self.path_only
     }
+
+    /// What `show`, `diff` and `enforce` say about path-only entries, if there are any.
+    pub fn path_only_note(&self) -> Option<String> {
+        (self.path_only > 0).then(|| {
+            format!(
+                "{} of {} executables have no content digest (schema-1 profiles, or content \
+                 not hashed when learned): path-only, so any file at that path matches, \
+                 which is weaker than a pinned entry",
+                self.path_only, self.executables
+            )
+        })
+    }
 }
 
 impl super::ProfileSet {
