@@ -525,3 +525,70 @@ fn an_exec_whose_file_is_gone_is_content_unknown_not_a_wrong_digest() {
     assert_eq!(content_unknown(&db), 2);
     assert_eq!(digests(&db, &cg.path, &shell), vec![sha256sum(&shell)]);
 }
+
+/// Learn one run of `exe` (kept alive until the learner has stopped) into `db`.
+fn learn_one_live_run(db: &Path, cg: &TestCgroup, exe: &Path) {
+    let learner = Learner::start(db, &[cg]);
+    let live = LiveProcess::start(cg, exe);
+    learner.stop_ok();
+    drop(live);
+}
+
+#[test]
+fn new_content_under_a_learned_path_fails_the_ci_gate() {
+    if !privileged("content_ci_gate") {
+        return;
+    }
+    let (_keep, tmp) = temp_dir();
+    let exe = install_binary(DASH, &tmp.join("bin/fp-app"));
+    let reviewed = sha256sum(&exe);
+    let cg = TestCgroup::new();
+    let (before, after, profiles) = (tmp.join("1.db"), tmp.join("2.db"), tmp.join("profiles"));
+    learn_one_live_run(&before, &cg, &exe);
+    let export = fingerprint(&[
+        OsStr::new("export"),
+        OsStr::new("--db"),
+        before.as_os_str(),
+        OsStr::new("--out"),
+        profiles.as_os_str(),
+    ]);
+    assert!(export.status.success(), "{export:?}");
+    install_variant(DASH, &exe, b"\0an update");
+    learn_one_live_run(&after, &cg, &exe);
+    let updated = sha256sum(&exe);
+
+    let diff = |db: &Path, format: &str| {
+        fingerprint(&[
+            OsStr::new("diff"),
+            profiles.as_os_str(),
+            db.as_os_str(),
+            OsStr::new("--fail-on"),
+            OsStr::new("added"),
+            OsStr::new("-o"),
+            OsStr::new(format),
+        ])
+    };
+    assert_eq!(diff(&before, "text").status.code(), Some(0), "same content");
+    let changed = diff(&after, "text");
+    assert_eq!(changed.status.code(), Some(1), "a new digest is added");
+    let text = String::from_utf8_lossy(&changed.stdout);
+    assert!(
+        text.contains(&format!("~ {}: content changed", exe.display())),
+        "{text}"
+    );
+    assert!(text.contains(&format!("+ sha256 {updated}")), "{text}");
+    assert!(text.contains(&format!("- sha256 {reviewed}")), "{text}");
+    let json: serde_json::Value =
+        serde_json::from_slice(&diff(&after, "json").stdout).expect("diff json");
+    let change = &json["workloads"][0]["executables"]["content_changed"][0];
+    assert_eq!(change["path"], path_value(&bytes(&exe)));
+    assert_eq!(change["sha256_added"], serde_json::json!([updated]));
+    assert_eq!(change["sha256_removed"], serde_json::json!([reviewed]));
+
+    // Enforcement does not check content yet, and says so when it starts.
+    let enforcer =
+        crate::enforce::Enforcer::start(&tmp, &profiles, crate::enforce::Mech::Kill, &[]);
+    enforcer
+        .wait_for_line("content digests are recorded but not yet enforced: only paths are checked");
+    enforcer.stop();
+}
