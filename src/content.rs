@@ -15,9 +15,11 @@ use std::collections::HashMap;
 use std::fmt;
 use std::fs::File;
 use std::io::Read;
+use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
 use std::str::FromStr;
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::thread::JoinHandle;
@@ -140,8 +142,11 @@ pub fn open_executed(
     cgroup_dir: &Path,
     version: &FileVersion,
 ) -> Option<File> {
-    let exact = |candidate: PathBuf| File::open(candidate).ok().filter(|file| version.is(file));
-    if let Some(file) = exact(PathBuf::from(format!("/proc/{pid}/exe"))) {
+    // The mm's own file: always the executed regular file, never a FIFO or a device.
+    if let Some(file) = File::open(format!("/proc/{pid}/exe"))
+        .ok()
+        .filter(|file| version.is(file))
+    {
         return Some(file);
     }
     let relative = Path::new(std::ffi::OsStr::from_bytes(path.strip_prefix(b"/")?));
@@ -149,7 +154,26 @@ pub fn open_executed(
     procs
         .lines()
         .filter(|line| *line != pid.to_string())
-        .find_map(|live| exact(Path::new("/proc").join(live).join("root").join(relative)))
+        .find_map(|live| {
+            open_if_version(
+                &Path::new("/proc").join(live).join("root").join(relative),
+                version,
+            )
+        })
+}
+
+/// Open a path the workload controls only once it is known to be `version`: first
+/// with O_PATH, which opens nothing (a FIFO put there cannot block the learner, a
+/// device cannot be triggered), then, checked, again for reading.
+fn open_if_version(path: &Path, version: &FileVersion) -> Option<File> {
+    let handle = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_NOFOLLOW)
+        .open(path)
+        .ok()
+        .filter(|handle| version.is(handle))?;
+    let file = File::open(format!("/proc/self/fd/{}", handle.as_raw_fd())).ok()?;
+    version.is(&file).then_some(file)
 }
 
 /// Why a digest was not accepted.

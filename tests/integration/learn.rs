@@ -429,6 +429,19 @@ fn install_variant(source: &str, dest: &Path, tail: &[u8]) -> Vec<u8> {
     content
 }
 
+/// Learn `cg` into `db` with a live process of `shell` in the cgroup; `while_stopped`
+/// runs while the learner is stopped, so it reads those execs only afterwards, when
+/// their processes are gone and files are reached through the live process's root.
+fn learn_while_stopped(db: &Path, cg: &TestCgroup, shell: &Path, while_stopped: impl FnOnce()) {
+    let learner = Learner::start(db, &[cg]);
+    let live = LiveProcess::start(cg, shell);
+    learner.signal(nix::sys::signal::Signal::SIGSTOP);
+    while_stopped();
+    learner.signal(nix::sys::signal::Signal::SIGCONT);
+    learner.stop_ok();
+    drop(live);
+}
+
 #[test]
 fn learned_digest_is_the_sha256sum_of_the_executed_file() {
     if !privileged("content_digest") {
@@ -439,15 +452,7 @@ fn learned_digest_is_the_sha256sum_of_the_executed_file() {
     let short = install_binary(TRUE, &tmp.join("bin/fp-short"));
     let cg = TestCgroup::new();
     let db = tmp.join("learn.db");
-    let learner = Learner::start(&db, &[&cg]);
-    let live = LiveProcess::start(&cg, &shell);
-    // Stopped, the learner reads this exec only after the process is gone: its file
-    // is then reached through the live process's root.
-    learner.signal(nix::sys::signal::Signal::SIGSTOP);
-    cg.run_ok(&short, &[]);
-    learner.signal(nix::sys::signal::Signal::SIGCONT);
-    learner.stop_ok();
-    drop(live);
+    learn_while_stopped(&db, &cg, &shell, || cg.run_ok(&short, &[]));
 
     assert_eq!(digests(&db, &cg.path, &shell), vec![sha256sum(&shell)]);
     assert_eq!(digests(&db, &cg.path, &short), vec![sha256sum(&short)]);
@@ -498,20 +503,21 @@ fn an_exec_whose_file_is_gone_is_content_unknown_not_a_wrong_digest() {
     let shell = install_binary(DASH, &tmp.join("bin/fp-live"));
     let deleted = install_binary(TRUE, &tmp.join("bin/fp-deleted"));
     let replaced = install_binary(TRUE, &tmp.join("bin/fp-replaced"));
+    let fifo = install_binary(TRUE, &tmp.join("bin/fp-fifo"));
     let cg = TestCgroup::new();
     let db = tmp.join("learn.db");
-    let learner = Learner::start(&db, &[&cg]);
-    let live = LiveProcess::start(&cg, &shell);
-    // While the learner is stopped both processes exit, one file is deleted and the
-    // other replaced under its name: what ran can no longer be read.
-    learner.signal(nix::sys::signal::Signal::SIGSTOP);
-    cg.run_ok(&deleted, &[]);
-    cg.run_ok(&replaced, &[]);
-    std::fs::remove_file(&deleted).unwrap();
-    install_variant(TRUE, &replaced, b"\0not what ran");
-    learner.signal(nix::sys::signal::Signal::SIGCONT);
-    learner.stop_ok();
-    drop(live);
+    // The processes exit, and their files are deleted, replaced under their name, or
+    // replaced by a FIFO (which must not block the learner) before the learner reads
+    // their execs: what ran can no longer be read.
+    learn_while_stopped(&db, &cg, &shell, || {
+        for exe in [&deleted, &replaced, &fifo] {
+            cg.run_ok(exe, &[]);
+        }
+        std::fs::remove_file(&deleted).unwrap();
+        install_variant(TRUE, &replaced, b"\0not what ran");
+        std::fs::remove_file(&fifo).unwrap();
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o755)).unwrap();
+    });
 
     let recorded = paths(&executables(&db, &cg.path));
     assert!(recorded.contains(&bytes(&deleted)), "{recorded:?}");
@@ -522,7 +528,8 @@ fn an_exec_whose_file_is_gone_is_content_unknown_not_a_wrong_digest() {
         Vec::<String>::new(),
         "the file now at that path is not what ran"
     );
-    assert_eq!(content_unknown(&db), 2);
+    assert_eq!(digests(&db, &cg.path, &fifo), Vec::<String>::new());
+    assert_eq!(content_unknown(&db), 3);
     assert_eq!(digests(&db, &cg.path, &shell), vec![sha256sum(&shell)]);
 }
 
