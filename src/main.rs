@@ -102,8 +102,8 @@ fn print_learn_summary(s: &LearnSummary) {
     );
     println!(
         "content: {} file version(s) hashed ({:.1} MiB, {} ms of hashing); {} exec(s) with \
-         content unknown (the file was gone or had changed before it could be hashed: \
-         recorded by path only)",
+         content unknown, recorded by path only (the file was gone or had changed before \
+         it could be hashed, or a script seen at sched_process_exec)",
         s.hashing.versions,
         s.hashing.bytes as f64 / (1024.0 * 1024.0),
         s.hashing.busy.as_millis(),
