@@ -977,6 +977,66 @@ mod tests {
         assert_eq!(hosts.len(), 3, "provenance: one session per source session");
     }
 
+    /// One session in which `workload` ran `exe` with each of `contents` (None: the
+    /// content could not be hashed).
+    fn learn_content(path: &Path, workload: &str, exe: &str, contents: &[Option<&str>]) {
+        let mut db = Database::open(path).unwrap();
+        let session = db
+            .begin_session(&SessionInfo {
+                host: "h".into(),
+                kernel: "k".into(),
+                hook: "x".into(),
+                started_at_ms: 0,
+            })
+            .unwrap();
+        let mut batch = Batch::default();
+        let id = WorkloadId::Cgroup {
+            path: workload.into(),
+        };
+        for content in contents {
+            let digest = content.map(|c| Sha256::of(c.as_bytes()));
+            batch.add(Observation {
+                workload: id.clone(),
+                cgroup_id: 7,
+                cgroup_path: workload.into(),
+                path: exe.as_bytes().to_vec(),
+                path_flags: 0,
+                parent: Vec::new(),
+                uid: 0,
+                time_ms: 0,
+            });
+            batch.add_content(id.clone(), exe.as_bytes().to_vec(), 0, digest);
+        }
+        db.record(session, &batch, contents.len() as u64, 0, Some(1))
+            .unwrap();
+    }
+
+    fn learned_digests(path: &Path) -> Vec<Sha256> {
+        let learned = Database::open_existing(path).unwrap().learned_workloads();
+        learned.unwrap()[0].executables[0].sha256.clone()
+    }
+
+    #[test]
+    fn merged_databases_keep_the_union_of_digests_and_unknown_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b, into) = (
+            dir.path().join("a.db"),
+            dir.path().join("b.db"),
+            dir.path().join("into.db"),
+        );
+        learn_content(&a, "/web", "/bin/web", &[Some("v1"), Some("v1"), None]);
+        learn_content(&b, "/web", "/bin/web", &[Some("v2"), Some("v1")]);
+        let mut expected = vec![Sha256::of(b"v1"), Sha256::of(b"v2")];
+        expected.sort();
+        assert_eq!(learned_digests(&a), vec![Sha256::of(b"v1")]);
+        let mut db = Database::open(&into).unwrap();
+        db.merge_from(&a).unwrap();
+        db.merge_from(&b).unwrap();
+        db.merge_from(&a).unwrap();
+        assert_eq!(learned_digests(&into), expected);
+        assert_eq!(db.content_unknown().unwrap(), 1, "merged once, not twice");
+    }
+
     #[test]
     fn a_newer_schema_is_refused_and_left_alone() {
         let dir = tempfile::tempdir().unwrap();
