@@ -980,34 +980,21 @@ mod tests {
     /// One session in which `workload` ran `exe` with each of `contents` (None: the
     /// content could not be hashed).
     fn learn_content(path: &Path, workload: &str, exe: &str, contents: &[Option<&str>]) {
+        learn_into(path, "h", workload, &vec![exe; contents.len()]);
         let mut db = Database::open(path).unwrap();
-        let session = db
-            .begin_session(&SessionInfo {
-                host: "h".into(),
-                kernel: "k".into(),
-                hook: "x".into(),
-                started_at_ms: 0,
-            })
+        let session: i64 = db
+            .conn
+            .query_row("SELECT MAX(id) FROM sessions", [], |row| row.get(0))
             .unwrap();
         let mut batch = Batch::default();
-        let id = WorkloadId::Cgroup {
-            path: workload.into(),
-        };
         for content in contents {
+            let id = WorkloadId::Cgroup {
+                path: workload.into(),
+            };
             let digest = content.map(|c| Sha256::of(c.as_bytes()));
-            batch.add(Observation {
-                workload: id.clone(),
-                cgroup_id: 7,
-                cgroup_path: workload.into(),
-                path: exe.as_bytes().to_vec(),
-                path_flags: 0,
-                parent: Vec::new(),
-                uid: 0,
-                time_ms: 0,
-            });
-            batch.add_content(id.clone(), exe.as_bytes().to_vec(), 0, digest);
+            batch.add_content(id, exe.as_bytes().to_vec(), 0, digest);
         }
-        db.record(session, &batch, contents.len() as u64, 0, Some(1))
+        db.record(session, &batch, contents.len() as u64, 0, Some(3_000))
             .unwrap();
     }
 

@@ -533,14 +533,6 @@ fn an_exec_whose_file_is_gone_is_content_unknown_not_a_wrong_digest() {
     assert_eq!(digests(&db, &cg.path, &shell), vec![sha256sum(&shell)]);
 }
 
-/// Learn one run of `exe` (kept alive until the learner has stopped) into `db`.
-fn learn_one_live_run(db: &Path, cg: &TestCgroup, exe: &Path) {
-    let learner = Learner::start(db, &[cg]);
-    let live = LiveProcess::start(cg, exe);
-    learner.stop_ok();
-    drop(live);
-}
-
 #[test]
 fn new_content_under_a_learned_path_fails_the_ci_gate() {
     if !privileged("content_ci_gate") {
@@ -551,7 +543,8 @@ fn new_content_under_a_learned_path_fails_the_ci_gate() {
     let reviewed = sha256sum(&exe);
     let cg = TestCgroup::new();
     let (before, after, profiles) = (tmp.join("1.db"), tmp.join("2.db"), tmp.join("profiles"));
-    learn_one_live_run(&before, &cg, &exe);
+    // One run of `exe`, alive until the learner has stopped.
+    learn_while_stopped(&before, &cg, &exe, || {});
     let export = fingerprint(&[
         OsStr::new("export"),
         OsStr::new("--db"),
@@ -561,7 +554,7 @@ fn new_content_under_a_learned_path_fails_the_ci_gate() {
     ]);
     assert!(export.status.success(), "{export:?}");
     install_variant(DASH, &exe, b"\0an update");
-    learn_one_live_run(&after, &cg, &exe);
+    learn_while_stopped(&after, &cg, &exe, || {});
     let updated = sha256sum(&exe);
 
     let diff = |db: &Path, format: &str| {
