@@ -290,8 +290,12 @@ impl Recorder {
         let Some(version) = version else {
             return self.record_content(key, None);
         };
-        let cgroup_dir = self.cgroup_mount.join(cgroup_path.trim_start_matches('/'));
-        let open = || content::open_executed(event.pid, &file.bytes, &cgroup_dir, &version);
+        // Only a version not seen before is opened; a known one costs a map lookup.
+        let mount = &self.cgroup_mount;
+        let open = || {
+            let cgroup_dir = mount.join(cgroup_path.trim_start_matches('/'));
+            content::open_executed(event.pid, &file.bytes, &cgroup_dir, &version)
+        };
         if let Some((key, digest)) = self.content.lookup(version, key, open) {
             self.record_content(key, digest);
         }
