@@ -13,6 +13,7 @@ const BPF_HEADERS: &[&str] = &[
     "fingerprint.h",
     "path.h",
     "exec_event.h",
+    "file_identity.h",
     "siphash.h",
     "policy.h",
 ];

@@ -8,6 +8,7 @@
 #define FINGERPRINT_EXEC_EVENT_H
 
 #include "path.h"
+#include "file_identity.h"
 
 /* Header plus room for every path; offsets are masked, hence one path of slack. */
 struct fp_event_buf {
@@ -81,6 +82,7 @@ static __always_inline struct fp_event_buf *fp_build_exec_event(struct linux_bin
 	if ((void *)BPF_CORE_READ(bprm, interp) != (void *)filename)
 		ev->hdr.event_flags |= FP_EVENT_INTERPRETED;
 
+	fp_read_file_id(&ev->hdr.exe_id, exe);
 	off = fp_append_path(ev, off, FP_EVENT_PATH_EXE, p, (__u64)&exe->f_path, root);
 	off = fp_append_path(ev, off, FP_EVENT_PATH_PARENT, p,
 			     parent_exe ? (__u64)&parent_exe->f_path : 0, root);

@@ -48,6 +48,22 @@ enum fp_counter {
 };
 
 /*
+ * Which version of a file was executed, as the kernel saw it at the hook: enough for
+ * user space to check that a file it opened later is that same version (device, inode,
+ * change time, size), and, with the generation, the future key of a verdict cache per
+ * file version. All zero when the hook had no file.
+ */
+struct fp_file_id {
+	__u64 ino;
+	__s64 size;
+	__s64 ctime_sec;
+	__u32 ctime_nsec;
+	__u32 dev;        /* super_block s_dev, in the kernel's encoding (major << 20 | minor) */
+	__u32 generation; /* i_generation: tells a reused inode number apart, where the fs sets it */
+	__u32 pad;
+};
+
+/*
  * One exec. The four paths follow the header back to back, in this order, without
  * NUL terminators: exe (canonical path of the file executed at this hook), parent
  * (canonical path of the parent's executable), filename (the name the caller passed,
@@ -64,6 +80,8 @@ struct fp_exec_event {
 	__u16 event_flags;
 	__u16 len[FP_EVENT_PATHS];
 	__u16 path_flags[FP_EVENT_PATHS];
+	/* The file executed at this hook (the `exe` path). */
+	struct fp_file_id exe_id;
 	/* Enforcement only (zero when learning): the profile checked, what was done
 	 * (enum fp_action) and why (enum fp_reason). */
 	__u32 profile_id;

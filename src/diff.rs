@@ -7,6 +7,9 @@
 //! still shown, marked as covered, but it does not count as added for
 //! [`Diff::has_added`]: it widens nothing, and `--fail-on added` must not fail a CI
 //! run because a versioned directory moved inside a pattern written for exactly that.
+//! An executable present on both sides whose content digests differ is a content
+//! change; it counts as added when B allows content that A did not (a new digest, or
+//! no digest at all where A had some), unless a pattern of A allows the path anyway.
 //! Output is a human summary ([`Diff::render_text`]) or stable JSON ([`Diff::to_json`]),
 //! both documented in docs/profile-format.md.
 
@@ -16,6 +19,7 @@ use std::path::Path;
 
 use serde_json::{json, Value};
 
+use crate::content::Sha256;
 use crate::profile::{
     escape_bytes, match_to_json, ExecPath, ExportReport, Mode, PathBytes, Pattern, Profile,
     ProfileError, ProfileSet, WorkloadMatch,
@@ -84,6 +88,39 @@ pub struct AddedExecutable {
     pub covered_by: Option<Pattern>,
 }
 
+/// An executable on both sides whose content digests differ. `None` is path-only: any
+/// content (a schema-1 profile, or content never hashed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContentChange {
+    pub path: ExecPath,
+    pub from: Option<BTreeSet<Sha256>>,
+    pub to: Option<BTreeSet<Sha256>>,
+    /// A's pattern that allows this path with any content, if any.
+    pub covered_by: Option<Pattern>,
+}
+
+impl ContentChange {
+    /// Digests B lists and A does not (all of B's when A was path-only).
+    pub fn added(&self) -> Vec<Sha256> {
+        only_in(self.to.as_ref(), self.from.as_ref()).collect()
+    }
+
+    pub fn removed(&self) -> Vec<Sha256> {
+        only_in(self.from.as_ref(), self.to.as_ref()).collect()
+    }
+
+    /// Whether B allows content that A did not: a new digest, or any content where A
+    /// was pinned. Going from path-only to pinned narrows, and widens nothing.
+    pub fn widens(&self) -> bool {
+        self.covered_by.is_none()
+            && match (&self.from, &self.to) {
+                (None, _) => false,
+                (Some(_), None) => true,
+                (Some(from), Some(to)) => !to.is_subset(from),
+            }
+    }
+}
+
 /// Everything that differs for one workload. Sets are sorted by their bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkloadDiff {
@@ -93,6 +130,7 @@ pub struct WorkloadDiff {
     pub matcher: Option<Change<WorkloadMatch>>,
     pub executables_added: Vec<AddedExecutable>,
     pub executables_removed: Vec<ExecPath>,
+    pub content_changed: Vec<ContentChange>,
     pub patterns_added: Vec<Pattern>,
     pub patterns_removed: Vec<Pattern>,
 }
@@ -102,6 +140,7 @@ impl WorkloadDiff {
     pub fn has_added(&self) -> bool {
         self.status == Status::Added
             || !self.patterns_added.is_empty()
+            || self.content_changed.iter().any(ContentChange::widens)
             || self
                 .executables_added
                 .iter()
@@ -131,6 +170,7 @@ pub struct Summary {
     pub executables_added: usize,
     pub executables_covered: usize,
     pub executables_removed: usize,
+    pub content_changes: usize,
     pub patterns_added: usize,
     pub patterns_removed: usize,
     pub mode_changes: usize,
@@ -169,6 +209,7 @@ fn diff_workload(name: &str, a: Option<&Profile>, b: Option<&Profile>) -> Option
             })
             .collect(),
         executables_removed: only_in(a.map(|p| &p.executables), executables_after).collect(),
+        content_changed: a.zip(b).map(content_changes).unwrap_or_default(),
         patterns_added: only_in(b.map(|p| &p.patterns), a.map(|p| &p.patterns)).collect(),
         patterns_removed: only_in(a.map(|p| &p.patterns), b.map(|p| &p.patterns)).collect(),
     };
@@ -180,7 +221,24 @@ fn same_allowlist(a: &Profile, b: &Profile) -> bool {
     a.mode == b.mode
         && a.matcher == b.matcher
         && a.executables == b.executables
+        && a.content == b.content
         && a.patterns == b.patterns
+}
+
+/// Executables on both sides whose digests differ, in path order.
+fn content_changes((a, b): (&Profile, &Profile)) -> Vec<ContentChange> {
+    a.executables
+        .intersection(&b.executables)
+        .filter_map(|path| {
+            let (from, to) = (a.content.get(path), b.content.get(path));
+            (from != to).then(|| ContentChange {
+                path: path.clone(),
+                from: from.cloned(),
+                to: to.cloned(),
+                covered_by: a.covering_pattern(path.as_bytes()).cloned(),
+            })
+        })
+        .collect()
 }
 
 /// Elements of `left` that `right` lacks, cloned, in order; a missing side (`None`: the
@@ -226,6 +284,7 @@ impl Diff {
             summary.executables_added += workload.executables_added.len();
             summary.executables_covered += workload.covered_count();
             summary.executables_removed += workload.executables_removed.len();
+            summary.content_changes += workload.content_changed.len();
             summary.patterns_added += workload.patterns_added.len();
             summary.patterns_removed += workload.patterns_removed.len();
             let changed = workload.status == Status::Changed;
@@ -263,6 +322,7 @@ impl Diff {
             "summary": {
                 "executables_added": summary.executables_added,
                 "executables_covered": summary.executables_covered,
+                "executables_content_changed": summary.content_changes,
                 "executables_removed": summary.executables_removed,
                 "match_changes": summary.match_changes,
                 "mode_changes": summary.mode_changes,
@@ -298,6 +358,9 @@ impl fmt::Display for Summary {
                 " ({} of the added covered by a pattern)",
                 self.executables_covered
             )?;
+        }
+        if self.content_changes > 0 {
+            write!(f, "; content changes: {}", self.content_changes)?;
         }
         write!(
             f,
@@ -372,6 +435,9 @@ fn render_workload(out: &mut String, workload: &WorkloadDiff, paint: Painter) {
     for removed in &workload.executables_removed {
         paint.line(out, Painter::RED, format_args!("  - {removed}"));
     }
+    for change in &workload.content_changed {
+        render_content_change(out, change, paint);
+    }
     for pattern in &workload.patterns_added {
         paint.line(out, Painter::GREEN, format_args!("  + pattern {pattern}"));
     }
@@ -407,6 +473,40 @@ fn render_changes(out: &mut String, workload: &WorkloadDiff, paint: Painter) {
     }
 }
 
+/// `~ PATH: content changed`, then the digests added and removed.
+fn render_content_change(out: &mut String, change: &ContentChange, paint: Painter) {
+    let note = match (&change.from, &change.to, &change.covered_by) {
+        (_, _, Some(pattern)) => format!(" (covered by pattern {pattern})"),
+        (None, _, None) => " (was path-only: any content)".to_owned(),
+        (_, None, None) => " (now path-only: any content)".to_owned(),
+        _ => String::new(),
+    };
+    let path = &change.path;
+    paint.line(
+        out,
+        Painter::YELLOW,
+        format_args!("  ~ {path}: content changed{note}"),
+    );
+    for digest in change.added() {
+        paint.line(out, Painter::GREEN, format_args!("      + sha256 {digest}"));
+    }
+    for digest in change.removed() {
+        paint.line(out, Painter::RED, format_args!("      - sha256 {digest}"));
+    }
+}
+
+fn content_change_json(change: &ContentChange) -> Value {
+    let digests = |set: Option<&BTreeSet<Sha256>>| set.map(|s| json!(s));
+    json!({
+        "from": digests(change.from.as_ref()),
+        "path": change.path.path_bytes().to_json(),
+        "pattern": change.covered_by.as_ref().map(|p| p.path_bytes().to_json()),
+        "sha256_added": change.added(),
+        "sha256_removed": change.removed(),
+        "to": digests(change.to.as_ref()),
+    })
+}
+
 fn workload_json(workload: &WorkloadDiff) -> Value {
     let covered: Vec<Value> = workload
         .executables_added
@@ -419,6 +519,7 @@ fn workload_json(workload: &WorkloadDiff) -> Value {
     json!({
         "executables": {
             "added": json_paths(workload.executables_added.iter().map(|added| added.path.path_bytes())),
+            "content_changed": workload.content_changed.iter().map(content_change_json).collect::<Vec<_>>(),
             "covered": covered,
             "removed": json_paths(workload.executables_removed.iter().map(ExecPath::path_bytes)),
         },
@@ -525,6 +626,67 @@ mod tests {
         let mut json = serde_json::to_string_pretty(&diff(&a, &b).to_json()).expect("json");
         json.push('\n');
         assert_golden("diff/diff.json", json.as_bytes());
+    }
+
+    /// A pinned profile (A) and B where one executable gained a digest, one lost its
+    /// digests (path-only), one was pinned for the first time, and one covered by a
+    /// pattern of A changed content.
+    fn content_before_and_after() -> (ProfileSet, ProfileSet) {
+        let pin = |profile: &mut Profile, path: &str, versions: &[&str]| {
+            let digests = versions.iter().map(|v| Sha256::of(v.as_bytes())).collect();
+            profile.content.insert(exec(path.as_bytes()), digests);
+        };
+        let paths = [
+            "/usr/bin/app",
+            "/usr/bin/helper",
+            "/usr/bin/new-pin",
+            "/opt/v1/run",
+        ];
+        let mut a = profile("app.service", Mode::Enforce, &paths, &["/opt/*/run"]);
+        pin(&mut a, "/usr/bin/app", &["app 1"]);
+        pin(&mut a, "/usr/bin/helper", &["helper"]);
+        pin(&mut a, "/opt/v1/run", &["run 1"]);
+        let mut b = profile("app.service", Mode::Enforce, &paths, &["/opt/*/run"]);
+        pin(&mut b, "/usr/bin/app", &["app 1", "app 2"]);
+        pin(&mut b, "/usr/bin/new-pin", &["pinned"]);
+        pin(&mut b, "/opt/v1/run", &["run 2"]);
+        (set_of([a]), set_of([b]))
+    }
+
+    #[test]
+    fn content_changes_match_golden_and_new_content_counts_as_added() {
+        let (a, b) = content_before_and_after();
+        let result = diff(&a, &b);
+        assert_golden(
+            "diff/diff-content.txt",
+            result.render_text(false).as_bytes(),
+        );
+        let mut json = serde_json::to_string_pretty(&result.to_json()).expect("json");
+        json.push('\n');
+        assert_golden("diff/diff-content.json", json.as_bytes());
+        let changes = &result.workloads[0].content_changed;
+        let widening: Vec<String> = changes
+            .iter()
+            .filter(|c| c.widens())
+            .map(|c| c.path.to_string())
+            .collect();
+        assert_eq!(widening, ["/usr/bin/app", "/usr/bin/helper"]);
+        assert!(result.has_added());
+
+        // Only pinning what was path-only, or content under a pattern: nothing added.
+        let (a, mut b) = content_before_and_after();
+        let mut narrowed = b.get("app.service").unwrap().clone();
+        narrowed.content = a.get("app.service").unwrap().content.clone();
+        narrowed
+            .content
+            .insert(exec(b"/usr/bin/new-pin"), [Sha256::of(b"x")].into());
+        narrowed
+            .content
+            .insert(exec(b"/opt/v1/run"), [Sha256::of(b"run 2")].into());
+        b.insert(narrowed);
+        let result = diff(&a, &b);
+        assert_eq!(result.workloads[0].content_changed.len(), 2);
+        assert!(!result.has_added(), "{}", result.render_text(false));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 use std::fmt;
 
 use crate::bpf::abi::{fp_action, fp_event_flags, fp_exec_event, fp_hook, fp_reason};
+use crate::content::FileVersion;
 
 /// Path flags, as set by the shared BPF path routine (`enum fp_path_flags`).
 pub mod path_flags {
@@ -59,6 +60,8 @@ pub struct ExecEvent {
     /// A binfmt handler replaced the interpreter: `filename` named a script.
     pub interpreted: bool,
     pub exe: KernelPath,
+    /// Which version of the `exe` file was executed (`None`: the hook had no file).
+    pub exe_version: Option<FileVersion>,
     pub parent: KernelPath,
     /// The name the caller passed, as typed (relative, a symlink, /dev/fd/N...).
     pub filename: KernelPath,
@@ -193,6 +196,7 @@ impl ExecEvent {
             interpreted: u32::from(header.event_flags) & fp_event_flags::FP_EVENT_INTERPRETED.0
                 != 0,
             exe,
+            exe_version: FileVersion::from_event(&header.exe_id),
             parent,
             filename,
             cwd,

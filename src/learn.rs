@@ -15,7 +15,8 @@ use anyhow::{Context, Result};
 
 use crate::bpf::learn::{HookChoice, LearnProbe, POLL_INTERVAL};
 use crate::bpf::readback::LearnCounters;
-use crate::event::{ExecEvent, Hook};
+use crate::content::{self, ContentHasher, HashStats, Sha256};
+use crate::event::{ExecEvent, Hook, KernelPath};
 use crate::progress::Progress;
 use crate::storage::{Batch, Database, Observation, SessionInfo};
 use crate::workload::cgroup::CgroupV2;
@@ -55,6 +56,11 @@ pub struct LearnSummary {
     pub metadata_fallbacks: usize,
     /// Containers named from their pod names because the Kubernetes API failed.
     pub api_fallbacks: u64,
+    /// Executed files whose content was hashed, and what that cost.
+    pub hashing: HashStats,
+    /// Execs recorded without a digest: the file was gone or had changed before it
+    /// could be hashed (or, at sched_process_exec, a script: see `executed_files`).
+    pub content_unknown: u64,
 }
 
 /// Learn until `stop` is set or the duration elapses.
@@ -147,6 +153,8 @@ pub fn run(opts: &LearnOptions, stop: Arc<AtomicBool>) -> Result<LearnSummary> {
             .metadata()
             .api_stats()
             .map_or(0, |s| s.failures + s.skipped),
+        hashing: recorder.content.stats(),
+        content_unknown: recorder.content_unknown,
     })
 }
 
@@ -207,11 +215,18 @@ impl Clock {
     }
 }
 
+/// Which executable of which workload a digest belongs to.
+type ContentKey = (WorkloadId, Vec<u8>, u32);
+
 /// Turns events into observations and keeps the running totals.
 pub struct Recorder {
     names: CgroupNames,
     clock: Clock,
     batch: Batch,
+    content: ContentHasher<ContentKey>,
+    /// The cgroup v2 mount: where a cgroup's live processes are listed.
+    cgroup_mount: PathBuf,
+    pub content_unknown: u64,
     pub recorded: u64,
     pub undecodable: u64,
     pub workloads: HashSet<WorkloadId>,
@@ -221,9 +236,12 @@ pub struct Recorder {
 impl Recorder {
     fn new(cgroups: CgroupV2, metadata: ContainerMetadata) -> Recorder {
         Recorder {
+            cgroup_mount: cgroups.mount_point().to_path_buf(),
             names: CgroupNames::with_metadata(cgroups, metadata),
             clock: Clock::new(),
             batch: Batch::default(),
+            content: ContentHasher::new(),
+            content_unknown: 0,
             recorded: 0,
             undecodable: 0,
             workloads: HashSet::new(),
@@ -241,7 +259,11 @@ impl Recorder {
         };
         let (cgroup_path, workload) = self.names.name(event.cgroup_id);
         let time_ms = self.clock.wall_ms(event.ktime_ns);
-        for file in event.executed_files() {
+        for (index, file) in event.executed_files().into_iter().enumerate() {
+            // Only the file executed at the hook has a version (a script seen at
+            // sched_process_exec is no longer held by the kernel).
+            let version = if index == 0 { event.exe_version } else { None };
+            self.look_up_content(&event, &cgroup_path, &workload, &file, version);
             self.workloads.insert(workload.clone());
             self.executables
                 .insert((workload.clone(), file.bytes.clone()));
@@ -259,6 +281,36 @@ impl Recorder {
         }
     }
 
+    /// Ask for the digest of what `event` ran as `file`; it lands in the batch now
+    /// (known version, or unknown) or when the worker has hashed it.
+    fn look_up_content(
+        &mut self,
+        event: &ExecEvent,
+        cgroup_path: &str,
+        workload: &WorkloadId,
+        file: &KernelPath,
+        version: Option<content::FileVersion>,
+    ) {
+        let key = (workload.clone(), file.bytes.clone(), file.flags);
+        let Some(version) = version else {
+            return self.record_content(key, None);
+        };
+        // Only a version not seen before is opened; a known one costs a map lookup.
+        let mount = &self.cgroup_mount;
+        let open = || {
+            let cgroup_dir = mount.join(cgroup_path.trim_start_matches('/'));
+            content::open_executed(event.pid, &file.bytes, &cgroup_dir, &version)
+        };
+        if let Some((key, digest)) = self.content.lookup(version, key, open) {
+            self.record_content(key, digest);
+        }
+    }
+
+    fn record_content(&mut self, (workload, path, flags): ContentKey, digest: Option<Sha256>) {
+        self.content_unknown += u64::from(digest.is_none());
+        self.batch.add_content(workload, path, flags, digest);
+    }
+
     fn flush(
         &mut self,
         db: &mut Database,
@@ -266,6 +318,14 @@ impl Recorder {
         counters: LearnCounters,
         ended_at_ms: Option<i64>,
     ) -> Result<()> {
+        // The last flush waits for every file still being hashed.
+        let resolved = match ended_at_ms {
+            Some(_) => self.content.finish(),
+            None => self.content.poll(),
+        };
+        for (key, digest) in resolved {
+            self.record_content(key, digest);
+        }
         let batch = std::mem::take(&mut self.batch);
         db.record(
             session,

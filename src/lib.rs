@@ -2,6 +2,7 @@
 //! reviewable profiles, and lock each workload to its profile with one BPF LSM program.
 
 pub mod bpf;
+pub mod content;
 pub mod diff;
 pub mod digest;
 pub mod enforce;

@@ -126,6 +126,15 @@ fn print_learn_summary(s: &LearnSummary) {
         s.workloads,
         s.executables
     );
+    println!(
+        "content: {} file version(s) hashed ({:.1} MiB, {} ms of hashing); {} exec(s) with \
+         content unknown, recorded by path only (the file was gone or had changed before \
+         it could be hashed, or a script seen at sched_process_exec)",
+        s.hashing.versions,
+        s.hashing.bytes as f64 / (1024.0 * 1024.0),
+        s.hashing.busy.as_millis(),
+        s.content_unknown
+    );
     if s.unnamed_cgroups > 0 {
         println!(
             "note: {} cgroups were gone before they could be named; their execs are kept \
@@ -237,6 +246,11 @@ fn export_command(args: ExportArgs) -> Result<ExitCode> {
 fn diff_command(args: DiffArgs) -> Result<ExitCode> {
     let (a, a_report) = diff::load_side_reported(&args.a)?;
     let (b, b_report) = diff::load_side_reported(&args.b)?;
+    for (side, set) in [(&args.a, &a), (&args.b, &b)] {
+        if let Some(note) = set.content_coverage().path_only_note() {
+            eprintln!("fingerprint: note: {}: {note}", side.display());
+        }
+    }
     for report in [a_report, b_report] {
         if !report.is_empty() {
             eprint!("{report}");

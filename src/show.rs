@@ -4,7 +4,7 @@
 use serde_json::{json, Value};
 
 use crate::event::describe_path_flags;
-use crate::profile::{escape_bytes, path_json};
+use crate::profile::{escape_bytes, path_json, ContentCoverage};
 use crate::storage::{LearnedExecutable, LearnedWorkload, SessionRecord};
 
 pub fn render_text(sessions: &[SessionRecord], workloads: &[LearnedWorkload]) -> String {
@@ -16,6 +16,9 @@ pub fn render_text(sessions: &[SessionRecord], workloads: &[LearnedWorkload]) ->
         sessions.len(),
         workloads.len()
     ));
+    if let Some(note) = coverage(workloads).path_only_note() {
+        out.push_str(&format!("note: {note}\n"));
+    }
     for workload in workloads {
         out.push_str(&format!(
             "\n{} ({}, {} executables)\n",
@@ -25,6 +28,7 @@ pub fn render_text(sessions: &[SessionRecord], workloads: &[LearnedWorkload]) ->
         ));
         for exe in &workload.executables {
             out.push_str(&executable_line(exe));
+            out.push_str(&content_lines(exe));
         }
     }
     out
@@ -38,6 +42,26 @@ fn executable_line(exe: &LearnedExecutable) -> String {
         format!("  [{flags}]")
     };
     format!("  {:>8}  {}{note}\n", exe.count, escape_bytes(&exe.path))
+}
+
+/// The digests learned for an executable, one per line, or that there are none.
+fn content_lines(exe: &LearnedExecutable) -> String {
+    if exe.sha256.is_empty() {
+        return format!("{:>12}content not hashed: path-only\n", "");
+    }
+    exe.sha256
+        .iter()
+        .map(|digest| format!("{:>12}sha256 {digest}\n", ""))
+        .collect()
+}
+
+/// Executables learned with and without digests.
+fn coverage(workloads: &[LearnedWorkload]) -> ContentCoverage {
+    let exes = workloads.iter().flat_map(|w| &w.executables);
+    ContentCoverage {
+        executables: exes.clone().count(),
+        path_only: exes.filter(|e| e.sha256.is_empty()).count(),
+    }
 }
 
 pub fn render_json(sessions: &[SessionRecord], workloads: &[LearnedWorkload]) -> Value {
@@ -62,6 +86,7 @@ pub fn render_json(sessions: &[SessionRecord], workloads: &[LearnedWorkload]) ->
                     json!({
                         "path": path_json(&e.path), "flags": e.path_flags, "count": e.count,
                         "first_seen_ms": e.first_seen_ms, "last_seen_ms": e.last_seen_ms,
+                        "sha256": e.sha256,
                     })
                 })
                 .collect();

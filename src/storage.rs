@@ -20,6 +20,7 @@ use rusqlite::{
 pub use merge::merge_into;
 pub use read_only::is_database_file;
 
+use crate::content::Sha256;
 use crate::workload::WorkloadId;
 
 /// Schema migrations; `PRAGMA user_version` is the number applied.
@@ -103,6 +104,23 @@ CREATE TABLE violations (
     mechanism TEXT NOT NULL
 );
 CREATE INDEX violations_by_workload ON violations (workload, time_ms);
+"#,
+    // What was executed: the SHA-256 of each version of an executable that ran, and how
+    // many execs ran a file whose content could not be hashed (see crate::content).
+    r#"
+CREATE TABLE observation_digests (
+    session_id INTEGER NOT NULL,
+    workload_id INTEGER NOT NULL,
+    path BLOB NOT NULL,
+    path_flags INTEGER NOT NULL,
+    sha256 BLOB NOT NULL CHECK (length(sha256) = 32),
+    count INTEGER NOT NULL,
+    PRIMARY KEY (session_id, workload_id, path, path_flags, sha256)
+) WITHOUT ROWID;
+CREATE VIEW executable_digests AS
+    SELECT workload_id, path, path_flags, sha256, SUM(count) AS count
+    FROM observation_digests GROUP BY workload_id, path, path_flags, sha256;
+ALTER TABLE sessions ADD COLUMN content_unknown INTEGER NOT NULL DEFAULT 0;
 "#,
 ];
 
@@ -191,6 +209,10 @@ pub struct Batch {
     executables: HashMap<(WorkloadId, Vec<u8>, u32), Aggregate>,
     cgroups: HashMap<u64, (String, WorkloadId)>,
     observations: u64,
+    /// Execs per (workload, path, path_flags, digest): the content that ran.
+    digests: HashMap<(WorkloadId, Vec<u8>, u32, Sha256), u64>,
+    /// Execs whose content could not be hashed.
+    content_unknown: u64,
 }
 
 #[derive(Debug, Default)]
@@ -231,6 +253,26 @@ impl Batch {
     pub fn is_empty(&self) -> bool {
         self.observations == 0
     }
+
+    /// What one exec of `path` ran: its digest, or `None` when it could not be hashed.
+    /// Kept apart from [`Batch::add`] because a digest may be known only later.
+    pub fn add_content(
+        &mut self,
+        workload: WorkloadId,
+        path: Vec<u8>,
+        path_flags: u32,
+        sha256: Option<Sha256>,
+    ) {
+        match sha256 {
+            Some(digest) => {
+                *self
+                    .digests
+                    .entry((workload, path, path_flags, digest))
+                    .or_default() += 1
+            }
+            None => self.content_unknown += 1,
+        }
+    }
 }
 
 /// One executable as learned for a workload, aggregated over every session.
@@ -241,6 +283,9 @@ pub struct LearnedExecutable {
     pub count: u64,
     pub first_seen_ms: i64,
     pub last_seen_ms: i64,
+    /// Every content seen executed under this path, sorted; empty when none could be
+    /// hashed (or the database predates content recording).
+    pub sha256: Vec<Sha256>,
 }
 
 /// Everything learned about one workload.
@@ -421,6 +466,7 @@ impl Database {
             .transaction()
             .map_err(|e| sqlite_error(&path, e))?;
         write_batch(&tx, session, batch).map_err(|e| sqlite_error(&path, e))?;
+        write_content(&tx, session, batch).map_err(|e| sqlite_error(&path, e))?;
         tx.execute(
             "UPDATE sessions SET events_seen = ?2, events_dropped = ?3, \
              ended_at_ms = COALESCE(?4, ended_at_ms) WHERE id = ?1",
@@ -495,6 +541,7 @@ impl Database {
                         count: row.get::<_, i64>(3)? as u64,
                         first_seen_ms: row.get(4)?,
                         last_seen_ms: row.get(5)?,
+                        sha256: Vec::new(),
                     },
                 ))
             })
@@ -505,9 +552,71 @@ impl Database {
                 workload.executables.push(exe);
             }
         }
+        self.attach_digests(&mut workloads)?;
         let mut list: Vec<LearnedWorkload> = workloads.into_values().collect();
         list.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(list)
+    }
+
+    /// Fill in each learned executable's digests from `executable_digests`.
+    fn attach_digests(
+        &self,
+        workloads: &mut HashMap<i64, LearnedWorkload>,
+    ) -> Result<(), StorageError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT workload_id, path, path_flags, sha256 FROM executable_digests \
+                 ORDER BY workload_id, path, path_flags, sha256",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |row| {
+                Ok((
+                    row.get::<_, i64>(0)?,
+                    row.get::<_, Vec<u8>>(1)?,
+                    row.get::<_, u32>(2)?,
+                    row.get::<_, Vec<u8>>(3)?,
+                ))
+            })
+            .map_err(|e| self.err(e))?;
+        // (workload, flags) -> path -> digests, so lookups can borrow the path.
+        let mut digests: HashMap<(i64, u32), HashMap<Vec<u8>, Vec<Sha256>>> = HashMap::new();
+        for row in rows {
+            let (workload, path, flags, digest) = row.map_err(|e| self.err(e))?;
+            // The table's CHECK keeps every digest 32 bytes long.
+            if let Some(digest) = Sha256::from_slice(&digest) {
+                digests
+                    .entry((workload, flags))
+                    .or_default()
+                    .entry(path)
+                    .or_default()
+                    .push(digest);
+            }
+        }
+        for (id, workload) in workloads.iter_mut() {
+            for exe in &mut workload.executables {
+                if let Some(found) = digests
+                    .get_mut(&(*id, exe.path_flags))
+                    .and_then(|paths| paths.remove(&exe.path))
+                {
+                    exe.sha256 = found;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Execs whose content could not be hashed, over every session.
+    pub fn content_unknown(&self) -> Result<u64, StorageError> {
+        self.conn
+            .query_row(
+                "SELECT COALESCE(SUM(content_unknown), 0) FROM sessions",
+                [],
+                |row| row.get::<_, i64>(0),
+            )
+            .map(|n| n as u64)
+            .map_err(|e| self.err(e))
     }
 
     fn workload_index(&self) -> Result<HashMap<i64, LearnedWorkload>, StorageError> {
@@ -707,6 +816,52 @@ fn write_batch(tx: &Transaction, session: i64, batch: &Batch) -> rusqlite::Resul
     Ok(())
 }
 
+/// The content half of a batch: digests per executable and the unknown count.
+fn write_content(tx: &Transaction, session: i64, batch: &Batch) -> rusqlite::Result<()> {
+    let mut workload_ids: HashMap<&WorkloadId, i64> = HashMap::new();
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO observation_digests (session_id, workload_id, path, path_flags, sha256, \
+         count) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+         ON CONFLICT DO UPDATE SET count = count + excluded.count",
+    )?;
+    for ((workload, path, flags, digest), count) in &batch.digests {
+        let workload_id = match workload_ids.get(workload) {
+            Some(id) => *id,
+            None => {
+                let id = workload_row(tx, workload)?;
+                workload_ids.insert(workload, id);
+                id
+            }
+        };
+        insert.execute(params![
+            session,
+            workload_id,
+            path,
+            flags,
+            &digest.0[..],
+            *count as i64
+        ])?;
+    }
+    if batch.content_unknown > 0 {
+        tx.execute(
+            "UPDATE sessions SET content_unknown = content_unknown + ?2 WHERE id = ?1",
+            params![session, batch.content_unknown as i64],
+        )?;
+    }
+    Ok(())
+}
+
+/// The content rows of the sessions a merge brings in (run inside `merge::merge_attached`'s
+/// transaction, while its session and workload maps exist).
+pub(crate) const MERGE_CONTENT: &str =
+    "INSERT INTO main.observation_digests SELECT sm.dst_id, wm.dst_id, \
+       o.path, o.path_flags, o.sha256, o.count FROM src.observation_digests o \
+       JOIN temp.session_map sm ON sm.src_id = o.session_id \
+       JOIN temp.workload_map wm ON wm.src_id = o.workload_id; \
+     UPDATE main.sessions SET content_unknown = \
+       (SELECT s.content_unknown FROM src.sessions s WHERE s.uuid = main.sessions.uuid) \
+       WHERE uuid IN (SELECT uuid FROM temp.new_sessions);";
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -818,6 +973,51 @@ mod tests {
             "{hosts:?}"
         );
         assert_eq!(hosts.len(), 3, "provenance: one session per source session");
+    }
+
+    /// One session in which `workload` ran `exe` with each of `contents` (None: the
+    /// content could not be hashed).
+    fn learn_content(path: &Path, workload: &str, exe: &str, contents: &[Option<&str>]) {
+        learn_into(path, "h", workload, &vec![exe; contents.len()]);
+        let mut db = Database::open(path).unwrap();
+        let session: i64 = db
+            .conn
+            .query_row("SELECT MAX(id) FROM sessions", [], |row| row.get(0))
+            .unwrap();
+        let mut batch = Batch::default();
+        for content in contents {
+            let id = WorkloadId::Cgroup {
+                path: workload.into(),
+            };
+            let digest = content.map(|c| Sha256::of(c.as_bytes()));
+            batch.add_content(id, exe.as_bytes().to_vec(), 0, digest);
+        }
+        db.record(session, &batch, contents.len() as u64, 0, Some(3_000))
+            .unwrap();
+    }
+
+    fn learned_digests(path: &Path) -> Vec<Sha256> {
+        let learned = Database::open_read_only(path).unwrap().learned_workloads();
+        learned.unwrap()[0].executables[0].sha256.clone()
+    }
+
+    #[test]
+    fn merged_databases_keep_the_union_of_digests_and_unknown_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b, into) = (
+            dir.path().join("a.db"),
+            dir.path().join("b.db"),
+            dir.path().join("into.db"),
+        );
+        learn_content(&a, "/web", "/bin/web", &[Some("v1"), Some("v1"), None]);
+        learn_content(&b, "/web", "/bin/web", &[Some("v2"), Some("v1")]);
+        let mut expected = vec![Sha256::of(b"v1"), Sha256::of(b"v2")];
+        expected.sort();
+        assert_eq!(learned_digests(&a), vec![Sha256::of(b"v1")]);
+        merge::merge_into(&into, &[a.clone(), b.clone(), a.clone()]).unwrap();
+        assert_eq!(learned_digests(&into), expected);
+        let db = Database::open_read_only(&into).unwrap();
+        assert_eq!(db.content_unknown().unwrap(), 1, "merged once, not twice");
     }
 
     #[test]

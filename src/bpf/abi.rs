@@ -12,7 +12,7 @@ pub use super::enforce_skel::types::{
     fp_pattern_key, fp_profile, fp_reason, fp_rule_key, fp_rule_kind, fp_test_args,
 };
 pub use super::learn_skel::types::{
-    fp_counter, fp_event_flags, fp_exec_event, fp_hook, fp_path_flags,
+    fp_counter, fp_event_flags, fp_exec_event, fp_file_id, fp_hook, fp_path_flags,
 };
 
 // SAFETY (all): repr(C) structs of integers and integer arrays: any bytes are valid.

@@ -273,6 +273,7 @@ mod tests {
                 bytes: exe.to_vec(),
                 flags,
             },
+            exe_version: None,
             parent: path(b"/"),
             filename: path(exe),
             cwd: path(b"/"),

@@ -17,7 +17,7 @@ use super::maps::{ApplyReport, MapState};
 use super::plan::{plan, MapSizes, Mode, PlanError, PlannedProfile, PolicyInput, ProfileIds};
 use super::report::{Unwritten, ViolationSink};
 use super::session::Session;
-use super::source::load_inputs;
+use super::source::{content_notices, load_inputs};
 use crate::bpf::abi::PENDING_PROFILE;
 use crate::bpf::enforce::{EnforceProbe, Mechanism, MechanismChoice};
 use crate::bpf::pinned::{self, PinnedState};
@@ -213,7 +213,7 @@ fn start(opts: &EnforceOptions) -> Result<Started> {
     let takeover = opts.pin_dir.as_deref().filter(|d| pinned::is_pinned(d));
     let previous = takeover.and_then(pinned::read_state);
     let started_at = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
-    let inputs = load_inputs(&opts.profiles)?;
+    let (inputs, content) = load_inputs(&opts.profiles)?;
     let key = DigestKey::random().context("reading random bytes for the digest key")?;
     let mut ids = previous
         .as_ref()
@@ -306,6 +306,9 @@ fn start(opts: &EnforceOptions) -> Result<Started> {
             .map(|m| format!(", every profile in {m} mode"))
             .unwrap_or_default()
     );
+    for notice in content_notices(&content) {
+        eprintln!("fingerprint: {notice}");
+    }
     Ok(Started {
         probe,
         enforcer,

@@ -15,7 +15,7 @@ use super::hold;
 use super::plan::{PolicyInput, ProfileIds};
 use super::report::ViolationSink;
 use super::run::{EnforceOptions, EnforceSummary, Enforcer};
-use super::source::load_inputs;
+use super::source::{content_notices, load_inputs};
 use crate::bpf::enforce::EnforceProbe;
 use crate::bpf::pinned::{self, PinnedState, Reporting};
 use crate::event::{Action, ExecEvent};
@@ -280,7 +280,7 @@ fn reload_profiles(
     probe: &EnforceProbe,
     profiles: &std::path::Path,
 ) -> Result<Vec<PolicyInput>> {
-    let inputs = load_inputs(profiles)?;
+    let (inputs, content) = load_inputs(profiles)?;
     let (report, bound) = enforcer.apply(probe, &inputs)?;
     eprintln!(
         "fingerprint: reloaded {}: {} added, {} changed, {} removed, {} unchanged; {} cgroups bound",
@@ -291,6 +291,9 @@ fn reload_profiles(
         report.unchanged,
         bound
     );
+    for notice in content_notices(&content) {
+        eprintln!("fingerprint: {notice}");
+    }
     Ok(inputs)
 }
 

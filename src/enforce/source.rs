@@ -6,12 +6,33 @@ use std::path::Path;
 use anyhow::{Context, Result};
 
 use super::plan::PolicyInput;
-use crate::profile::{ProfileSet, WorkloadMatch};
+use crate::profile::{ContentCoverage, ProfileSet, WorkloadMatch};
 
-pub fn load_inputs(path: &Path) -> Result<Vec<PolicyInput>> {
+/// The profiles' inputs, and how many of their executables are pinned to content.
+pub fn load_inputs(path: &Path) -> Result<(Vec<PolicyInput>, ContentCoverage)> {
     let set = ProfileSet::load(path)
         .with_context(|| format!("loading profiles from {}", path.display()))?;
-    Ok(inputs_of(&set, path))
+    Ok((inputs_of(&set, path), set.content_coverage()))
+}
+
+/// Startup lines about content: digests are not enforced yet (see docs/architecture.md,
+/// "Executable identity (design)"), and path-only entries are the weaker kind.
+pub fn content_notices(coverage: &ContentCoverage) -> Vec<String> {
+    let mut lines = Vec::new();
+    if coverage.pinned() > 0 {
+        lines.push(format!(
+            "content digests are recorded but not yet enforced: only paths are checked \
+             ({} of {} executables carry digests)",
+            coverage.pinned(),
+            coverage.executables
+        ));
+    }
+    lines.extend(
+        coverage
+            .path_only_note()
+            .map(|note| format!("note: {note}")),
+    );
+    lines
 }
 
 pub fn inputs_of(set: &ProfileSet, origin: &Path) -> Vec<PolicyInput> {

@@ -208,6 +208,10 @@ fn add_executables(profile: &mut Profile, workload: &LearnedWorkload, report: &m
                 if let Some(stats) = profile.stats.as_mut() {
                     record_stats(stats, &path, learned);
                 }
+                if !learned.sha256.is_empty() {
+                    let digests = profile.content.entry(path.clone()).or_default();
+                    digests.extend(learned.sha256.iter().copied());
+                }
                 profile.executables.insert(path);
             }
             Err(reason) => report.skipped_executables.push(SkippedExecutable {

@@ -1,4 +1,8 @@
-//! The on-disk JSON format of one profile (schema 1): parsing and rendering.
+//! The on-disk JSON format of one profile (schemas 1 and 2): parsing and rendering.
+//!
+//! Schema 2 adds content digests to executables (see `content.rs`); a profile with
+//! none is written as schema 1, byte for byte as before, so older readers still read
+//! it. A schema-1 file holding digests is refused: its writer meant schema 2.
 //!
 //! The document types here are the file format, kept apart from the in-memory model
 //! and from `WorkloadId`'s own serde derive on purpose: a rename in another module must
@@ -19,22 +23,25 @@ use serde::de::{DeserializeOwned, Deserializer, Error as _, IgnoredAny, MapAcces
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::error::Category;
 
+use super::content::Executables;
 use super::error::ProfileError;
 use super::paths::{ExecPath, Pattern};
 use super::{ExecStats, Mode, Profile, Stats, WorkloadMatch};
 use crate::workload::WorkloadId;
 
-/// The schema this build writes.
-pub const SCHEMA_VERSION: u64 = 1;
+/// The newest schema this build writes (only for profiles that carry digests).
+pub const SCHEMA_VERSION: u64 = 2;
+/// The schema of profiles without content digests: path-only, any content.
+pub const PATH_ONLY_SCHEMA: u64 = 1;
 /// The schemas this build reads.
-pub const SUPPORTED_SCHEMAS: &[u64] = &[1];
+pub const SUPPORTED_SCHEMAS: &[u64] = &[1, 2];
 
-/// The `schema` field: written as [`SCHEMA_VERSION`], checked when read.
-struct Schema;
+/// The `schema` field: the version, checked when read.
+struct Schema(u64);
 
 impl Serialize for Schema {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_u64(SCHEMA_VERSION)
+        serializer.serialize_u64(self.0)
     }
 }
 
@@ -42,7 +49,7 @@ impl<'de> Deserialize<'de> for Schema {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Schema, D::Error> {
         let version = u64::deserialize(deserializer)?;
         if SUPPORTED_SCHEMAS.contains(&version) {
-            return Ok(Schema);
+            return Ok(Schema(version));
         }
         let supported: Vec<String> = SUPPORTED_SCHEMAS.iter().map(u64::to_string).collect();
         Err(D::Error::custom(format_args!(
@@ -91,8 +98,7 @@ struct ProfileDoc<'a> {
     schema: Schema,
     workload: WorkloadDoc<'a>,
     mode: Mode,
-    #[serde(deserialize_with = "set_from_list")]
-    executables: Cow<'a, BTreeSet<ExecPath>>,
+    executables: Executables<'a>,
     #[serde(default, deserialize_with = "set_from_list")]
     patterns: Cow<'a, BTreeSet<Pattern>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -306,14 +312,21 @@ impl From<StatsDoc> for Stats {
 
 impl<'a> ProfileDoc<'a> {
     fn borrowing(profile: &'a Profile) -> ProfileDoc<'a> {
+        let pinned = profile.content.values().any(|digests| !digests.is_empty());
         ProfileDoc {
-            schema: Schema,
+            schema: Schema(match pinned {
+                true => SCHEMA_VERSION,
+                false => PATH_ONLY_SCHEMA,
+            }),
             workload: WorkloadDoc {
                 name: Cow::Borrowed(&profile.name),
                 matcher: MatchDoc::from(&profile.matcher),
             },
             mode: profile.mode,
-            executables: Cow::Borrowed(&profile.executables),
+            executables: Executables {
+                paths: Cow::Borrowed(&profile.executables),
+                content: Cow::Borrowed(&profile.content),
+            },
             patterns: Cow::Borrowed(&profile.patterns),
             stats: profile.stats.as_ref().map(StatsDoc::from),
         }
@@ -324,7 +337,8 @@ impl<'a> ProfileDoc<'a> {
             name: self.workload.name.into_owned(),
             matcher: self.workload.matcher.into(),
             mode: self.mode,
-            executables: self.executables.into_owned(),
+            executables: self.executables.paths.into_owned(),
+            content: self.executables.content.into_owned(),
             patterns: self.patterns.into_owned(),
             stats: self.stats.map(Stats::from),
         }
@@ -352,10 +366,34 @@ pub fn render(profile: &Profile) -> Result<Vec<u8>, ProfileError> {
 /// version is reported as such rather than by the first field we do not know.
 pub fn parse(bytes: &[u8], file: &Path) -> Result<Profile, ProfileError> {
     match deserialize::<ProfileDoc<'static>>(bytes, file) {
+        Ok(doc) if doc.schema.0 == PATH_ONLY_SCHEMA && !doc.executables.content.is_empty() => {
+            Err(digests_need_schema_2(bytes, file))
+        }
         Ok(doc) => Ok(doc.into_profile()),
         Err(error) => Err(deserialize::<SchemaProbe>(bytes, file)
             .err()
             .unwrap_or(error)),
+    }
+}
+
+/// A schema-1 file with `sha256` lists: its author wrote schema 2 and forgot to say so,
+/// or an older tool would read it as something else. Points at the `schema` field.
+fn digests_need_schema_2(bytes: &[u8], file: &Path) -> ProfileError {
+    let at = bytes
+        .windows(b"\"schema\"".len())
+        .position(|w| w == b"\"schema\"")
+        .unwrap_or(0);
+    let before = &bytes[..at];
+    let line = 1 + before.iter().filter(|&&b| b == b'\n').count();
+    let column = 1 + before.iter().rev().take_while(|&&b| b != b'\n').count();
+    ProfileError::Invalid {
+        file: file.to_path_buf(),
+        line,
+        column,
+        field: "schema".to_owned(),
+        message: "schema 1 has no content digests, but executables carry `sha256`; fix: \
+                  set \"schema\": 2 (or remove the digests to allow any content)"
+            .to_owned(),
     }
 }
 

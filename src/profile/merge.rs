@@ -1,6 +1,8 @@
 //! Merging profile sets: what several nodes or replicas saw, combined.
 //!
-//! Per workload name the result allows the union of executables and of patterns, and
+//! Per workload name the result allows the union of executables and of patterns, keeps
+//! the union of the content digests learned for each executable (a path-only entry
+//! adds none: it means "content not known", and pinning is the stricter side), and
 //! takes the stricter mode (`enforce` beats `audit`), so that merging in a node's
 //! recording never silently turns enforcement off. Union and max are commutative,
 //! associative and idempotent, and so is the merge. Two profiles of one name must
@@ -62,6 +64,13 @@ fn check_same_match(
 fn merge_into(target: &mut Profile, other: &Profile) {
     target.mode = target.mode.max(other.mode);
     target.executables.extend(other.executables.iter().cloned());
+    for (path, digests) in &other.content {
+        target
+            .content
+            .entry(path.clone())
+            .or_default()
+            .extend(digests.iter().copied());
+    }
     target.patterns.extend(other.patterns.iter().cloned());
     target.stats = merge_stats(target.stats.take(), other.stats.as_ref());
 }

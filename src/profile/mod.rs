@@ -9,6 +9,7 @@
 //! submodules hold the pieces: byte-exact paths, checked paths and patterns, the JSON
 //! format, file naming, export, directory I/O and merging.
 
+mod content;
 mod error;
 mod export;
 mod file_names;
@@ -31,11 +32,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::workload::WorkloadId;
 
+pub use content::{Content, ContentCoverage};
 pub use error::{Origin, ProfileError};
 pub use export::{ExportOptions, ExportReport, SkipReason, SkippedExecutable, SkippedWorkload};
 pub use file_names::{file_name_for, workload_name_of};
 pub use files::WriteReport;
-pub use format::{match_to_json, SCHEMA_VERSION, SUPPORTED_SCHEMAS};
+pub use format::{match_to_json, PATH_ONLY_SCHEMA, SCHEMA_VERSION, SUPPORTED_SCHEMAS};
 pub use path_bytes::{escape_bytes, path_json, PathBytes};
 pub use paths::{ExecPath, PathProblem, Pattern};
 
@@ -192,6 +194,10 @@ pub struct Profile {
     pub matcher: WorkloadMatch,
     pub mode: Mode,
     pub executables: BTreeSet<ExecPath>,
+    /// The contents learned for executables (SHA-256 of the file's bytes), one or
+    /// several each; an executable without an entry is path-only: any content. Keys are
+    /// always in `executables`, and sets are never empty.
+    pub content: Content,
     pub patterns: BTreeSet<Pattern>,
     /// Only present when exported with stats or read from a file that has them.
     pub stats: Option<Stats>,
@@ -205,6 +211,7 @@ impl Profile {
             matcher,
             mode,
             executables: BTreeSet::new(),
+            content: Content::new(),
             patterns: BTreeSet::new(),
             stats: None,
         }
@@ -228,6 +235,11 @@ impl Profile {
     /// The first pattern (in sorted order) that matches `path`, if any.
     pub fn covering_pattern(&self, path: &[u8]) -> Option<&Pattern> {
         self.patterns.iter().find(|pattern| pattern.matches(path))
+    }
+
+    /// Executables listed without a content digest (path-only: any content matches).
+    pub fn path_only_count(&self) -> usize {
+        self.executables.len() - self.content.len()
     }
 
     /// Whether executing `path` is allowed: listed exactly, or matched by a pattern.

@@ -13,6 +13,7 @@ use proptest::collection::{btree_map, btree_set, vec};
 use proptest::prelude::*;
 
 use super::{ExecPath, ExecStats, Mode, Pattern, Profile, ProfileSet, Stats, WorkloadMatch};
+use crate::content::Sha256;
 use crate::storage::{LearnedExecutable, LearnedWorkload};
 use crate::workload::WorkloadId;
 
@@ -101,6 +102,7 @@ fn learned(path: &[u8], flags: u32, count: u64) -> LearnedExecutable {
         count,
         first_seen_ms: 1_700_000_000_000 + i64::try_from(count).expect("small count"),
         last_seen_ms: 1_700_000_900_000,
+        sha256: Vec::new(),
     }
 }
 
@@ -299,14 +301,29 @@ fn profile_body(name: String, matcher: WorkloadMatch) -> impl Strategy<Value = P
         btree_set(exec_path(), 0..6),
         btree_set(pattern_strategy(), 0..3),
         stats(),
+        vec(proptest::option::of(0u8..3), 6),
     )
-        .prop_map(move |(mode, executables, patterns, stats)| Profile {
-            name: name.clone(),
-            matcher: matcher.clone(),
-            mode,
-            executables,
-            patterns,
-            stats,
+        .prop_map(move |(mode, executables, patterns, stats, pins)| {
+            // Some executables pinned to one or two of a few digests, so merges and
+            // diffs meet equal, overlapping and different contents.
+            let content = executables
+                .iter()
+                .zip(pins)
+                .filter_map(|(path, pin)| {
+                    let k = pin?;
+                    let digests = (0..=k % 2).map(|i| Sha256::of(&[k + i])).collect();
+                    Some((path.clone(), digests))
+                })
+                .collect();
+            Profile {
+                name: name.clone(),
+                matcher: matcher.clone(),
+                mode,
+                executables,
+                content,
+                patterns,
+                stats,
+            }
         })
 }
 

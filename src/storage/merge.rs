@@ -169,8 +169,11 @@ fn merge_attached(conn: &mut Connection, source: &str) -> Result<MergeReport, ru
          INSERT INTO main.observation_uids SELECT sm.dst_id, wm.dst_id, o.path, \
            o.path_flags, o.uid, o.count FROM src.observation_uids o \
            JOIN temp.session_map sm ON sm.src_id = o.session_id \
-           JOIN temp.workload_map wm ON wm.src_id = o.workload_id; \
-         DROP TABLE temp.new_sessions; DROP TABLE temp.session_map; \
+           JOIN temp.workload_map wm ON wm.src_id = o.workload_id;",
+    )?;
+    tx.execute_batch(super::MERGE_CONTENT)?;
+    tx.execute_batch(
+        "DROP TABLE temp.new_sessions; DROP TABLE temp.session_map; \
          DROP TABLE temp.workload_map;",
     )?;
     tx.commit()?;

@@ -328,7 +328,11 @@ fn a_closed_stdout_ends_every_command_quietly() {
             "{command:?}: ends as `yes | head` does (SIGPIPE), got {:?}: {stderr}",
             out.status
         );
-        assert!(stderr.is_empty(), "{command:?}: quietly: {stderr}");
+        // Quietly: no panic, no error about stdout (notes about the input may stand).
+        assert!(
+            stderr.lines().all(|l| l.starts_with("fingerprint: note: ")),
+            "{command:?}: quietly: {stderr}"
+        );
     }
 }
 

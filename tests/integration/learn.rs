@@ -355,3 +355,240 @@ fn sigterm_stops_cleanly_and_closes_the_session() {
         .unwrap();
     assert_eq!(open, 0);
 }
+
+// ---- Content: what was executed, by SHA-256 ----
+
+/// The digests learned for one executable of a cgroup's workload, as hex, sorted.
+fn digests(db: &Path, cgroup_path: &str, exe: &Path) -> Vec<String> {
+    let conn = rusqlite::Connection::open(db).expect("opening db");
+    let mut stmt = conn
+        .prepare(
+            "SELECT sha256 FROM executable_digests WHERE path = ?2 AND workload_id IN \
+             (SELECT workload_id FROM cgroups WHERE path = ?1) ORDER BY sha256",
+        )
+        .expect("query");
+    stmt.query_map(rusqlite::params![cgroup_path, bytes(exe)], |r| {
+        r.get::<_, Vec<u8>>(0)
+    })
+    .expect("rows")
+    .map(|r| r.expect("row").iter().map(|b| format!("{b:02x}")).collect())
+    .collect()
+}
+
+/// Execs recorded without a digest, over the database's sessions.
+fn content_unknown(db: &Path) -> u64 {
+    let conn = rusqlite::Connection::open(db).expect("opening db");
+    conn.query_row("SELECT SUM(content_unknown) FROM sessions", [], |r| {
+        r.get::<_, i64>(0)
+    })
+    .expect("content_unknown") as u64
+}
+
+/// What `sha256sum` says of a file: an oracle independent of the learner.
+fn sha256sum(file: &Path) -> String {
+    let out = std::process::Command::new("sha256sum")
+        .arg(file)
+        .output()
+        .expect("running sha256sum");
+    assert!(out.status.success(), "sha256sum {}", file.display());
+    String::from_utf8(out.stdout).unwrap()[..64].to_string()
+}
+
+/// A process of the workload that lives until dropped (a shell reading its stdin), so
+/// its cgroup has a live process whose root the learner can open files through.
+struct LiveProcess(std::process::Child);
+
+impl LiveProcess {
+    fn start(cg: &TestCgroup, shell: &Path) -> LiveProcess {
+        let child = cg
+            .command(shell)
+            .args(["-c", "read line"])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawning a live process");
+        LiveProcess(child)
+    }
+}
+
+impl Drop for LiveProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `source`'s bytes plus a tail, at `dest`: another version of a working binary.
+fn install_variant(source: &str, dest: &Path, tail: &[u8]) -> Vec<u8> {
+    let mut content = std::fs::read(source).expect("reading a binary");
+    content.extend_from_slice(tail);
+    let staged = dest.with_extension("new");
+    std::fs::write(&staged, &content).unwrap();
+    std::fs::set_permissions(&staged, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    // A rename onto the name: a new inode, as a package update or an attacker does it.
+    std::fs::rename(&staged, dest).unwrap();
+    content
+}
+
+/// Learn `cg` into `db` with a live process of `shell` in the cgroup; `while_stopped`
+/// runs while the learner is stopped, so it reads those execs only afterwards, when
+/// their processes are gone and files are reached through the live process's root.
+fn learn_while_stopped(db: &Path, cg: &TestCgroup, shell: &Path, while_stopped: impl FnOnce()) {
+    let learner = Learner::start(db, &[cg]);
+    let live = LiveProcess::start(cg, shell);
+    learner.signal(nix::sys::signal::Signal::SIGSTOP);
+    while_stopped();
+    learner.signal(nix::sys::signal::Signal::SIGCONT);
+    learner.stop_ok();
+    drop(live);
+}
+
+#[test]
+fn learned_digest_is_the_sha256sum_of_the_executed_file() {
+    if !privileged("content_digest") {
+        return;
+    }
+    let (_keep, tmp) = temp_dir();
+    let shell = install_binary(DASH, &tmp.join("bin/fp-live"));
+    let short = install_binary(TRUE, &tmp.join("bin/fp-short"));
+    let cg = TestCgroup::new();
+    let db = tmp.join("learn.db");
+    learn_while_stopped(&db, &cg, &shell, || cg.run_ok(&short, &[]));
+
+    assert_eq!(digests(&db, &cg.path, &shell), vec![sha256sum(&shell)]);
+    assert_eq!(digests(&db, &cg.path, &short), vec![sha256sum(&short)]);
+    assert_eq!(content_unknown(&db), 0);
+}
+
+#[test]
+fn a_file_replaced_between_two_execs_gives_two_digests() {
+    if !privileged("content_replaced") {
+        return;
+    }
+    let (_keep, tmp) = temp_dir();
+    let exe = install_binary(DASH, &tmp.join("bin/fp-updated"));
+    let first = sha256sum(&exe);
+    let cg = TestCgroup::new();
+    let db = tmp.join("learn.db");
+    let learner = Learner::start(&db, &[&cg]);
+    let old = LiveProcess::start(&cg, &exe);
+    // Replacing a file changes its ctime (its link count drops), so the old version
+    // must have been hashed first: wait until the learner has committed its digest.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while digests(&db, &cg.path, &exe).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(digests(&db, &cg.path, &exe), vec![first.clone()]);
+    let new_content = install_variant(DASH, &exe, b"\0version two");
+    let new = LiveProcess::start(&cg, &exe);
+    learner.stop_ok();
+    drop((old, new));
+
+    let second = sha256sum(&exe);
+    assert_ne!(first, second);
+    assert_eq!(
+        new_content.len() as u64,
+        std::fs::metadata(&exe).unwrap().len()
+    );
+    let mut expected = vec![first, second];
+    expected.sort();
+    assert_eq!(digests(&db, &cg.path, &exe), expected);
+}
+
+#[test]
+fn an_exec_whose_file_is_gone_is_content_unknown_not_a_wrong_digest() {
+    if !privileged("content_gone") {
+        return;
+    }
+    let (_keep, tmp) = temp_dir();
+    let shell = install_binary(DASH, &tmp.join("bin/fp-live"));
+    let deleted = install_binary(TRUE, &tmp.join("bin/fp-deleted"));
+    let replaced = install_binary(TRUE, &tmp.join("bin/fp-replaced"));
+    let fifo = install_binary(TRUE, &tmp.join("bin/fp-fifo"));
+    let cg = TestCgroup::new();
+    let db = tmp.join("learn.db");
+    // The processes exit, and their files are deleted, replaced under their name, or
+    // replaced by a FIFO (which must not block the learner) before the learner reads
+    // their execs: what ran can no longer be read.
+    learn_while_stopped(&db, &cg, &shell, || {
+        for exe in [&deleted, &replaced, &fifo] {
+            cg.run_ok(exe, &[]);
+        }
+        std::fs::remove_file(&deleted).unwrap();
+        install_variant(TRUE, &replaced, b"\0not what ran");
+        std::fs::remove_file(&fifo).unwrap();
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o755)).unwrap();
+    });
+
+    let recorded = paths(&executables(&db, &cg.path));
+    assert!(recorded.contains(&bytes(&deleted)), "{recorded:?}");
+    assert!(recorded.contains(&bytes(&replaced)), "{recorded:?}");
+    assert_eq!(digests(&db, &cg.path, &deleted), Vec::<String>::new());
+    assert_eq!(
+        digests(&db, &cg.path, &replaced),
+        Vec::<String>::new(),
+        "the file now at that path is not what ran"
+    );
+    assert_eq!(digests(&db, &cg.path, &fifo), Vec::<String>::new());
+    assert_eq!(content_unknown(&db), 3);
+    assert_eq!(digests(&db, &cg.path, &shell), vec![sha256sum(&shell)]);
+}
+
+#[test]
+fn new_content_under_a_learned_path_fails_the_ci_gate() {
+    if !privileged("content_ci_gate") {
+        return;
+    }
+    let (_keep, tmp) = temp_dir();
+    let exe = install_binary(DASH, &tmp.join("bin/fp-app"));
+    let reviewed = sha256sum(&exe);
+    let cg = TestCgroup::new();
+    let (before, after, profiles) = (tmp.join("1.db"), tmp.join("2.db"), tmp.join("profiles"));
+    // One run of `exe`, alive until the learner has stopped.
+    learn_while_stopped(&before, &cg, &exe, || {});
+    let export = fingerprint(&[
+        OsStr::new("export"),
+        OsStr::new("--db"),
+        before.as_os_str(),
+        OsStr::new("--out"),
+        profiles.as_os_str(),
+    ]);
+    assert!(export.status.success(), "{export:?}");
+    install_variant(DASH, &exe, b"\0an update");
+    learn_while_stopped(&after, &cg, &exe, || {});
+    let updated = sha256sum(&exe);
+
+    let diff = |db: &Path, format: &str| {
+        fingerprint(&[
+            OsStr::new("diff"),
+            profiles.as_os_str(),
+            db.as_os_str(),
+            OsStr::new("--fail-on"),
+            OsStr::new("added"),
+            OsStr::new("-o"),
+            OsStr::new(format),
+        ])
+    };
+    assert_eq!(diff(&before, "text").status.code(), Some(0), "same content");
+    let changed = diff(&after, "text");
+    assert_eq!(changed.status.code(), Some(1), "a new digest is added");
+    let text = String::from_utf8_lossy(&changed.stdout);
+    assert!(
+        text.contains(&format!("~ {}: content changed", exe.display())),
+        "{text}"
+    );
+    assert!(text.contains(&format!("+ sha256 {updated}")), "{text}");
+    assert!(text.contains(&format!("- sha256 {reviewed}")), "{text}");
+    let json: serde_json::Value =
+        serde_json::from_slice(&diff(&after, "json").stdout).expect("diff json");
+    let change = &json["workloads"][0]["executables"]["content_changed"][0];
+    assert_eq!(change["path"], path_value(&bytes(&exe)));
+    assert_eq!(change["sha256_added"], serde_json::json!([updated]));
+    assert_eq!(change["sha256_removed"], serde_json::json!([reviewed]));
+
+    // Enforcement does not check content yet, and says so when it starts.
+    let enforcer =
+        crate::enforce::Enforcer::start(&tmp, &profiles, crate::enforce::Mech::Kill, &[]);
+    enforcer
+        .wait_for_line("content digests are recorded but not yet enforced: only paths are checked");
+    enforcer.stop();
+}
