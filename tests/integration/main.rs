@@ -10,3 +10,4 @@ mod enforce;
 mod kubeapi;
 mod learn;
 mod manifests;
+mod preempt;
