@@ -14,6 +14,7 @@ const BPF_HEADERS: &[&str] = &[
     "exec_event.h",
     "siphash.h",
     "policy.h",
+    "scratch.h",
     "vmlinux.h",
 ];
 
