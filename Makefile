@@ -17,6 +17,7 @@ build: deps
 lint: deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
+	scripts/check-bpf-headers.sh
 
 # Everything, as CI runs it (as root; BPF tests fail rather than skip under CI=true):
 # unit and integration tests on this kernel, then the BPF LSM suite in qemu.
