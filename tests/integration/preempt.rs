@@ -92,40 +92,53 @@ fn tally(child: std::process::Child) -> (usize, usize) {
     (count("ran"), count("refused"))
 }
 
-/// Exec `first` and `second` `tries` times each at once, from two shells (copies of
-/// `shell`) whose processes are all pinned to one CPU: a shell forks far faster than
-/// this test binary. Returns each one's (ran, refused).
-fn race(
-    cg: &TestCgroup,
-    shell: &Path,
-    first: &Path,
-    second: &Path,
-    tries: usize,
-) -> [(usize, usize); 2] {
-    let cpu = one_cpu();
-    let loops = std::thread::scope(|scope| {
-        let a = scope.spawn(|| exec_loop(cg, shell, first, tries, cpu));
-        let b = scope.spawn(|| exec_loop(cg, shell, second, tries, cpu));
-        [a.join().unwrap(), b.join().unwrap()]
-    });
-    loops.map(tally)
+/// Two binaries DEPTH levels deep, a shell to exec them in loops, a cgroup.
+struct Racers {
+    _keep: tempfile::TempDir,
+    tmp: PathBuf,
+    cg: TestCgroup,
+    shell: PathBuf,
+    first: PathBuf,
+    second: PathBuf,
+}
+
+impl Racers {
+    fn new(first: &str, second: &str) -> Racers {
+        check_preemption_model();
+        let (keep, tmp) = temp_dir();
+        Racers {
+            first: deep_binary(&tmp, first),
+            second: deep_binary(&tmp, second),
+            shell: install_binary(DASH, &tmp.join("bin/fp-sh")),
+            cg: TestCgroup::new(),
+            _keep: keep,
+            tmp,
+        }
+    }
+
+    /// Exec `first` and `second` TRIES times each at once, from two shells whose
+    /// processes are all pinned to one CPU (a shell forks far faster than this test
+    /// binary). Returns each one's (ran, refused).
+    fn race(&self) -> [(usize, usize); 2] {
+        let cpu = one_cpu();
+        let loops = std::thread::scope(|scope| {
+            let a = scope.spawn(|| exec_loop(&self.cg, &self.shell, &self.first, TRIES, cpu));
+            let b = scope.spawn(|| exec_loop(&self.cg, &self.shell, &self.second, TRIES, cpu));
+            [a.join().unwrap(), b.join().unwrap()]
+        });
+        loops.map(tally)
+    }
 }
 
 /// The race the issue describes: an allowed and a forbidden binary exec'd in a loop
 /// by two tasks on one CPU. No forbidden exec may run, no allowed one be refused,
 /// and every event names the exec it is about.
 pub fn racing_execs_on_one_cpu_are_decided_apart(mech: Mech) {
-    check_preemption_model();
-    let (_keep, tmp) = temp_dir();
-    let allowed = deep_binary(&tmp, "fp-allowed");
-    let forbidden = deep_binary(&tmp, "fp-forbidden");
-    let shell = install_binary(DASH, &tmp.join("bin/fp-sh"));
-    let cg = TestCgroup::new();
-    let profiles = tmp.join("profiles");
-    write_profile(&profiles, &cg.path, "enforce", &[&allowed, &shell], &[]);
-    let enforcer = Enforcer::start(&tmp, &profiles, mech, &[]);
-    let [(allowed_ran, refused), (ran, forbidden_refused)] =
-        race(&cg, &shell, &allowed, &forbidden, TRIES);
+    let r = Racers::new("fp-allowed", "fp-forbidden");
+    let profiles = r.tmp.join("profiles");
+    write_profile(&profiles, &r.cg.path, "enforce", &[&r.first, &r.shell], &[]);
+    let enforcer = Enforcer::start(&r.tmp, &profiles, mech, &[]);
+    let [(allowed_ran, refused), (ran, forbidden_refused)] = r.race();
     let events = enforcer.stop();
 
     eprintln!(
@@ -139,7 +152,7 @@ pub fn racing_execs_on_one_cpu_are_decided_apart(mech: Mech) {
     assert_eq!((allowed_ran, forbidden_refused), (TRIES, TRIES));
     let strays: Vec<_> = events
         .iter()
-        .filter(|e| e["executable"] != json!(forbidden.to_str().unwrap()))
+        .filter(|e| e["executable"] != json!(r.second.to_str().unwrap()))
         .collect();
     assert!(
         strays.is_empty(),
@@ -157,18 +170,13 @@ fn racing_execs_on_one_cpu_are_learned_apart() {
     if !privileged("racing_execs_on_one_cpu_are_learned_apart") {
         return;
     }
-    check_preemption_model();
-    let (_keep, tmp) = temp_dir();
-    let first = deep_binary(&tmp, "fp-first");
-    let second = deep_binary(&tmp, "fp-second");
-    let shell = install_binary(DASH, &tmp.join("bin/fp-sh"));
-    let cg = TestCgroup::new();
-    let db = tmp.join("learn.db");
-    let learner = Learner::start(&db, &[&cg]);
-    let runs = race(&cg, &shell, &first, &second, TRIES);
+    let r = Racers::new("fp-first", "fp-second");
+    let db = r.tmp.join("learn.db");
+    let learner = Learner::start(&db, &[&r.cg]);
+    let runs = r.race();
     learner.stop_ok();
     assert_eq!(runs, [(TRIES, 0), (TRIES, 0)]);
-    let counts: Vec<(String, u64)> = executables(&db, &cg.path)
+    let counts: Vec<(String, u64)> = executables(&db, &r.cg.path)
         .into_iter()
         .map(|row| (String::from_utf8_lossy(&row.path).into_owned(), row.count))
         .collect();
@@ -176,9 +184,9 @@ fn racing_execs_on_one_cpu_are_learned_apart() {
     assert_eq!(
         counts,
         vec![
-            (name(&shell), 2),
-            (name(&first), TRIES as u64),
-            (name(&second), TRIES as u64)
+            (name(&r.shell), 2),
+            (name(&r.first), TRIES as u64),
+            (name(&r.second), TRIES as u64)
         ],
         "each binary counted once per exec"
     );
