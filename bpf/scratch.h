@@ -34,19 +34,32 @@
 		__type(value, slot_type);                                                  \
 	} name SEC(".maps")
 
+/* Slot `index` of this CPU from `map`, if it was free; now held by this run. */
+static __always_inline void *fp_scratch_try(void *map, __u32 index)
+{
+	__u64 *busy = bpf_map_lookup_elem(map, &index);
+
+	if (busy && __sync_val_compare_and_swap(busy, 0, 1) == 0)
+		return busy;
+	return NULL;
+}
+
+_Static_assert(FP_SCRATCH_SLOTS == 4, "fp_scratch_claim tries each slot");
+
 /* A free slot of this CPU from `map` (an FP_SCRATCH_MAP), now held by this run; NULL
- * if every slot is held. */
+ * if every slot is held. Written out, not as a loop: the 6.1 and 6.12 verifiers see
+ * a loop index spilled for the lookup as unknown, and refuse an "infinite loop". */
 static __always_inline void *fp_scratch_claim(void *map)
 {
-	__u64 *busy;
-	__u32 i;
+	void *slot = fp_scratch_try(map, 0);
 
-	for (i = 0; i < FP_SCRATCH_SLOTS; i++) {
-		busy = bpf_map_lookup_elem(map, &i);
-		if (busy && __sync_val_compare_and_swap(busy, 0, 1) == 0)
-			return busy;
-	}
-	return NULL;
+	if (!slot)
+		slot = fp_scratch_try(map, 1);
+	if (!slot)
+		slot = fp_scratch_try(map, 2);
+	if (!slot)
+		slot = fp_scratch_try(map, 3);
+	return slot;
 }
 
 /* Hand a claimed slot back. The barrier keeps every access to the slot before it. */
