@@ -4,7 +4,7 @@
 CARGO ?= cargo
 RELEASE_BIN := target/release/fingerprint
 
-.PHONY: all deps build lint test host-test vmtest demo bench-learn bench-diff bench-scale fuzz vmlinux clean
+.PHONY: all deps build install install-files lint test host-test vmtest demo bench-learn bench-diff bench-scale fuzz vmlinux clean
 
 all: build
 
@@ -13,6 +13,23 @@ deps:
 
 build: deps
 	$(CARGO) build --release --locked
+
+# Install the binary, its shell completions and a man page per command under
+# $(DESTDIR)$(PREFIX). `install-files` installs an already built $(BIN).
+PREFIX ?= /usr/local
+BIN ?= $(RELEASE_BIN)
+install: build
+	$(MAKE) install-files
+
+install-files:
+	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/fingerprint
+	install -d $(DESTDIR)$(PREFIX)/share/bash-completion/completions \
+		$(DESTDIR)$(PREFIX)/share/zsh/site-functions \
+		$(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d
+	$(BIN) completions bash > $(DESTDIR)$(PREFIX)/share/bash-completion/completions/fingerprint
+	$(BIN) completions zsh > $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_fingerprint
+	$(BIN) completions fish > $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/fingerprint.fish
+	$(BIN) manpages --out $(DESTDIR)$(PREFIX)/share/man/man1
 
 lint: deps
 	$(CARGO) fmt --all -- --check
@@ -53,10 +70,13 @@ fuzz: deps
 bench-scale: build
 	@scripts/bench-scale.sh
 
-# Regenerate bpf/vmlinux.h from the running kernel's BTF (x86_64). CO-RE relocates
-# field offsets at load time, so one header serves every kernel from 5.15 on.
+# Regenerate bpf/vmlinux/<arch>/vmlinux.h from the running kernel's BTF (build.rs picks
+# the one of the architecture Cargo targets). CO-RE relocates field offsets at load
+# time, so one header per architecture serves every kernel from 5.15 on.
+VMLINUX_ARCH ?= $(shell uname -m)
 vmlinux: deps
-	bpftool btf dump file /sys/kernel/btf/vmlinux format c > bpf/vmlinux.h
+	mkdir -p bpf/vmlinux/$(VMLINUX_ARCH)
+	bpftool btf dump file /sys/kernel/btf/vmlinux format c > bpf/vmlinux/$(VMLINUX_ARCH)/vmlinux.h
 
 clean:
 	$(CARGO) clean

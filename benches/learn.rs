@@ -594,7 +594,8 @@ struct Learner {
 impl Learner {
     fn start(db: &Path, cgroups: &BenchCgroups) -> Result<Learner> {
         let mut cmd = Command::new(BIN);
-        cmd.args(["learn", "--quiet", "--db"]).arg(db);
+        // Not --quiet: the start-up line says when the program is attached, and where.
+        cmd.args(["learn", "--db"]).arg(db);
         for cg in &cgroups.0 {
             cmd.arg("--cgroup").arg(&cg.dir);
         }

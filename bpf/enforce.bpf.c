@@ -195,11 +195,25 @@ static __always_inline __u32 *fp_rule_lookup(__u32 kind, const char *name, struc
 	return bpf_map_lookup_elem(&fp_rules, &key);
 }
 
+/* A profile of a workload, as opposed to a marker (scope, pending, deny-all). */
+static __always_inline int fp_is_real_profile(__u32 id)
+{
+	return id != FP_PROFILE_SCOPE && id != FP_PROFILE_PENDING && id != FP_PROFILE_DENY_ALL;
+}
+
 /*
- * A new cgroup joins the profile whose rule names its path or leaf, else its parent's
- * (nested cgroups follow their container; under --default deny, the deny-all
- * profile). This runs inside mkdir, before any process can be moved into the cgroup:
- * its first exec is already covered.
+ * Which profile governs a new cgroup (docs/architecture.md, "Which profile governs a
+ * cgroup"; user space applies the same rule in src/enforce/binding.rs), first match:
+ * 1. a profile written for this very cgroup path (a `cgroup` workload);
+ * 2. the parent's profile, if the parent is bound to a workload's profile (other than
+ *    the root's): a process of an enforced workload that may create cgroups cannot
+ *    leave its profile by naming one after another workload's unit;
+ * 3. a profile whose rule names its leaf (a new instance of a systemd unit);
+ * 4. below a container scope or a cgroup not named yet: pending (held until user
+ *    space names it); below a deny-all cgroup (--default deny): deny-all;
+ * 5. nothing: a workload without a profile is left alone.
+ * The root cgroup's profile governs the root cgroup only. This runs inside mkdir,
+ * before any process can be moved into the cgroup: its first exec is already covered.
  */
 SEC("tp_btf/cgroup_mkdir")
 int BPF_PROG(bind_cgroup_mkdir, struct cgroup *cgrp, const char *path)
@@ -208,14 +222,24 @@ int BPF_PROG(bind_cgroup_mkdir, struct cgroup *cgrp, const char *path)
 	struct cgroup *parent;
 	__u64 id, parent_id;
 	__u32 pending = FP_PROFILE_PENDING;
-	__u32 *profile;
+	__u32 *profile, *inherited;
 
 	if (BPF_CORE_READ(cgrp, root, hierarchy_id) != 0)
 		return 0; /* a cgroup v1 hierarchy: ids there are not what exec sees */
 	id = fp_cgroup_id(cgrp);
+	parent = BPF_CORE_READ(cgrp, self.parent, cgroup);
+	parent_id = parent ? fp_cgroup_id(parent) : 0;
+	inherited = bpf_map_lookup_elem(&fp_bindings, &parent_id);
+	/* The root's own profile is not inherited (markers below it are). */
+	if (inherited && fp_is_real_profile(*inherited) &&
+	    (!parent || !BPF_CORE_READ(parent, self.parent)))
+		inherited = NULL;
+
 	slot = fp_scratch_claim(&fp_enforce_slots);
 	if (slot) {
 		profile = fp_rule_lookup(FP_RULE_PATH, path, &slot->check.path);
+		if (!profile && inherited && fp_is_real_profile(*inherited))
+			profile = inherited; /* nested in an enforced workload: stays there */
 		if (!profile)
 			profile = fp_rule_lookup(FP_RULE_LEAF, BPF_CORE_READ(cgrp, kn, name),
 						 &slot->check.path);
@@ -225,15 +249,10 @@ int BPF_PROG(bind_cgroup_mkdir, struct cgroup *cgrp, const char *path)
 		 * the cgroup to user space, which names and binds it at its first exec. */
 		profile = &pending;
 	}
-	if (!profile) {
-		parent = BPF_CORE_READ(cgrp, self.parent, cgroup);
-		parent_id = parent ? fp_cgroup_id(parent) : 0;
-		profile = bpf_map_lookup_elem(&fp_bindings, &parent_id);
-		/* Below a container scope, or below a cgroup not named yet: held until
-		 * user space names it (see FP_PROFILE_PENDING). */
-		if (profile && (*profile == FP_PROFILE_SCOPE || *profile == FP_PROFILE_PENDING))
-			profile = &pending;
-	}
+	if (!profile && inherited)
+		/* Below a container scope or a cgroup not named yet: held until user
+		 * space names it. Below a deny-all cgroup: deny-all. */
+		profile = *inherited == FP_PROFILE_DENY_ALL ? inherited : &pending;
 	/* Both enforcements of a takeover bind (each in its own maps); one counts. */
 	if (profile && !bpf_map_update_elem(&fp_bindings, &id, profile, BPF_ANY) &&
 	    fp_is_active())

@@ -21,7 +21,7 @@ cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   [[ -n ${enforcer:-} ]] && kill -INT "$enforcer" 2>/dev/null
   wait 2>/dev/null || true
-  rmdir "$demo_cg"/* "$demo_cg" 2>/dev/null || true
+  rmdir "$demo_cg"/*/* "$demo_cg"/* "$demo_cg" 2>/dev/null || true
 }
 trap cleanup EXIT
 
@@ -79,7 +79,15 @@ run_in web /usr/bin/date && echo "(exit status $?)"
 step "In the web workload: an exec it never ran (id) is blocked"
 run_in web /usr/bin/id && echo "(exit status $?)" || echo "(blocked: exit status $?)"
 
-step "The violation, as reported (one JSON line per violation)"
+step "A cgroup created now inside the web workload (web/late) stays in it, whatever its name: id is blocked there too"
+mkdir "$demo_cg/web/late"
+run_in web/late /usr/bin/id && echo "(exit status $?)" || echo "(blocked: exit status $?)"
+
+step "A workload without a profile is left alone: in a new cgroup fingerprint-demo/other, id runs"
+mkdir "$demo_cg/other"
+run_in other /usr/bin/id && echo "(exit status $?)"
+
+step "The violations, as reported (one JSON line per violation)"
 sleep 0.3  # the web loop keeps running its allowed commands meanwhile
 kill -INT "$enforcer"; wait "$enforcer" 2>/dev/null || true; enforcer=
 cat "$work/violations.jsonl"

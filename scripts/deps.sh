@@ -5,7 +5,7 @@ set -euo pipefail
 
 packages=(
   clang llvm libelf-dev zlib1g-dev pkg-config make  # BPF objects and libbpf-sys
-  bpftool                                           # regenerating bpf/vmlinux.h, inspection
+  bpftool                                           # regenerating bpf/vmlinux/<arch>/vmlinux.h, inspection
   qemu-system-x86 cpio busybox-static               # the BPF LSM test VM and demo roots
   containerd runc                                   # real containers in the integration tests
 )

@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use fingerprint::bpf::enforce::MechanismChoice;
 use fingerprint::bpf::learn::HookChoice;
 use fingerprint::bpf::pinned::DEFAULT_PIN_DIR;
+use fingerprint::enforce::lock::DEFAULT_LOCK_FILE;
 use fingerprint::profile::Mode;
 use fingerprint::workload::kubeapi::{ApiChoice, ApiSettings, DEFAULT_CA_FILE, DEFAULT_TOKEN_FILE};
 
@@ -18,6 +19,11 @@ use fingerprint::workload::kubeapi::{ApiChoice, ApiSettings, DEFAULT_CA_FILE, DE
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Print libbpf's whole log on stderr, with the kernel verifier's log of each BPF
+    /// program loaded: its full trace if refused, its statistics if accepted (like
+    /// bpftool -d). For reporting a program a kernel refuses.
+    #[arg(long, short, global = true)]
+    pub debug: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -57,7 +63,7 @@ pub enum Command {
     ///   fingerprint export --db fingerprint.db --out profiles/
     #[command(verbatim_doc_comment)]
     Export(ExportArgs),
-    /// Show how two sets of profiles differ; exit 0 if they do not, 1 if they do.
+    /// Show how two sets of profiles differ; exit 0 if they do not, 1 if they do, 2 on an error.
     ///
     /// A and B may each be a learning database, a profile file or a directory of
     /// profiles. As a CI gate, --fail-on added fails only on new executables,
@@ -83,6 +89,9 @@ pub enum Command {
     /// line on stdout (or --events) and a row in the database. SIGHUP reloads the
     /// profiles in place; SIGINT/SIGTERM stop.
     ///
+    /// Exit status: 0 when stopped; 1 when violation events were dropped (the
+    /// decisions were enforced, not all were reported); 2 on an error.
+    ///
     /// Examples:
     ///   fingerprint enforce --profile profiles/ --mode audit
     ///   fingerprint enforce --profile profiles/ --mechanism lsm --events /var/log/fingerprint.jsonl
@@ -93,7 +102,25 @@ pub enum Command {
     /// execs checked, violations. Exit 0 if enforcing, 1 if nothing is pinned.
     Status(StatusArgs),
     /// Remove the pinned enforcement: its programs detach and its maps are freed.
+    /// A directory that holds no pins of fingerprint is left as it is.
     Stop(StopArgs),
+    /// Print a completion script for a shell.
+    ///
+    /// Examples:
+    ///   fingerprint completions bash > /usr/share/bash-completion/completions/fingerprint
+    ///   fingerprint completions zsh > /usr/local/share/zsh/site-functions/_fingerprint
+    ///   fingerprint completions fish > ~/.config/fish/completions/fingerprint.fish
+    #[command(verbatim_doc_comment)]
+    Completions(CompletionsArgs),
+    /// Write a man page for fingerprint and for each of its commands.
+    ///
+    /// The pages say what --help says (they come from the same definitions):
+    /// fingerprint.1, fingerprint-learn.1, ... `make install` installs them.
+    ///
+    /// Example:
+    ///   fingerprint manpages --out /usr/local/share/man/man1
+    #[command(verbatim_doc_comment)]
+    Manpages(ManpagesArgs),
 }
 
 /// What happens to workloads without a profile.
@@ -125,7 +152,10 @@ pub struct EnforceArgs {
     /// With --default deny: only cgroups at or below this cgroup path fail closed.
     #[arg(long, default_value = "/", value_name = "CGROUP")]
     pub default_scope: String,
-    /// Append violation events (JSON lines) to this file instead of stdout.
+    /// Append violation events (JSON lines) to this file instead of stdout. SIGHUP
+    /// reopens it (logrotate: move or remove it, then send SIGHUP; events then go to
+    /// a new file at FILE). If it cannot be written (a full disk), events are kept,
+    /// retried every second and counted; enforcement goes on.
     #[arg(long, value_name = "FILE")]
     pub events: Option<PathBuf>,
     /// Database to record violations in.
@@ -145,15 +175,24 @@ pub struct EnforceArgs {
     /// process exiting or crashing, until `fingerprint stop`. If an enforcement is
     /// pinned there already, take it over with no gap: attach first, then replace
     /// its pins, and report the events it left unread (how a restarted pod resumes).
+    /// An enforcer still running there is asked to hand over (SIGTERM) first; its
+    /// pinned programs enforce until this one takes over.
     #[arg(long)]
     pub pin: bool,
     /// Pin (as --pin), then exit: enforcement runs on in the kernel. Violations are
-    /// counted (see `fingerprint status`) but not reported while nobody runs.
+    /// counted (see `fingerprint status`) but not reported while nobody runs; those
+    /// an enforcement taken over left unread are reported before this exits.
     #[arg(long)]
     pub detach: bool,
     /// Where --pin and --detach pin.
     #[arg(long, default_value = DEFAULT_PIN_DIR, value_name = "DIR")]
     pub pin_dir: PathBuf,
+    /// Without --pin: the file locked while this enforcer runs. A second enforcer on
+    /// the same lock refuses to start (two would both act on every exec). With --pin
+    /// the pin directory is the lock, and a new enforcer takes over from the one there.
+    #[arg(long, default_value = DEFAULT_LOCK_FILE, value_name = "FILE",
+          conflicts_with_all = ["pin", "detach"])]
+    pub lock_file: PathBuf,
     /// containerd state directory to name containers from (their OCI bundles'
     /// labels); repeatable. Default: $FINGERPRINT_CONTAINERD_STATE, else /run/containerd.
     /// Read-only; when nothing is found there, containers are named from their cgroup path.
@@ -256,7 +295,8 @@ pub struct LearnArgs {
     /// tries the LSM first and says which one it uses.
     #[arg(long, value_enum, default_value_t = HookChoice::Auto)]
     pub hook: HookChoice,
-    /// No live display and no summary; errors are still printed.
+    /// Print nothing unless something is wrong: no start-up lines, no live display,
+    /// no summary (errors and dropped events are still reported).
     #[arg(long, short)]
     pub quiet: bool,
     /// containerd state directory to name containers from (their OCI bundles'
@@ -295,6 +335,12 @@ pub struct ExportArgs {
     /// Overwrite existing profiles instead of merging into them.
     #[arg(long)]
     pub replace: bool,
+    /// Also export the root cgroup `/` and interactive login sessions
+    /// (`session-N.scope`), which are left out by default: the root's profile would
+    /// lock whatever an administrator runs there, and a session's name changes at
+    /// every login. Each one left out is named on stderr.
+    #[arg(long)]
+    pub include_host: bool,
 }
 
 /// What makes `diff` exit 1.
@@ -334,7 +380,8 @@ pub struct DiffArgs {
     pub color: Color,
 }
 
-/// Durations like `500ms`, `30s`, `10m`, `2h`, or a plain number of seconds.
+/// Durations like `500ms`, `30s`, `10m`, `2h`, or a plain number of seconds; longer
+/// than zero (a zero-length session would record nothing) and representable.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text
@@ -355,7 +402,14 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             ))
         }
     };
-    Ok(Duration::from_secs_f64(seconds))
+    let without = "leave --duration out to learn until Ctrl-C or SIGTERM";
+    match Duration::try_from_secs_f64(seconds) {
+        Ok(duration) if duration.is_zero() => Err(format!(
+            "{text:?} must be longer than 0 (it would record nothing); {without}"
+        )),
+        Ok(duration) => Ok(duration),
+        Err(_) => Err(format!("{text:?} is too long; {without}")),
+    }
 }
 
 #[cfg(test)]
@@ -370,6 +424,10 @@ mod tests {
         assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
         assert!(parse_duration("3 days").is_err());
         assert!(parse_duration("m").is_err());
+        assert!(parse_duration("0").unwrap_err().contains("longer than 0"));
+        assert!(parse_duration("99999999999999999999s")
+            .unwrap_err()
+            .contains("too long"));
     }
 
     #[test]
@@ -377,4 +435,18 @@ mod tests {
         use clap::CommandFactory;
         Cli::command().debug_assert();
     }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ManpagesArgs {
+    /// Directory to write the pages into (created if missing).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
 }

@@ -12,9 +12,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::{self, Write as _};
-use std::fs::File;
-use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_json::{json, Value};
 
@@ -22,27 +20,17 @@ use crate::profile::{
     escape_bytes, match_to_json, ExecPath, ExportReport, Mode, PathBytes, Pattern, Profile,
     ProfileError, ProfileSet, WorkloadMatch,
 };
-use crate::storage::{Database, StorageError};
+use crate::storage::{is_database_file, Database, StorageError};
 
 /// Version of the JSON document that [`Diff::to_json`] produces.
 pub const DIFF_SCHEMA_VERSION: u64 = 1;
-
-/// The first 16 bytes of every SQLite 3 database file.
-const SQLITE_HEADER: &[u8; 16] = b"SQLite format 3\0";
 
 #[derive(Debug, thiserror::Error)]
 pub enum DiffError {
     #[error(transparent)]
     Profile(#[from] ProfileError),
-    #[error(
-        "{}: cannot read it as a fingerprint database: {source}; fix: pass a database written by `fingerprint learn`, a profile file or a directory of profiles",
-        path.display()
-    )]
-    Storage {
-        path: PathBuf,
-        #[source]
-        source: StorageError,
-    },
+    #[error(transparent)]
+    Storage(#[from] StorageError),
 }
 
 /// Load one side of a diff: a database (recognised by its SQLite header, whatever its
@@ -56,28 +44,11 @@ pub fn load_side(path: &Path) -> Result<ProfileSet, DiffError> {
 /// Like [`load_side`], plus the export report when the side is a database (an empty
 /// report for profile files and directories).
 pub fn load_side_reported(path: &Path) -> Result<(ProfileSet, ExportReport), DiffError> {
-    if !has_sqlite_header(path) {
+    if !is_database_file(path) {
         return Ok((ProfileSet::load(path)?, ExportReport::default()));
     }
-    let storage_error = |source| DiffError::Storage {
-        path: path.to_path_buf(),
-        source,
-    };
-    let database = Database::open_existing(path).map_err(storage_error)?;
-    let learned = database.learned_workloads().map_err(storage_error)?;
+    let learned = Database::open_read_only(path)?.learned_workloads()?;
     Ok(ProfileSet::from_learned(&learned, Mode::Audit))
-}
-
-/// Any failure to read means "not a database": the profile loader then reports the
-/// same failure with its own, more specific message.
-fn has_sqlite_header(path: &Path) -> bool {
-    let mut header = Vec::with_capacity(SQLITE_HEADER.len());
-    File::open(path)
-        .and_then(|file| {
-            file.take(SQLITE_HEADER.len() as u64)
-                .read_to_end(&mut header)
-        })
-        .is_ok_and(|_| header == SQLITE_HEADER)
 }
 
 /// Whether a workload exists only in B, only in A, or in both with differences.
@@ -646,11 +617,12 @@ mod tests {
         let file = dir.path().join("learned.json");
         fs::write(&file, b"SQLite format 3\0 but not really a database").expect("write");
         let error = load_side(&file).expect_err("not a database");
-        assert!(matches!(error, DiffError::Storage { .. }), "{error}");
-        assert!(error.to_string().starts_with(&format!(
-            "{}: cannot read it as a fingerprint database",
-            file.display()
-        )));
+        assert!(matches!(error, DiffError::Storage(_)), "{error}");
+        let message = error.to_string();
+        assert!(
+            message.starts_with(&format!("database {} is corrupt", file.display())),
+            "{message}"
+        );
     }
 
     #[test]

@@ -4,21 +4,17 @@
 
 use std::fmt;
 
-use crate::bpf::types::fp_exec_event;
+use crate::bpf::abi::{fp_action, fp_event_flags, fp_exec_event, fp_hook, fp_reason};
 
-/// Path flags, as set by the shared BPF path routine (`bpf/path.h`).
+/// Path flags, as set by the shared BPF path routine (`enum fp_path_flags`).
 pub mod path_flags {
-    pub const TRUNCATED: u32 = 1;
-    pub const DELETED: u32 = 2;
-    pub const UNREACHABLE: u32 = 4;
-    pub const ABSENT: u32 = 8;
-}
+    use crate::bpf::abi::fp_path_flags;
 
-/// `bpf/fingerprint.h` `enum fp_event_flags`.
-const EVENT_INTERPRETED: u16 = 1;
-/// `bpf/fingerprint.h` `enum fp_hook`.
-const HOOK_SCHED_PROCESS_EXEC: u16 = 1;
-const HOOK_BPRM_CHECK_SECURITY: u16 = 2;
+    pub const TRUNCATED: u32 = fp_path_flags::FP_PATH_TRUNCATED.0;
+    pub const DELETED: u32 = fp_path_flags::FP_PATH_DELETED.0;
+    pub const UNREACHABLE: u32 = fp_path_flags::FP_PATH_UNREACHABLE.0;
+    pub const ABSENT: u32 = fp_path_flags::FP_PATH_ABSENT.0;
+}
 
 /// The kernel hook an event came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,11 +95,11 @@ pub enum Reason {
 
 impl Action {
     fn from_raw(raw: u16) -> Option<Action> {
-        match raw {
-            1 => Some(Action::Audited),
-            2 => Some(Action::Denied),
-            3 => Some(Action::Killed),
-            4 => Some(Action::Held),
+        match fp_action(raw.into()) {
+            fp_action::FP_ACTION_AUDITED => Some(Action::Audited),
+            fp_action::FP_ACTION_DENIED => Some(Action::Denied),
+            fp_action::FP_ACTION_KILLED => Some(Action::Killed),
+            fp_action::FP_ACTION_HELD => Some(Action::Held),
             _ => None,
         }
     }
@@ -120,11 +116,11 @@ impl Action {
 
 impl Reason {
     fn from_raw(raw: u16) -> Option<Reason> {
-        match raw {
-            1 => Some(Reason::NotAllowed),
-            2 => Some(Reason::Unnameable),
-            3 => Some(Reason::NoProfile),
-            4 => Some(Reason::Unclassified),
+        match fp_reason(raw.into()) {
+            fp_reason::FP_REASON_NOT_ALLOWED => Some(Reason::NotAllowed),
+            fp_reason::FP_REASON_UNNAMEABLE => Some(Reason::Unnameable),
+            fp_reason::FP_REASON_NO_PROFILE => Some(Reason::NoProfile),
+            fp_reason::FP_REASON_UNCLASSIFIED => Some(Reason::Unclassified),
             _ => None,
         }
     }
@@ -156,10 +152,10 @@ impl ExecEvent {
         let mut header = fp_exec_event::default();
         plain::copy_from_bytes(&mut header, data)
             .map_err(|_| DecodeError::Short(data.len(), header_len))?;
-        let hook = match header.hook {
-            HOOK_SCHED_PROCESS_EXEC => Hook::SchedProcessExec,
-            HOOK_BPRM_CHECK_SECURITY => Hook::BprmCheckSecurity,
-            other => return Err(DecodeError::UnknownHook(other)),
+        let hook = match fp_hook(header.hook.into()) {
+            fp_hook::FP_HOOK_SCHED_PROCESS_EXEC => Hook::SchedProcessExec,
+            fp_hook::FP_HOOK_BPRM_CHECK_SECURITY => Hook::BprmCheckSecurity,
+            _ => return Err(DecodeError::UnknownHook(header.hook)),
         };
         let body = &data[header_len..];
         let needed: usize = header.len.iter().map(|&l| usize::from(l)).sum();
@@ -194,7 +190,8 @@ impl ExecEvent {
             ppid: header.ppid,
             uid: header.uid,
             hook,
-            interpreted: header.event_flags & EVENT_INTERPRETED != 0,
+            interpreted: u32::from(header.event_flags) & fp_event_flags::FP_EVENT_INTERPRETED.0
+                != 0,
             exe,
             parent,
             filename,
@@ -273,23 +270,24 @@ pub fn normalize(path: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Render path bytes for people: valid UTF-8 as is, other bytes as `\xNN`, and
-/// control characters escaped so a newline in a name cannot forge a line.
-pub fn display_path(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len());
-    for chunk in bytes.utf8_chunks() {
-        for c in chunk.valid().chars() {
-            match c {
-                '\\' => out.push_str("\\\\"),
-                c if c.is_control() => out.extend(c.escape_default()),
-                c => out.push(c),
-            }
-        }
-        for b in chunk.invalid() {
-            out.push_str(&format!("\\x{b:02x}"));
-        }
+/// Words for the flags of a recorded path, e.g. "deleted, unreachable from the process
+/// root"; bits this build does not know are named as unknown, never dropped.
+pub fn describe_path_flags(flags: u32) -> String {
+    const NAMES: [(u32, &str); 3] = [
+        (path_flags::TRUNCATED, "truncated"),
+        (path_flags::DELETED, "deleted"),
+        (path_flags::UNREACHABLE, "unreachable from the process root"),
+    ];
+    let mut parts: Vec<String> = NAMES
+        .iter()
+        .filter(|(bit, _)| flags & bit != 0)
+        .map(|(_, name)| (*name).to_owned())
+        .collect();
+    let unknown = flags & !NAMES.iter().fold(0, |all, (bit, _)| all | bit);
+    if unknown != 0 {
+        parts.push(format!("unknown flags {unknown:#x}"));
     }
-    out
+    parts.join(", ")
 }
 
 #[cfg(test)]
@@ -434,8 +432,12 @@ mod tests {
     }
 
     #[test]
-    fn display_escapes_control_and_invalid_bytes() {
-        assert_eq!(display_path(b"/a b/\n/\xff"), "/a b/\\n/\\xff");
-        assert_eq!(display_path(b"/back\\slash"), "/back\\\\slash");
+    fn flags_are_named_and_unknown_bits_kept() {
+        assert_eq!(describe_path_flags(0), "");
+        assert_eq!(
+            describe_path_flags(2 | 4),
+            "deleted, unreachable from the process root"
+        );
+        assert_eq!(describe_path_flags(1 | 8), "truncated, unknown flags 0x8");
     }
 }

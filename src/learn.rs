@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use crate::bpf::learn::{Counters, HookChoice, LearnProbe, POLL_INTERVAL};
+use crate::bpf::learn::{HookChoice, LearnProbe, POLL_INTERVAL};
+use crate::bpf::readback::LearnCounters;
 use crate::event::{ExecEvent, Hook};
 use crate::progress::Progress;
 use crate::storage::{Batch, Database, Observation, SessionInfo};
@@ -44,7 +45,7 @@ pub struct LearnOptions {
 pub struct LearnSummary {
     pub hook: Hook,
     pub elapsed: Duration,
-    pub counters: Counters,
+    pub counters: LearnCounters,
     pub recorded: u64,
     pub undecodable: u64,
     pub workloads: usize,
@@ -74,19 +75,22 @@ pub fn run(opts: &LearnOptions, stop: Arc<AtomicBool>) -> Result<LearnSummary> {
     let metadata = ContainerMetadata::from_flags(&opts.containerd_state, &opts.kube_api)?;
 
     let probe = LearnProbe::attach(opts.hook, &watched)?;
-    if let Some(reason) = probe.lsm_refusal() {
+    if !opts.quiet {
+        if let Some(reason) = probe.lsm_refusal() {
+            eprintln!(
+                "fingerprint: the BPF LSM is not usable on this kernel, learning at {} \
+                 instead (what is learned is the same files; scripts are named as typed)\n  \
+                 reason: {}",
+                probe.hook(),
+                first_line(reason)
+            );
+        }
         eprintln!(
-            "fingerprint: the BPF LSM is not usable on this kernel, learning at {} instead \
-             (what is learned is the same files; scripts are named as typed)\n  reason: {}",
+            "fingerprint: learning at {} into {}",
             probe.hook(),
-            first_line(reason)
+            opts.db.display()
         );
     }
-    eprintln!(
-        "fingerprint: learning at {} into {}",
-        probe.hook(),
-        opts.db.display()
-    );
     let session = db.begin_session(&session_info(probe.hook()))?;
 
     let recorder = Rc::new(RefCell::new(Recorder::new(cgroups, metadata)));
@@ -114,7 +118,8 @@ pub fn run(opts: &LearnOptions, stop: Arc<AtomicBool>) -> Result<LearnSummary> {
             recorder
                 .borrow_mut()
                 .flush(&mut db, session, counters, None)?;
-            progress.update(&recorder.borrow(), counters, started.elapsed());
+            let totals = recorder.borrow();
+            progress.update(counters, totals.workloads.len(), totals.executables.len());
             last_flush = Instant::now();
         }
     }
@@ -258,7 +263,7 @@ impl Recorder {
         &mut self,
         db: &mut Database,
         session: i64,
-        counters: Counters,
+        counters: LearnCounters,
         ended_at_ms: Option<i64>,
     ) -> Result<()> {
         let batch = std::mem::take(&mut self.batch);

@@ -3,6 +3,7 @@
 //! difference, 2 an error).
 
 mod cli;
+mod manual;
 
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
@@ -21,13 +22,22 @@ use fingerprint::enforce::run::{EnforceOptions, EnforceSummary, Signals};
 use fingerprint::learn::{self, LearnOptions, LearnSummary};
 use fingerprint::profile::{ExportOptions, ProfileSet};
 use fingerprint::show;
-use fingerprint::storage::Database;
+use fingerprint::storage::{self, Database};
 
 /// Exit status for errors (diff(1) convention: 0 same, 1 different, 2 trouble).
 const EXIT_ERROR: u8 = 2;
 
 fn main() -> ExitCode {
+    // A reader that closes early (`fingerprint show | head`) ends the command as it
+    // ends `yes | head`: by SIGPIPE, quietly, instead of a panic on the next print.
+    reset_sigpipe(libc::SIG_DFL);
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Enforce(_)) {
+        // Enforcement must outlive its reporting: a closed stdout is an I/O error that
+        // the reporter survives, never a signal that ends enforcement.
+        reset_sigpipe(libc::SIG_IGN);
+    }
+    fingerprint::bpf::set_debug(cli.debug);
     let result = match cli.command {
         Command::Learn(args) => learn_command(args),
         Command::Merge(args) => merge_command(args),
@@ -37,6 +47,10 @@ fn main() -> ExitCode {
         Command::Diff(args) => diff_command(args),
         Command::Status(args) => status_command(args),
         Command::Stop(args) => stop_command(args),
+        Command::Completions(args) => {
+            manual::print_completions(args.shell).map(|_| ExitCode::SUCCESS)
+        }
+        Command::Manpages(args) => manpages_command(&args.out),
     };
     match result {
         Ok(code) => code,
@@ -45,6 +59,18 @@ fn main() -> ExitCode {
             ExitCode::from(EXIT_ERROR)
         }
     }
+}
+
+fn reset_sigpipe(disposition: libc::sighandler_t) {
+    // SAFETY: setting a disposition (default or ignore, no handler) before any thread
+    // of ours exists.
+    unsafe { libc::signal(libc::SIGPIPE, disposition) };
+}
+
+fn manpages_command(dir: &std::path::Path) -> Result<ExitCode> {
+    let written = manual::write_manpages(dir)?;
+    println!("wrote {} man pages to {}", written.len(), dir.display());
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Flags for loops that must stop cleanly: SIGINT and SIGTERM stop, SIGHUP reloads.
@@ -127,7 +153,11 @@ fn print_learn_summary(s: &LearnSummary) {
 }
 
 fn merge_command(args: MergeArgs) -> Result<ExitCode> {
-    let databases = args.sources.iter().filter(|p| is_database(p)).count();
+    let databases = args
+        .sources
+        .iter()
+        .filter(|p| storage::is_database_file(p))
+        .count();
     if databases == args.sources.len() {
         merge_databases(&args)
     } else if databases == 0 {
@@ -140,21 +170,8 @@ fn merge_command(args: MergeArgs) -> Result<ExitCode> {
     }
 }
 
-/// A SQLite database, by its 16-byte header.
-fn is_database(path: &std::path::Path) -> bool {
-    let mut header = [0u8; 16];
-    std::fs::File::open(path)
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut header))
-        .is_ok_and(|()| &header == b"SQLite format 3\0")
-}
-
 fn merge_databases(args: &MergeArgs) -> Result<ExitCode> {
-    let mut into =
-        Database::open(&args.into).with_context(|| format!("opening {}", args.into.display()))?;
-    for source in &args.sources {
-        let report = into.merge_from(source).with_context(|| {
-            format!("merging {} into {}", source.display(), args.into.display())
-        })?;
+    for (source, report) in storage::merge_into(&args.into, &args.sources)? {
         println!(
             "{}: {} sessions added, {} already present",
             source.display(),
@@ -184,10 +201,11 @@ fn merge_profiles(args: &MergeArgs) -> Result<ExitCode> {
 }
 
 fn export_command(args: ExportArgs) -> Result<ExitCode> {
-    let learned = Database::open_existing(&args.db)?.learned_workloads()?;
+    let learned = Database::open_read_only(&args.db)?.learned_workloads()?;
     let options = ExportOptions {
         mode: args.mode,
         with_stats: args.with_stats,
+        include_host: args.include_host,
     };
     let (exported, report) = ProfileSet::from_learned_with(&learned, options);
     if !report.is_empty() {
@@ -251,7 +269,7 @@ fn diff_command(args: DiffArgs) -> Result<ExitCode> {
 }
 
 fn show_command(args: ShowArgs) -> Result<ExitCode> {
-    let db = Database::open_existing(&args.db)?;
+    let db = Database::open_read_only(&args.db)?;
     let sessions = db.sessions()?;
     let workloads = db.learned_workloads()?;
     match args.output {
@@ -272,6 +290,7 @@ fn enforce_command(args: EnforceArgs) -> Result<ExitCode> {
         },
         events: args.events,
         db: (!args.no_db).then_some(args.db),
+        lock_file: args.lock_file,
         max_cgroups: args.max_cgroups,
         allow_capacity: args.allow_capacity,
         pin_dir: (args.pin || args.detach).then_some(args.pin_dir),
@@ -294,6 +313,17 @@ fn enforce_command(args: EnforceArgs) -> Result<ExitCode> {
              were still enforced, but not all were reported",
             summary.counters.dropped
         );
+    }
+    if summary.unwritten.any() {
+        eprintln!(
+            "fingerprint: {} violation events and {} database rows could not be written ({}): \
+             the decisions were still enforced, but not all were reported",
+            summary.unwritten.events,
+            summary.unwritten.rows,
+            summary.write_error.as_deref().unwrap_or("given up earlier")
+        );
+    }
+    if summary.counters.dropped > 0 || summary.unwritten.any() {
         return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)
@@ -361,13 +391,39 @@ fn status_command(args: StatusArgs) -> Result<ExitCode> {
                 status.violations,
                 status.dropped
             );
+            let reporting = status.state.as_ref().map(|s| &s.reporting);
+            if let Some(r) = reporting.filter(|r| r.events_unwritten + r.rows_unwritten > 0) {
+                println!(
+                    "{} violation events and {} database rows could not be written{}",
+                    r.events_unwritten,
+                    r.rows_unwritten,
+                    r.error
+                        .as_ref()
+                        .map(|e| format!(" ({e})"))
+                        .unwrap_or_default()
+                );
+            }
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
 fn stop_command(args: StopArgs) -> Result<ExitCode> {
-    if pinned::unpin(&args.pin_dir)? {
+    // unpin() removes the directory: only ever one that fingerprint pinned into.
+    let dir = &args.pin_dir;
+    let holds_pins = pinned::LINKS
+        .iter()
+        .chain(pinned::MAPS)
+        .any(|name| dir.join(name).exists())
+        || pinned::state_file(dir).exists();
+    if dir.exists() && !holds_pins {
+        println!(
+            "nothing was pinned at {}: it holds no pins of fingerprint, left as it is",
+            dir.display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    if pinned::unpin(dir)? {
         println!(
             "stopped: the enforcement pinned at {} is removed",
             args.pin_dir.display()

@@ -5,8 +5,7 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::bpf::learn::Counters;
-use crate::learn::Recorder;
+use crate::bpf::readback::LearnCounters;
 
 pub struct Progress {
     bar: Option<ProgressBar>,
@@ -30,18 +29,15 @@ impl Progress {
         }
     }
 
-    /// Called about once a second.
-    pub fn update(&self, recorder: &Recorder, counters: Counters, _elapsed: Duration) {
+    /// Called about once a second, with the totals so far.
+    pub fn update(&self, counters: LearnCounters, workloads: usize, executables: usize) {
         let Some(bar) = &self.bar else { return };
         let rate = counters
             .events
             .saturating_sub(self.last_events.replace(counters.events));
         bar.set_message(format!(
             "{} execs ({rate}/s) · {} workloads · {} executables · {} dropped",
-            counters.events,
-            recorder.workloads.len(),
-            recorder.executables.len(),
-            counters.dropped
+            counters.events, workloads, executables, counters.dropped
         ));
     }
 

@@ -1,33 +1,11 @@
-//! `fingerprint show`: what a learning database holds, for people (text) and for
-//! machines (JSON).
+//! `fingerprint show`: what a learning database holds, for people (text, every name
+//! escaped) and for machines (JSON, every name exact).
 
 use serde_json::{json, Value};
 
-use crate::event::{display_path, path_flags};
+use crate::event::describe_path_flags;
+use crate::profile::{escape_bytes, path_json};
 use crate::storage::{LearnedExecutable, LearnedWorkload, SessionRecord};
-
-/// Words for the flags a path carries, e.g. "deleted, unreachable".
-pub fn describe_flags(flags: u32) -> String {
-    let names = [
-        (path_flags::TRUNCATED, "truncated"),
-        (path_flags::DELETED, "deleted"),
-        (path_flags::UNREACHABLE, "unreachable from the process root"),
-    ];
-    names
-        .iter()
-        .filter(|(bit, _)| flags & bit != 0)
-        .map(|(_, name)| *name)
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// A path for JSON: a string when it is UTF-8, else `{"hex": "..."}`.
-pub fn path_json(bytes: &[u8]) -> Value {
-    match std::str::from_utf8(bytes) {
-        Ok(text) => Value::String(text.to_owned()),
-        Err(_) => json!({ "hex": bytes.iter().map(|b| format!("{b:02x}")).collect::<String>() }),
-    }
-}
 
 pub fn render_text(sessions: &[SessionRecord], workloads: &[LearnedWorkload]) -> String {
     let mut out = String::new();
@@ -41,7 +19,7 @@ pub fn render_text(sessions: &[SessionRecord], workloads: &[LearnedWorkload]) ->
     for workload in workloads {
         out.push_str(&format!(
             "\n{} ({}, {} executables)\n",
-            workload.name,
+            escape_bytes(workload.name.as_bytes()),
             workload.id.kind(),
             workload.executables.len()
         ));
@@ -53,13 +31,13 @@ pub fn render_text(sessions: &[SessionRecord], workloads: &[LearnedWorkload]) ->
 }
 
 fn executable_line(exe: &LearnedExecutable) -> String {
-    let flags = describe_flags(exe.path_flags);
+    let flags = describe_path_flags(exe.path_flags);
     let note = if flags.is_empty() {
         String::new()
     } else {
         format!("  [{flags}]")
     };
-    format!("  {:>8}  {}{note}\n", exe.count, display_path(&exe.path))
+    format!("  {:>8}  {}{note}\n", exe.count, escape_bytes(&exe.path))
 }
 
 pub fn render_json(sessions: &[SessionRecord], workloads: &[LearnedWorkload]) -> Value {
@@ -96,15 +74,6 @@ pub fn render_json(sessions: &[SessionRecord], workloads: &[LearnedWorkload]) ->
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn flags_are_named() {
-        assert_eq!(describe_flags(0), "");
-        assert_eq!(
-            describe_flags(2 | 4),
-            "deleted, unreachable from the process root"
-        );
-    }
 
     #[test]
     fn non_utf8_paths_become_hex_objects() {

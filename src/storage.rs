@@ -6,10 +6,19 @@
 //! merge is a union of sessions (keyed by a UUID): commutative and idempotent, and
 //! provenance (which host, which session) is never lost.
 
+mod merge;
+mod read_only;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Transaction};
+use rusqlite::{
+    params, Connection, ErrorCode, OptionalExtension, Transaction, TransactionBehavior,
+};
+
+pub use merge::merge_into;
+pub use read_only::is_database_file;
 
 use crate::workload::WorkloadId;
 
@@ -100,14 +109,20 @@ CREATE INDEX violations_by_workload ON violations (workload, time_ms);
 /// The schema version this build writes and understands.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 
+/// How long a command waits for another process's lock on the database (a learner
+/// committing, another learner creating the schema) before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+// Each message says what is wrong with which file and what to do; SQLite's own text is
+// part of the message, not a chained source, so the chain never repeats it.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
-    #[error("database {path}: {source}")]
-    Sqlite {
-        path: PathBuf,
-        #[source]
-        source: rusqlite::Error,
-    },
+    #[error("database {path}: {detail}")]
+    Sqlite { path: PathBuf, detail: String },
+    #[error(
+        "database {path} is corrupt ({detail}); fix: restore it from a copy, or learn into a new --db file"
+    )]
+    Corrupt { path: PathBuf, detail: String },
     #[error(
         "database {path} has schema version {found}, newer than this fingerprint supports \
          ({supported}); use a newer fingerprint, or a new --db file"
@@ -119,6 +134,26 @@ pub enum StorageError {
     },
     #[error("database {path} does not exist; run `fingerprint learn --db {path}` first")]
     Missing { path: PathBuf },
+    #[error(
+        "{path} is an empty file, not a fingerprint database; fix: pass the --db that \
+         `fingerprint learn` wrote (learn creates it)"
+    )]
+    Empty { path: PathBuf },
+    #[error(
+        "{path} is not a SQLite database; fix: pass a database written by `fingerprint learn`"
+    )]
+    NotSqlite { path: PathBuf },
+    #[error(
+        "{path} is a SQLite database without fingerprint's tables; fix: pass a database \
+         written by `fingerprint learn`"
+    )]
+    NoSchema { path: PathBuf },
+    #[error("{path}: cannot {action}: {cause}")]
+    Io {
+        path: PathBuf,
+        action: &'static str,
+        cause: std::io::Error,
+    },
     #[error("database {path}: workload {name:?} has an identity this build cannot read: {detail}")]
     BadIdentity {
         path: PathBuf,
@@ -260,37 +295,58 @@ pub struct MergeReport {
 pub struct Database {
     conn: Connection,
     path: PathBuf,
+    /// How to open this file again for reading (merges ATTACH their sources so).
+    read_uri: String,
 }
 
 impl Database {
     /// Open (creating it if missing) and migrate a database for writing.
+    ///
+    /// Several processes may do this at once on a new file (two learners started
+    /// together): the busy timeout is set before anything takes a lock, and the schema
+    /// version is read and brought up to date inside one IMMEDIATE transaction, so one
+    /// creates the schema and the others wait and then find it.
     pub fn open(path: &Path) -> Result<Database, StorageError> {
         let conn = Connection::open(path).map_err(|e| sqlite_error(path, e))?;
-        let db = Database {
+        let mut db = Database {
             conn,
             path: path.to_owned(),
+            read_uri: read_only::uri(path, false),
         };
-        db.configure()?;
+        db.conn
+            .busy_timeout(BUSY_TIMEOUT)
+            .map_err(|e| sqlite_error(path, e))?;
+        // WAL with synchronous=NORMAL: a crash of this process loses nothing committed.
+        db.conn
+            .execute_batch(
+                "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;",
+            )
+            .map_err(|e| db.err(e))?;
         db.migrate()?;
         Ok(db)
     }
 
-    /// Open an existing database; error if it does not exist.
-    pub fn open_existing(path: &Path) -> Result<Database, StorageError> {
-        if !path.exists() {
-            return Err(StorageError::Missing {
-                path: path.to_owned(),
-            });
-        }
-        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let conn = Connection::open_with_flags(path, flags).map_err(|e| sqlite_error(path, e))?;
+    /// Open an existing database to read it, without writing a byte: read-only, its
+    /// journal mode and schema left as they are (every schema this build knows is
+    /// readable as it is), on a read-only mount or as a user who may not write it.
+    pub fn open_read_only(path: &Path) -> Result<Database, StorageError> {
+        let (conn, read_uri) = read_only::connect(path)?;
         let db = Database {
             conn,
             path: path.to_owned(),
+            read_uri,
         };
-        db.configure()?;
-        db.migrate()?;
-        Ok(db)
+        match db.schema_version()? {
+            0 => Err(StorageError::NoSchema {
+                path: path.to_owned(),
+            }),
+            found if found > SCHEMA_VERSION => Err(StorageError::TooNew {
+                path: path.to_owned(),
+                found,
+                supported: SCHEMA_VERSION,
+            }),
+            _ => Ok(db),
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -301,40 +357,35 @@ impl Database {
         sqlite_error(&self.path, e)
     }
 
-    fn configure(&self) -> Result<(), StorageError> {
-        // WAL with synchronous=NORMAL: a crash of this process loses nothing committed.
-        self.conn
-            .execute_batch(
-                "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; \
-                 PRAGMA foreign_keys=ON; PRAGMA busy_timeout=5000;",
-            )
-            .map_err(|e| self.err(e))
-    }
-
     fn schema_version(&self) -> Result<u32, StorageError> {
         self.conn
             .query_row("PRAGMA user_version", [], |row| row.get(0))
             .map_err(|e| self.err(e))
     }
 
-    fn migrate(&self) -> Result<(), StorageError> {
-        let found = self.schema_version()?;
+    fn migrate(&mut self) -> Result<(), StorageError> {
+        let path = self.path.clone();
+        let err = |e| sqlite_error(&path, e);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(err)?;
+        let found: u32 = tx
+            .query_row("PRAGMA user_version", [], |row| row.get(0))
+            .map_err(err)?;
         if found > SCHEMA_VERSION {
             return Err(StorageError::TooNew {
-                path: self.path.clone(),
+                path: path.clone(),
                 found,
                 supported: SCHEMA_VERSION,
             });
         }
         for (index, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
             let version = index + 1;
-            self.conn
-                .execute_batch(&format!(
-                    "BEGIN IMMEDIATE; {sql}; PRAGMA user_version = {version}; COMMIT;"
-                ))
-                .map_err(|e| self.err(e))?;
+            tx.execute_batch(&format!("{sql}; PRAGMA user_version = {version};"))
+                .map_err(err)?;
         }
-        Ok(())
+        tx.commit().map_err(err)
     }
 
     /// Record the start of a learning session; returns its row id.
@@ -520,30 +571,30 @@ impl Database {
             .map_err(|e| self.err(e))?;
         rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
     }
-
-    /// Bring every session of `other` that this database lacks into it, with its
-    /// observations, in one transaction. Sessions are matched by UUID, so merging the
-    /// same source twice changes nothing.
-    pub fn merge_from(&mut self, other: &Path) -> Result<MergeReport, StorageError> {
-        // Open the source first: this checks that it exists and migrates it.
-        drop(Database::open_existing(other)?);
-        let path = self.path.clone();
-        let source = other.to_string_lossy().into_owned();
-        self.conn
-            .execute("ATTACH DATABASE ?1 AS src", [&source])
-            .map_err(|e| sqlite_error(&path, e))?;
-        let result = merge_attached(&mut self.conn, &source).map_err(|e| sqlite_error(&path, e));
-        self.conn
-            .execute("DETACH DATABASE src", [])
-            .map_err(|e| sqlite_error(&path, e))?;
-        result
-    }
 }
 
-fn sqlite_error(path: &Path, source: rusqlite::Error) -> StorageError {
-    StorageError::Sqlite {
-        path: path.to_owned(),
-        source,
+/// A SQLite error on `path`: [`StorageError::Corrupt`] when SQLite says the file is
+/// damaged, else [`StorageError::Sqlite`], with SQLite's message said once.
+fn sqlite_error(path: &Path, error: rusqlite::Error) -> StorageError {
+    let path = path.to_owned();
+    let corrupt = matches!(
+        error.sqlite_error_code(),
+        Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase)
+    );
+    let detail = match error {
+        rusqlite::Error::SqliteFailure(_, Some(message)) => message,
+        // rusqlite's text for a bare code is "Error code N: text": keep the text.
+        other => {
+            let text = other.to_string();
+            match text.split_once(": ") {
+                Some((code, rest)) if code.starts_with("Error code") => rest.to_owned(),
+                _ => text,
+            }
+        }
+    };
+    match corrupt {
+        true => StorageError::Corrupt { path, detail },
+        false => StorageError::Sqlite { path, detail },
     }
 }
 
@@ -656,57 +707,6 @@ fn write_batch(tx: &Transaction, session: i64, batch: &Batch) -> rusqlite::Resul
     Ok(())
 }
 
-fn merge_attached(conn: &mut Connection, source: &str) -> Result<MergeReport, rusqlite::Error> {
-    let tx = conn.transaction()?;
-    let total: i64 = tx.query_row("SELECT COUNT(*) FROM src.sessions", [], |r| r.get(0))?;
-    tx.execute_batch(
-        "CREATE TEMP TABLE new_sessions AS SELECT uuid FROM src.sessions \
-         WHERE uuid NOT IN (SELECT uuid FROM main.sessions);",
-    )?;
-    let added = tx.execute(
-        "INSERT INTO main.sessions (uuid, host, kernel, hook, started_at_ms, ended_at_ms, \
-         events_seen, events_dropped, merged_from) \
-         SELECT uuid, host, kernel, hook, started_at_ms, ended_at_ms, events_seen, \
-         events_dropped, COALESCE(merged_from, ?1) FROM src.sessions \
-         WHERE uuid IN (SELECT uuid FROM temp.new_sessions)",
-        [source],
-    )?;
-    // Map the source's session and workload ids to ours; copy only new sessions' rows.
-    tx.execute_batch(
-        "INSERT OR IGNORE INTO main.workloads (name, kind, identity) \
-           SELECT name, kind, identity FROM src.workloads; \
-         CREATE TEMP TABLE session_map AS \
-           SELECT s.id AS src_id, m.id AS dst_id FROM src.sessions s \
-           JOIN main.sessions m ON m.uuid = s.uuid \
-           WHERE s.uuid IN (SELECT uuid FROM temp.new_sessions); \
-         CREATE TEMP TABLE workload_map AS \
-           SELECT s.id AS src_id, m.id AS dst_id FROM src.workloads s \
-           JOIN main.workloads m ON m.name = s.name; \
-         INSERT INTO main.cgroups SELECT sm.dst_id, c.cgroup_id, c.path, wm.dst_id \
-           FROM src.cgroups c JOIN temp.session_map sm ON sm.src_id = c.session_id \
-           JOIN temp.workload_map wm ON wm.src_id = c.workload_id; \
-         INSERT INTO main.observations SELECT sm.dst_id, wm.dst_id, o.path, o.path_flags, \
-           o.count, o.first_seen_ms, o.last_seen_ms FROM src.observations o \
-           JOIN temp.session_map sm ON sm.src_id = o.session_id \
-           JOIN temp.workload_map wm ON wm.src_id = o.workload_id; \
-         INSERT INTO main.observation_parents SELECT sm.dst_id, wm.dst_id, o.path, \
-           o.path_flags, o.parent, o.count FROM src.observation_parents o \
-           JOIN temp.session_map sm ON sm.src_id = o.session_id \
-           JOIN temp.workload_map wm ON wm.src_id = o.workload_id; \
-         INSERT INTO main.observation_uids SELECT sm.dst_id, wm.dst_id, o.path, \
-           o.path_flags, o.uid, o.count FROM src.observation_uids o \
-           JOIN temp.session_map sm ON sm.src_id = o.session_id \
-           JOIN temp.workload_map wm ON wm.src_id = o.workload_id; \
-         DROP TABLE temp.new_sessions; DROP TABLE temp.session_map; \
-         DROP TABLE temp.workload_map;",
-    )?;
-    tx.commit()?;
-    Ok(MergeReport {
-        sessions_added: added,
-        sessions_already_present: (total as usize).saturating_sub(added),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -744,7 +744,7 @@ mod tests {
     type Summary = Vec<(String, Vec<(Vec<u8>, u64)>)>;
 
     fn summary(path: &Path) -> Summary {
-        Database::open_existing(path)
+        Database::open_read_only(path)
             .unwrap()
             .learned_workloads()
             .unwrap()
@@ -774,17 +774,17 @@ mod tests {
         learn_into(&b, "node-b", "/batch", &["/usr/bin/sort"]);
 
         let (ab, ba) = (dir.path().join("ab.db"), dir.path().join("ba.db"));
-        let mut into = Database::open(&ab).unwrap();
-        assert_eq!(into.merge_from(&a).unwrap().sessions_added, 1);
-        assert_eq!(into.merge_from(&b).unwrap().sessions_added, 2);
-        let again = into.merge_from(&a).unwrap();
-        assert_eq!(
-            (again.sessions_added, again.sessions_already_present),
-            (0, 1)
-        );
-        let mut into = Database::open(&ba).unwrap();
-        into.merge_from(&b).unwrap();
-        into.merge_from(&a).unwrap();
+        let added = |into: &Path, sources: &[&Path]| -> Vec<(usize, usize)> {
+            let sources: Vec<PathBuf> = sources.iter().map(|s| s.to_path_buf()).collect();
+            merge_into(into, &sources)
+                .unwrap()
+                .into_iter()
+                .map(|(_, r)| (r.sessions_added, r.sessions_already_present))
+                .collect()
+        };
+        assert_eq!(added(&ab, &[&a, &b]), [(1, 0), (2, 0)]);
+        assert_eq!(added(&ab, &[&a]), [(0, 1)], "idempotent");
+        added(&ba, &[&b, &a]);
 
         assert_eq!(summary(&ab), summary(&ba), "order does not matter");
         let web = summary(&ab)
@@ -800,7 +800,7 @@ mod tests {
                 (b"/usr/bin/true".to_vec(), 3)
             ]
         );
-        let hosts: Vec<(String, Option<String>)> = Database::open_existing(&ab)
+        let hosts: Vec<(String, Option<String>)> = Database::open_read_only(&ab)
             .unwrap()
             .sessions()
             .unwrap()
@@ -834,6 +834,37 @@ mod tests {
             "{err}"
         );
         assert!(err.to_string().contains("newer"), "{err}");
+    }
+
+    // Two `learn`s started together on a new database: one used to die with
+    // "database is locked" or "table sessions already exists".
+    #[test]
+    fn openers_racing_on_a_new_database_all_succeed() {
+        const OPENERS: usize = 8;
+        let dir = tempfile::tempdir().unwrap();
+        for round in 0..10 {
+            let path = dir.path().join(format!("race-{round}.db"));
+            let start = std::sync::Barrier::new(OPENERS);
+            let results: Vec<Result<(), String>> = std::thread::scope(|scope| {
+                let openers: Vec<_> = (0..OPENERS)
+                    .map(|_| {
+                        scope.spawn(|| {
+                            start.wait();
+                            Database::open(&path).map(drop).map_err(|e| e.to_string())
+                        })
+                    })
+                    .collect();
+                openers.into_iter().map(|o| o.join().unwrap()).collect()
+            });
+            for result in results {
+                assert_eq!(result, Ok(()), "round {round}");
+            }
+            let version: u32 = Connection::open(&path)
+                .unwrap()
+                .query_row("PRAGMA user_version", [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(version, SCHEMA_VERSION);
+        }
     }
 
     #[test]

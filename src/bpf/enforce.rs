@@ -11,25 +11,15 @@ use std::sync::atomic::{fence, Ordering};
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{Link, MapCore, MapFlags, MapHandle, RingBuffer, RingBufferBuilder};
 
-use super::enforce_skel::types::{
-    fp_config, fp_digest, fp_path, fp_pattern, fp_pattern_key, fp_profile, fp_rule_key,
-    fp_test_args,
+use super::abi::{
+    fp_config, fp_digest, fp_mode, fp_path, fp_pattern, fp_pattern_key, fp_profile, fp_rule_key,
+    fp_test_args, MapSizes, RuleKind, PATH_MAX, PATTERN_MAX,
 };
 use super::enforce_skel::{EnforceSkel, EnforceSkelBuilder, OpenEnforceSkel};
 use super::pinned::CARRIED_MAPS;
-use super::{load_reason, object_storage, refused, sum_percpu, BpfError};
+use super::readback::{self, EnforceCounters};
+use super::{load_reason, object_storage, refused, BpfError};
 use crate::digest::{Digest, DigestKey};
-use crate::enforce::plan::{MapSizes, Mode, RuleKind, PATH_MAX, PATTERN_MAX};
-
-// SAFETY (all): repr(C) structs of integers and integer arrays: any bytes are valid.
-unsafe impl plain::Plain for fp_config {}
-unsafe impl plain::Plain for fp_digest {}
-unsafe impl plain::Plain for fp_path {}
-unsafe impl plain::Plain for fp_pattern {}
-unsafe impl plain::Plain for fp_pattern_key {}
-unsafe impl plain::Plain for fp_profile {}
-unsafe impl plain::Plain for fp_rule_key {}
-unsafe impl plain::Plain for fp_test_args {}
 
 /// How enforcement acts on a violation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -65,34 +55,6 @@ impl Mechanism {
     }
 }
 
-/// Counters kept by the enforcement programs (`enum fp_enforce_counter`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct EnforceCounters {
-    pub checks: u64,
-    pub violations: u64,
-    pub dropped: u64,
-    pub bound_at_mkdir: u64,
-    /// Execs held in a new container cgroup until user space named it.
-    pub held: u64,
-}
-
-/// `enum fp_mode`.
-fn raw_mode(mode: Mode) -> u32 {
-    match mode {
-        Mode::Audit => 1,
-        Mode::Enforce => 2,
-    }
-}
-
-/// `FP_PROFILE_DENY_ALL`: the profile of unprofiled cgroups under --default deny.
-pub const DENY_ALL_PROFILE: u32 = u32::MAX;
-/// `FP_PROFILE_PENDING`: a new cgroup below a container scope, not named yet; its
-/// execs are held (stopped) until user space decides.
-pub const PENDING_PROFILE: u32 = u32::MAX - 1;
-/// `FP_PROFILE_SCOPE`: a cgroup where containers start; its own execs are left
-/// alone, cgroups created below it are pending.
-pub const SCOPE_PROFILE: u32 = u32::MAX - 2;
-
 /// What a profile descriptor says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ProfileDescriptor {
@@ -100,7 +62,7 @@ pub struct ProfileDescriptor {
     pub allow_count: u32,
     pub pattern_base: u32,
     pub pattern_count: u32,
-    pub mode: Mode,
+    pub mode: fp_mode,
 }
 
 pub struct EnforceProbe {
@@ -233,11 +195,11 @@ impl EnforceProbe {
     pub fn write_config(
         &self,
         key: &DigestKey,
-        mode_override: Option<Mode>,
+        mode_override: Option<fp_mode>,
     ) -> Result<(), BpfError> {
         let config = fp_config {
             hash_key: key.0,
-            mode_override: mode_override.map_or(0, raw_mode),
+            mode_override: mode_override.map_or(0, |mode| mode.0),
             pad: 0,
         };
         self.skel
@@ -271,7 +233,7 @@ impl EnforceProbe {
                     allow_count: desc.allow_count,
                     pattern_base: desc.pattern_base,
                     pattern_count: desc.pattern_count,
-                    mode: raw_mode(desc.mode),
+                    mode: desc.mode.0,
                 };
                 bytes_of(&raw).to_vec()
             })
@@ -321,7 +283,7 @@ impl EnforceProbe {
 
     fn rule_key(kind: RuleKind, digest: Digest) -> fp_rule_key {
         fp_rule_key {
-            kind: kind as u32,
+            kind: kind as u32, // the generated `enum fp_rule_kind` value
             pad: 0,
             digest: fp_digest {
                 hi: digest.hi,
@@ -385,19 +347,11 @@ impl EnforceProbe {
 
     /// Every (cgroup id, profile id) binding, including those the kernel made.
     pub fn bindings(&self) -> Result<Vec<(u64, u32)>, BpfError> {
-        bindings_in(&self.skel.maps.fp_bindings)
+        readback::bindings(&self.skel.maps.fp_bindings)
     }
 
     pub fn counters(&self) -> Result<EnforceCounters, BpfError> {
-        let map = &self.skel.maps.fp_enforce_counters;
-        let read = |index| sum_percpu(map, index, "fp_enforce_counters");
-        Ok(EnforceCounters {
-            checks: read(0)?,
-            violations: read(1)?,
-            dropped: read(2)?,
-            bound_at_mkdir: read(3)?,
-            held: read(4)?,
-        })
+        EnforceCounters::read(&self.skel.maps.fp_enforce_counters)
     }
 
     /// Pin links and maps under `dir` (see `pinned`): enforcement then outlives
@@ -499,23 +453,6 @@ impl EnforceProbe {
             },
         ))
     }
-}
-
-/// Every (cgroup id, profile id) entry of an `fp_bindings` map (ours, or a pinned one).
-pub fn bindings_in(map: &impl MapCore) -> Result<Vec<(u64, u32)>, BpfError> {
-    let mut out = Vec::new();
-    for key in map.keys() {
-        let Some(value) = map
-            .lookup(&key, MapFlags::ANY)
-            .map_err(map_error("fp_bindings"))?
-        else {
-            continue; // removed while we iterated
-        };
-        let cgroup = u64::from_ne_bytes(key.as_slice().try_into().unwrap_or_default());
-        let profile = u32::from_ne_bytes(value.as_slice().try_into().unwrap_or_default());
-        out.push((cgroup, profile));
-    }
-    Ok(out)
 }
 
 /// `fp_allow` (a `BPF_F_MMAPABLE` array) mapped into this process, unmapped on drop.
@@ -679,6 +616,7 @@ fn load(
     for (map, entries, name) in resize {
         map.set_max_entries(entries).map_err(map_error(name))?;
     }
+    super::request_verifier_logs(open.open_object_mut());
     open.load()
         .map_err(|e| refused(load_reason(mechanism == Mechanism::Lsm, &e)))
 }

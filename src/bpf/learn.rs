@@ -7,7 +7,8 @@ use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{Link, MapCore, MapFlags, RingBuffer, RingBufferBuilder};
 
 use super::learn_skel::{LearnSkel, LearnSkelBuilder, OpenLearnSkel};
-use super::{load_reason, object_storage, refused, sum_percpu, BpfError};
+use super::readback::LearnCounters;
+use super::{load_reason, object_storage, refused, BpfError};
 use crate::event::Hook;
 
 /// Which hook to learn at.
@@ -19,13 +20,6 @@ pub enum HookChoice {
     Lsm,
     /// `tp_btf/sched_process_exec`: works wherever BTF does.
     Tracepoint,
-}
-
-/// Exec counters kept by the BPF program.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Counters {
-    pub events: u64,
-    pub dropped: u64,
 }
 
 /// The loaded, attached learning program.
@@ -101,18 +95,10 @@ impl LearnProbe {
     }
 
     /// Sum of the per-CPU counters.
-    pub fn counters(&self) -> Result<Counters, BpfError> {
-        let map = &self.skel.maps.fp_counters;
-        Ok(Counters {
-            events: sum_percpu(map, COUNTER_EVENTS, "fp_counters")?,
-            dropped: sum_percpu(map, COUNTER_DROPPED, "fp_counters")?,
-        })
+    pub fn counters(&self) -> Result<LearnCounters, BpfError> {
+        LearnCounters::read(&self.skel.maps.fp_counters)
     }
 }
-
-/// `enum fp_counter` in bpf/fingerprint.h.
-const COUNTER_EVENTS: u32 = 0;
-const COUNTER_DROPPED: u32 = 1;
 
 /// How long a poll waits before the caller gets a chance to flush.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(100);
@@ -128,9 +114,15 @@ fn load(hook: Hook, watched: &[u64]) -> Result<LearnSkel<'static>, BpfError> {
     open.progs
         .handle_sched_process_exec
         .set_autoload(hook == Hook::SchedProcessExec);
-    if let Some(rodata) = open.maps.rodata_data.as_deref_mut() {
-        rodata.filter_cgroups = !watched.is_empty();
-    }
+    // Without it the program would record every cgroup, not the watched ones: fail
+    // here rather than learn what was not asked for.
+    let rodata = open
+        .maps
+        .rodata_data
+        .as_deref_mut()
+        .ok_or_else(|| refused("the learning object has no .rodata".into()))?;
+    rodata.filter_cgroups = !watched.is_empty();
+    super::request_verifier_logs(open.open_object_mut());
     let skel = open
         .load()
         .map_err(|e| refused(load_reason(hook == Hook::BprmCheckSecurity, &e)))?;

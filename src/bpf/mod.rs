@@ -1,11 +1,15 @@
 //! The one layer that talks to libbpf: skeletons, loading, attaching, maps. Everything
 //! above it is plain Rust. libbpf's own log is captured so that a refused program is
-//! reported with the kernel's reason, once, instead of pages on stderr.
+//! reported with the kernel's reason, once, instead of pages on stderr; `--debug`
+//! (`set_debug`) prints all of it, verifier logs included, like `bpftool -d`.
 
+pub mod abi;
 pub mod enforce;
 pub mod learn;
 pub mod pinned;
+pub mod readback;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 mod learn_skel {
@@ -15,14 +19,6 @@ mod learn_skel {
 mod enforce_skel {
     include!(concat!(env!("OUT_DIR"), "/enforce.skel.rs"));
 }
-
-/// Layouts shared with the BPF programs (`bpf/fingerprint.h`), from the skeleton's BTF.
-pub mod types {
-    pub use super::learn_skel::types::fp_exec_event;
-}
-
-// SAFETY: fp_exec_event is a repr(C) struct of integers: any byte pattern is valid.
-unsafe impl plain::Plain for types::fp_exec_event {}
 
 #[derive(Debug, thiserror::Error)]
 pub enum BpfError {
@@ -59,15 +55,51 @@ fn log_suffix(log: &str) -> String {
 /// Lines libbpf printed since the last `take_libbpf_log`.
 static LIBBPF_LOG: Mutex<String> = Mutex::new(String::new());
 
+/// Whether `--debug` asked for libbpf's whole log and the verifier's.
+static DEBUG: AtomicBool = AtomicBool::new(false);
+
+/// The verifier log asked for under `--debug`: BPF_LOG_LEVEL1 | BPF_LOG_STATS, the
+/// verifier's whole trace for a refused program and its statistics (instructions
+/// processed, time, stack depth) for an accepted one. Not BPF_LOG_LEVEL2, as
+/// `bpftool -d` asks: every state of every instruction is ~170 MB for enforce.bpf.c.
+const DEBUG_VERIFIER_LOG_LEVEL: u32 = 1 | 4;
+
+/// Print on stderr, as it comes, everything libbpf says (debug level included) and
+/// the kernel verifier's log of every program loaded, accepted or not. Set before
+/// `preflight`.
+pub fn set_debug(on: bool) {
+    DEBUG.store(on, Ordering::Relaxed);
+}
+
 fn capture_libbpf_log() {
-    libbpf_rs::set_print(Some((
-        libbpf_rs::PrintLevel::Info,
-        |_level, message: String| {
+    let debug = DEBUG.load(Ordering::Relaxed);
+    let level = if debug {
+        libbpf_rs::PrintLevel::Debug
+    } else {
+        libbpf_rs::PrintLevel::Info
+    };
+    libbpf_rs::set_print(Some((level, |level, message: String| {
+        if DEBUG.load(Ordering::Relaxed) {
+            eprint!("{message}");
+        }
+        // Errors quote the tail of this; debug lines (verifier logs of programs that
+        // loaded) would only grow it.
+        if level != libbpf_rs::PrintLevel::Debug {
             if let Ok(mut log) = LIBBPF_LOG.lock() {
                 log.push_str(&message);
             }
-        },
-    )));
+        }
+    })));
+}
+
+/// Under `--debug`, ask the kernel for every program's verifier log: libbpf prints
+/// it at debug level once the program loads (a refused one's is printed anyway).
+fn request_verifier_logs(object: &mut libbpf_rs::OpenObject) {
+    if DEBUG.load(Ordering::Relaxed) {
+        for mut program in object.progs_mut() {
+            program.set_log_level(DEBUG_VERIFIER_LOG_LEVEL);
+        }
+    }
 }
 
 /// The captured libbpf log, last `lines` lines (the verifier's verdict is at the end).
@@ -108,26 +140,6 @@ fn refused(program: &str, reason: String) -> BpfError {
 /// kept), so leaking them is the simple, safe choice.
 pub(crate) fn object_storage() -> &'static mut std::mem::MaybeUninit<libbpf_rs::OpenObject> {
     Box::leak(Box::new(std::mem::MaybeUninit::uninit()))
-}
-
-/// The sum over CPUs of entry `index` (a u64) of a per-CPU array.
-pub(crate) fn sum_percpu(
-    map: &dyn libbpf_rs::MapCore,
-    index: u32,
-    name: &'static str,
-) -> Result<u64, BpfError> {
-    let per_cpu = map
-        .lookup_percpu(&index.to_ne_bytes(), libbpf_rs::MapFlags::ANY)
-        .map_err(|e| BpfError::Map {
-            map: name,
-            reason: e.to_string(),
-        })?
-        .unwrap_or_default();
-    Ok(per_cpu
-        .iter()
-        .filter_map(|v| v.get(..8).and_then(|b| b.try_into().ok()))
-        .map(u64::from_ne_bytes)
-        .sum())
 }
 
 /// Explain a load failure; EPERM on an LSM program with an empty verifier log is the

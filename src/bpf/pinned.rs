@@ -16,8 +16,9 @@ use std::path::{Path, PathBuf};
 use libbpf_rs::{MapCore, MapHandle};
 use serde::{Deserialize, Serialize};
 
-use super::enforce::EnforceCounters;
-use super::{sum_percpu, BpfError};
+use super::abi::PENDING_PROFILE;
+use super::readback::{self, EnforceCounters};
+use super::BpfError;
 
 pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/fingerprint";
 /// What `enforce --pin` loaded, for `status` and the next takeover: one file per
@@ -56,6 +57,22 @@ pub struct PinnedState {
     /// the carried ring buffer name profiles by id.
     #[serde(default)]
     pub profile_ids: BTreeMap<String, u32>,
+    /// How the enforcer running there is doing at writing violations, kept up to date
+    /// while it runs.
+    #[serde(default)]
+    pub reporting: Reporting,
+}
+
+/// Violations the enforcer could not write (a full disk): kept for a retry, or given
+/// up. The kernel's own count of events it could not even queue is `Status::dropped`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Reporting {
+    /// Lines of the events file (or stdout).
+    pub events_unwritten: u64,
+    /// Rows of the database.
+    pub rows_unwritten: u64,
+    /// Why writing fails now, if it does.
+    pub error: Option<String>,
 }
 
 /// What is loaded right now.
@@ -141,15 +158,7 @@ pub fn status(dir: &Path) -> Result<Option<Status>, BpfError> {
         MapHandle::from_pinned_path(dir.join(name))
             .map_err(|e| io_error(format!("opening {}", dir.join(name).display()), e))
     };
-    let counters = open("fp_enforce_counters")?;
-    let counter = |index| sum_percpu(&counters, index, "fp_enforce_counters");
-    let counts = EnforceCounters {
-        checks: counter(0)?,
-        violations: counter(1)?,
-        dropped: counter(2)?,
-        bound_at_mkdir: counter(3)?,
-        held: counter(4)?,
-    };
+    let counts = EnforceCounters::read(&open("fp_enforce_counters")?)?;
     Ok(Some(Status {
         state: read_state(dir),
         links: LINKS
@@ -173,9 +182,9 @@ pub fn pending_cgroups(dir: &Path) -> Result<Vec<u64>, BpfError> {
     let path = dir.join("fp_bindings");
     let map = MapHandle::from_pinned_path(&path)
         .map_err(|e| io_error(format!("opening {}", path.display()), e))?;
-    Ok(super::enforce::bindings_in(&map)?
+    Ok(readback::bindings(&map)?
         .into_iter()
-        .filter(|(_, profile)| *profile == super::enforce::PENDING_PROFILE)
+        .filter(|(_, profile)| *profile == PENDING_PROFILE)
         .map(|(cgroup, _)| cgroup)
         .collect())
 }

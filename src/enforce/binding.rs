@@ -10,7 +10,9 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
-use crate::bpf::enforce::{EnforceProbe, DENY_ALL_PROFILE, PENDING_PROFILE, SCOPE_PROFILE};
+use crate::bpf::abi::{DENY_ALL_PROFILE, PENDING_PROFILE, SCOPE_PROFILE};
+use crate::bpf::enforce::EnforceProbe;
+use crate::workload::cgroup_path;
 use crate::workload::runtime::ContainerMetadata;
 
 /// Which profile each existing cgroup gets.
@@ -27,14 +29,27 @@ pub struct BindingPolicy<'a> {
 
 impl BindingPolicy<'_> {
     /// The profile for cgroup `path`, whose workload is `name` and whose parent has
-    /// `parent` (None: unbound).
+    /// `parent` (None: unbound). The rule the kernel applies inside mkdir
+    /// (`bind_cgroup_mkdir` in bpf/enforce.bpf.c), first match:
+    /// 1. a profile written for this very cgroup path (a `cgroup` workload);
+    /// 2. the parent's profile, if that is a workload's profile and the parent is not
+    ///    the root: a cgroup nested in an enforced workload stays in it, whatever its
+    ///    name (the root's profile governs the root alone);
+    /// 3. the profile of the cgroup's own workload;
+    /// 4. deny-all within `--default-scope` under `--default deny`, the scope marker
+    ///    within a container scope;
+    /// 5. none: a workload without a profile is left alone.
     pub fn profile_for(&self, name: &str, path: &str, parent: Option<u32>) -> Option<u32> {
-        if let Some(id) = self.profiles.get(name) {
-            return Some(*id);
+        let own = self.profiles.get(name).copied();
+        // A `cgroup` workload is named by its path: its profile is this cgroup's own.
+        if name == path && own.is_some() {
+            return own;
         }
-        // Markers are not profiles: a named cgroup below one is classified here.
-        if let Some(parent) = parent.filter(|p| *p != SCOPE_PROFILE && *p != PENDING_PROFILE) {
+        if let Some(parent) = parent.filter(|p| is_workload_profile(*p) && !is_root_child(path)) {
             return Some(parent);
+        }
+        if own.is_some() {
+            return own;
         }
         if self
             .default_deny_scope
@@ -47,6 +62,16 @@ impl BindingPolicy<'_> {
             .any(|scope| in_scope(path, scope))
             .then_some(SCOPE_PROFILE)
     }
+}
+
+/// A workload's profile, as opposed to a marker (scope, pending, deny-all).
+pub fn is_workload_profile(id: u32) -> bool {
+    ![SCOPE_PROFILE, PENDING_PROFILE, DENY_ALL_PROFILE].contains(&id)
+}
+
+/// Whether cgroup `path` (a text form, from the v2 root) is a child of the root.
+fn is_root_child(path: &str) -> bool {
+    cgroup_path::parent(path).as_deref() == Some("/")
 }
 
 /// Whether cgroup `path` is `scope` or below it.
@@ -91,12 +116,7 @@ pub fn bind_existing(
         };
         for child in children.flatten() {
             if child.file_type().is_ok_and(|t| t.is_dir()) {
-                let name = child.file_name().to_string_lossy().into_owned();
-                let child_path = if path == "/" {
-                    format!("/{name}")
-                } else {
-                    format!("{path}/{name}")
-                };
+                let child_path = cgroup_path::child(&path, &child.file_name());
                 stack.push((child.path(), child_path, profile));
             }
         }
@@ -132,6 +152,63 @@ mod tests {
         assert_eq!(for_path("/web/child", Some(4)), Some(4));
         assert_eq!(for_path("/pods/x", None), Some(DENY_ALL_PROFILE));
         assert_eq!(for_path("/other", None), None);
+    }
+
+    /// Regression: a profile learned for `/` governed every unprofiled cgroup.
+    #[test]
+    fn the_root_profile_governs_the_root_alone() {
+        let profiles = HashMap::from([("/".to_string(), 1u32)]);
+        let scopes = ["/kubepods".to_string()];
+        let policy = BindingPolicy {
+            profiles: &profiles,
+            default_deny_scope: None,
+            container_scopes: &scopes,
+        };
+        assert_eq!(policy.profile_for("/", "/", None), Some(1));
+        assert_eq!(policy.profile_for("/other", "/other", Some(1)), None);
+        // Not swallowed by the root's profile: still a container scope.
+        assert_eq!(
+            policy.profile_for("/kubepods", "/kubepods", Some(1)),
+            Some(SCOPE_PROFILE)
+        );
+        // Deeper cgroups follow their own parent, as before.
+        assert_eq!(policy.profile_for("/other/x", "/other/x", None), None);
+    }
+
+    /// Regression: a child cgroup named after another workload's unit left its
+    /// enforced parent's profile for that workload's.
+    #[test]
+    fn a_nested_cgroup_stays_in_its_enforced_workload_whatever_its_name() {
+        let profiles = HashMap::from([
+            ("web.service".to_string(), 2u32),
+            ("other.service".to_string(), 3u32),
+            ("/plain".to_string(), 4u32),
+            ("/plain/own".to_string(), 5u32),
+        ]);
+        let policy = BindingPolicy {
+            profiles: &profiles,
+            default_deny_scope: Some("/"),
+            container_scopes: &[],
+        };
+        let for_path = |path: &str, parent| {
+            let name = crate::workload::identify(path).name();
+            policy.profile_for(&name, path, parent)
+        };
+        let web = "/system.slice/web.service";
+        assert_eq!(for_path(web, Some(DENY_ALL_PROFILE)), Some(2));
+        assert_eq!(for_path(&format!("{web}/other.service"), Some(2)), Some(2));
+        assert_eq!(
+            for_path(&format!("{web}/sub/other.service"), Some(2)),
+            Some(2)
+        );
+        assert_eq!(for_path("/plain/other.service", Some(4)), Some(4));
+        // A profile written for that very cgroup path is its own.
+        assert_eq!(for_path("/plain/own", Some(4)), Some(5));
+        // Below deny-all (a slice under --default deny), a unit gets its profile.
+        assert_eq!(
+            for_path("/system.slice/other.service", Some(DENY_ALL_PROFILE)),
+            Some(3)
+        );
     }
 
     #[test]

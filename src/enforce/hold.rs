@@ -29,8 +29,10 @@ use nix::unistd::Pid;
 
 use super::binding::BindingPolicy;
 use super::plan::Mode;
-use crate::bpf::enforce::{EnforceProbe, DENY_ALL_PROFILE, PENDING_PROFILE, SCOPE_PROFILE};
+use crate::bpf::abi::{DENY_ALL_PROFILE, PENDING_PROFILE, SCOPE_PROFILE};
+use crate::bpf::enforce::EnforceProbe;
 use crate::event::{path_flags, Action, ExecEvent, Reason, Verdict};
+use crate::workload::cgroup_path;
 use crate::workload::runtime::ContainerMetadata;
 
 /// What happens to a held task.
@@ -171,10 +173,10 @@ impl Holds<'_> {
     /// The binding of the parent cgroup: a nested cgroup of a profiled container
     /// follows the container.
     fn parent_binding(&self, path: &str) -> Result<Option<u32>> {
-        let Some((parent, _)) = path.rsplit_once('/') else {
+        let Some(parent) = cgroup_path::parent(path) else {
             return Ok(None);
         };
-        let dir = self.mount.join(parent.trim_start_matches('/'));
+        let dir = cgroup_path::directory(self.mount, &parent);
         match std::fs::metadata(&dir) {
             Ok(meta) => Ok(self.probe.binding(meta.ino())?),
             Err(_) => Ok(None),

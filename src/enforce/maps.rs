@@ -142,7 +142,7 @@ impl MapState {
                 allow_count: profile.digests.len() as u32,
                 pattern_base,
                 pattern_count: profile.patterns.len() as u32,
-                mode: profile.mode,
+                mode: profile.mode.into(),
             };
             descs.push((profile.id, desc));
         }

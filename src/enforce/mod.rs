@@ -2,9 +2,12 @@
 //! profiles, and report violations until stopped; SIGHUP reloads the profiles in place.
 
 pub mod binding;
+pub mod event_log;
 pub mod hold;
+pub mod lock;
 pub mod maps;
 pub mod plan;
 pub mod report;
 pub mod run;
+mod session;
 pub mod source;

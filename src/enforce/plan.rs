@@ -5,14 +5,11 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use crate::bpf::abi::fp_mode;
+pub use crate::bpf::abi::{MapSizes, RuleKind, MAX_PATTERNS, PATH_MAX, PATTERN_MAX};
 use crate::digest::{digest, Digest, DigestKey};
 pub use crate::profile::Mode;
-use crate::workload::WorkloadId;
-
-/// `bpf/fingerprint.h`: FP_MAX_PATTERNS, FP_PATTERN_MAX, FP_PATH_MAX.
-pub const MAX_PATTERNS: usize = 16;
-pub const PATTERN_MAX: usize = 256;
-pub const PATH_MAX: usize = 4096;
+use crate::workload::{cgroup_path, WorkloadId};
 
 /// One profile as enforcement needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,11 +23,14 @@ pub struct PolicyInput {
     pub patterns: Vec<Vec<u8>>,
 }
 
-/// How the kernel binds a new cgroup (`enum fp_rule_kind`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum RuleKind {
-    Path = 1,
-    Leaf = 2,
+/// A profile's mode as the kernel reads it (`enum fp_mode`).
+impl From<Mode> for fp_mode {
+    fn from(mode: Mode) -> fp_mode {
+        match mode {
+            Mode::Audit => fp_mode::FP_MODE_AUDIT,
+            Mode::Enforce => fp_mode::FP_MODE_ENFORCE,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -193,7 +193,9 @@ fn plan_one(
 /// Containers get new ids per instance and are bound by user space when seen.
 pub fn binding_rules(workload: &WorkloadId) -> Vec<(RuleKind, Vec<u8>)> {
     match workload {
-        WorkloadId::Cgroup { path } => vec![(RuleKind::Path, path.as_bytes().to_vec())],
+        WorkloadId::Cgroup { path } => {
+            vec![(RuleKind::Path, cgroup_path::to_bytes(path).into_owned())]
+        }
         WorkloadId::SystemdUnit { unit } if !unit.contains('/') => {
             vec![(RuleKind::Leaf, unit.as_bytes().to_vec())]
         }
@@ -201,16 +203,8 @@ pub fn binding_rules(workload: &WorkloadId) -> Vec<(RuleKind, Vec<u8>)> {
     }
 }
 
-/// Map sizes for a set of profiles, with room to reload them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MapSizes {
-    pub profiles: u32,
-    pub allow: u32,
-    pub patterns: u32,
-    pub rules: u32,
-    pub bindings: u32,
-}
-
+/// Map sizes for a set of profiles, with room to reload them. The sizes are plain
+/// data of the BPF layer; how big they must be is this module's knowledge.
 impl MapSizes {
     /// Room for the profiles plus a reload that replaces a quarter of them (at least
     /// 1024 entries); `allow_capacity` overrides the allowlist size.

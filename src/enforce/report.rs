@@ -1,22 +1,32 @@
 //! Violations: one JSON line each (stdout or --events FILE) and a row in the
-//! database, with the workload named the way learning names it.
+//! database, with the workload named the way learning names it. Neither write can
+//! end enforcement: what cannot be written is kept, retried and counted.
 
-use std::io::Write;
+use std::collections::VecDeque;
 
-use anyhow::{Context, Result};
 use serde_json::json;
 
-use crate::bpf::enforce::{Mechanism, DENY_ALL_PROFILE};
-use crate::event::{path_flags, Action, ExecEvent, Reason, Verdict};
+use super::event_log::EventLog;
+use crate::bpf::abi::DENY_ALL_PROFILE;
+use crate::bpf::enforce::Mechanism;
+use crate::event::{describe_path_flags, path_flags, Action, ExecEvent, Reason, Verdict};
 use crate::learn::Clock;
-use crate::show::{describe_flags, path_json};
+use crate::profile::path_json;
 use crate::storage::{Database, ViolationRecord};
 use crate::workload::resolver::CgroupNames;
 
+/// Rows kept while the database cannot be written; past this, the oldest are given
+/// up, and counted as lost.
+const PENDING_ROWS: usize = 100_000;
+
 pub struct ViolationSink {
-    out: Box<dyn Write>,
+    log: EventLog,
     db: Option<Database>,
-    pending: Vec<ViolationRecord>,
+    pending: VecDeque<ViolationRecord>,
+    /// Rows given up because too many were kept.
+    rows_lost: u64,
+    /// Why the last database write failed; None once one succeeds again.
+    db_error: Option<String>,
     names: CgroupNames,
     clock: Clock,
     host: String,
@@ -27,15 +37,17 @@ pub struct ViolationSink {
 
 impl ViolationSink {
     pub fn new(
-        out: Box<dyn Write>,
+        log: EventLog,
         db: Option<Database>,
         names: CgroupNames,
         mechanism: Mechanism,
     ) -> Self {
         ViolationSink {
-            out,
+            log,
             db,
-            pending: Vec::new(),
+            pending: VecDeque::new(),
+            rows_lost: 0,
+            db_error: None,
             names,
             clock: Clock::new(),
             host: crate::learn::host_and_kernel().0,
@@ -51,20 +63,20 @@ impl ViolationSink {
         &mut self,
         data: &[u8],
         profile_name: impl Fn(u32) -> Option<String>,
-    ) -> Result<Option<ExecEvent>> {
+    ) -> Option<ExecEvent> {
         let Ok(event) = ExecEvent::decode(data) else {
             self.undecodable += 1;
-            return Ok(None);
+            return None;
         };
         let Some(verdict) = event.verdict else {
             self.undecodable += 1;
-            return Ok(None);
+            return None;
         };
         if verdict.action == Action::Held {
-            return Ok(Some(event));
+            return Some(event);
         }
-        self.report(&event, verdict, profile_name)?;
-        Ok(None)
+        self.report(&event, verdict, profile_name);
+        None
     }
 
     /// Report one violation: a JSON line, and a database row at the next flush.
@@ -73,7 +85,7 @@ impl ViolationSink {
         event: &ExecEvent,
         verdict: Verdict,
         profile_name: impl Fn(u32) -> Option<String>,
-    ) -> Result<()> {
+    ) {
         let (cgroup_path, workload) = self.names.name(event.cgroup_id);
         let reason = if verdict.profile_id == DENY_ALL_PROFILE {
             Reason::NoProfile
@@ -100,13 +112,16 @@ impl ViolationSink {
             reason: reason.name().into(),
             mechanism: self.mechanism.name().into(),
         };
-        writeln!(self.out, "{}", violation_json(&record)).context("writing a violation event")?;
-        self.out.flush().context("writing a violation event")?;
+        self.log
+            .write_line(violation_json(&record).to_string().into_bytes());
         self.reported += 1;
         if self.db.is_some() {
-            self.pending.push(record);
+            if self.pending.len() >= PENDING_ROWS {
+                self.pending.pop_front();
+                self.rows_lost += 1;
+            }
+            self.pending.push_back(record);
         }
-        Ok(())
     }
 
     /// The cgroup's path (None when gone), with the names violations are reported under.
@@ -115,15 +130,62 @@ impl ViolationSink {
         (!path.starts_with("cgroup-id:")).then_some(path)
     }
 
-    /// Write pending rows to the database.
-    pub fn flush(&mut self) -> Result<()> {
+    /// Write pending rows to the database, and event lines kept from before. What
+    /// fails stays pending, for the next flush.
+    pub fn flush(&mut self) {
+        self.log.retry();
         if let Some(db) = &mut self.db {
             if !self.pending.is_empty() {
-                db.record_violations(&self.pending)?;
-                self.pending.clear();
+                match db.record_violations(self.pending.make_contiguous()) {
+                    Ok(()) => {
+                        self.pending.clear();
+                        self.db_error = None;
+                    }
+                    Err(e) => self.db_error = Some(e.to_string()),
+                }
             }
         }
-        Ok(())
+    }
+
+    /// Open the --events file again at its path (SIGHUP, for logrotate).
+    pub fn reopen_events(&mut self) -> anyhow::Result<()> {
+        self.log.reopen()
+    }
+
+    /// What could not be written so far: kept for a retry, or given up.
+    pub fn unwritten(&self) -> Unwritten {
+        let rows_kept = match self.db_error {
+            Some(_) => self.pending.len() as u64,
+            None => 0,
+        };
+        Unwritten {
+            events: self.log.unwritten(),
+            rows: rows_kept + self.rows_lost,
+        }
+    }
+
+    /// Why writing fails now, naming where: None when everything is written.
+    pub fn write_error(&self) -> Option<String> {
+        let events = self
+            .log
+            .error()
+            .map(|e| format!("{}: {e}", self.log.name()));
+        let db = self.db_error.as_ref().map(|e| format!("the database: {e}"));
+        let errors: Vec<String> = events.into_iter().chain(db).collect();
+        (!errors.is_empty()).then(|| errors.join("; "))
+    }
+}
+
+/// Violations that could not be written: event lines, database rows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Unwritten {
+    pub events: u64,
+    pub rows: u64,
+}
+
+impl Unwritten {
+    pub fn any(self) -> bool {
+        self.events + self.rows > 0
     }
 }
 
@@ -140,7 +202,7 @@ pub fn violation_json(v: &ViolationRecord) -> serde_json::Value {
         "ppid": v.ppid,
         "uid": v.uid,
         "executable": path_json(&v.executable),
-        "executable_flags": describe_flags(v.executable_flags),
+        "executable_flags": describe_path_flags(v.executable_flags),
         "parent": path_json(&v.parent),
         "action": v.action,
         "reason": v.reason,

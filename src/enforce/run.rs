@@ -1,28 +1,28 @@
 //! The enforcement process: load, bind, attach, then report violations until stopped.
 
-use std::cell::RefCell;
-use std::collections::{BTreeSet, HashMap};
-use std::io::Write;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
+use nix::sys::signal::{signal, SigHandler, Signal};
 
 use super::binding::{bind_existing, BindingPolicy};
-use super::hold::{self, Holds};
+use super::event_log::EventLog;
+use super::hold::Holds;
+use super::lock;
 use super::maps::{ApplyReport, MapState};
 use super::plan::{plan, MapSizes, Mode, PlanError, PlannedProfile, PolicyInput, ProfileIds};
-use super::report::ViolationSink;
+use super::report::{Unwritten, ViolationSink};
+use super::session::Session;
 use super::source::load_inputs;
-use crate::bpf::enforce::{
-    EnforceCounters, EnforceProbe, Mechanism, MechanismChoice, PENDING_PROFILE,
-};
-use crate::bpf::pinned;
+use crate::bpf::abi::PENDING_PROFILE;
+use crate::bpf::enforce::{EnforceProbe, Mechanism, MechanismChoice};
+use crate::bpf::pinned::{self, PinnedState};
+use crate::bpf::readback::EnforceCounters;
 use crate::digest::DigestKey;
-use crate::event::{Action, ExecEvent};
 use crate::storage::Database;
 use crate::workload::cgroup::CgroupV2;
 use crate::workload::kubeapi::ApiSettings;
@@ -38,11 +38,15 @@ pub struct EnforceOptions {
     pub default_deny_scope: Option<String>,
     pub events: Option<PathBuf>,
     pub db: Option<PathBuf>,
+    /// Without `pin_dir`: the lock that keeps a second enforcer from running beside
+    /// this one (with `pin_dir`, the pin directory is the lock).
+    pub lock_file: PathBuf,
     pub max_cgroups: u32,
     pub allow_capacity: Option<u32>,
     /// Pin programs and maps here, so enforcement outlives this process.
     pub pin_dir: Option<PathBuf>,
-    /// With `pin_dir`: return once enforcement is pinned, instead of reporting.
+    /// With `pin_dir`: return once enforcement is pinned (and the events an enforcement
+    /// taken over left unread are reported), instead of reporting.
     pub detach: bool,
     /// containerd state directories to name containers from; empty: the default.
     pub containerd_state: Vec<PathBuf>,
@@ -65,6 +69,9 @@ pub struct EnforceSummary {
     pub profiles: usize,
     pub counters: EnforceCounters,
     pub reported: u64,
+    /// Violations that could not be written (a full disk), and why, if it still fails.
+    pub unwritten: Unwritten,
+    pub write_error: Option<String>,
     pub reloads: usize,
     /// Execs held in new container cgroups, and how many of those were killed.
     pub held: u64,
@@ -73,9 +80,9 @@ pub struct EnforceSummary {
 }
 
 /// Everything enforcement keeps besides the loaded program itself.
-struct Enforcer {
-    state: MapState,
-    ids: ProfileIds,
+pub(super) struct Enforcer {
+    pub(super) state: MapState,
+    pub(super) ids: ProfileIds,
     key: DigestKey,
     mount: PathBuf,
     default_deny_scope: Option<String>,
@@ -88,7 +95,7 @@ struct Enforcer {
 
 impl Enforcer {
     /// Make the maps hold these profiles and rebind existing cgroups to them.
-    fn apply(
+    pub(super) fn apply(
         &mut self,
         probe: &EnforceProbe,
         inputs: &[PolicyInput],
@@ -130,7 +137,11 @@ impl Enforcer {
         }
     }
 
-    fn holds<'a>(&'a self, probe: &'a EnforceProbe, mode_override: Option<Mode>) -> Holds<'a> {
+    pub(super) fn holds<'a>(
+        &'a self,
+        probe: &'a EnforceProbe,
+        mode_override: Option<Mode>,
+    ) -> Holds<'a> {
         Holds {
             probe,
             mount: &self.mount,
@@ -144,6 +155,60 @@ impl Enforcer {
 
 pub fn run(opts: &EnforceOptions, signals: &Signals) -> Result<EnforceSummary> {
     crate::bpf::preflight("fingerprint enforce")?;
+    // A closed stdout must not end enforcement: its writes fail, and are counted.
+    // SAFETY: SIG_IGN is what the Rust runtime sets for SIGPIPE at start; no handler
+    // that any code here relies on is replaced.
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigIgn) }.context("ignoring SIGPIPE")?;
+    // Before anything is loaded: never two enforcers at once (see `lock`).
+    let _lock = match &opts.pin_dir {
+        Some(dir) => lock::lock_pin_dir(dir, &signals.stop)?,
+        None => lock::lock_file(&opts.lock_file)?,
+    };
+    let started = start(opts)?;
+    let enforcer = started.enforcer;
+    if !enforcer.container_scopes.is_empty() {
+        eprintln!(
+            "fingerprint: new containers below {} are held at their first exec until named \
+             from {}",
+            enforcer.container_scopes.join(", "),
+            enforcer
+                .metadata
+                .state_dirs()
+                .iter()
+                .map(|d| d.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    let probe = &started.probe;
+    let names = CgroupNames::with_metadata(started.cgroups, enforcer.metadata.clone());
+    let sink = ViolationSink::new(started.log, started.db, names, probe.mechanism());
+    let mut session = Session::new(opts, probe, enforcer, sink, started.state)?;
+    // Detached, nothing is reported while the program runs on; the events left
+    // unread by an enforcement taken over are read (in `drain`) before this exits.
+    while !opts.detach && !signals.stop.load(Ordering::SeqCst) {
+        session.poll()?;
+        if signals.reload.swap(false, Ordering::SeqCst) {
+            session.reload();
+        }
+    }
+    session.drain()
+}
+
+/// What `start` leaves running: the program attached (and pinned with --pin), its
+/// maps holding the profiles, and where violations are to go.
+struct Started {
+    probe: EnforceProbe,
+    enforcer: Enforcer,
+    db: Option<Database>,
+    log: EventLog,
+    cgroups: CgroupV2,
+    /// What is recorded for `status`, when pinned.
+    state: Option<PinnedState>,
+}
+
+/// Load, bind, attach (and pin): from its return on, every exec is enforced.
+fn start(opts: &EnforceOptions) -> Result<Started> {
     // A pinned enforcement is taken over, with no gap (see `pinned`).
     let takeover = opts.pin_dir.as_deref().filter(|d| pinned::is_pinned(d));
     let previous = takeover.and_then(pinned::read_state);
@@ -171,14 +236,14 @@ pub fn run(opts: &EnforceOptions, signals: &Signals) -> Result<EnforceSummary> {
         .as_deref()
         .map(|p| Database::open(p).with_context(|| format!("opening {}", p.display())))
         .transpose()?;
-    let out = event_output(opts.events.as_deref())?;
+    let log = EventLog::open(opts.events.as_deref())?;
     let metadata = ContainerMetadata::from_flags(&opts.containerd_state, &opts.kube_api)?;
 
     let mut probe = EnforceProbe::load(opts.mechanism, sizes, takeover)?;
     if let Some(reason) = probe.lsm_refusal() {
         warn_fallback(reason);
     }
-    probe.write_config(&key, opts.mode)?;
+    probe.write_config(&key, opts.mode.map(Into::into))?;
     let mut enforcer = Enforcer {
         state: MapState::new(key, sizes.allow),
         ids,
@@ -204,9 +269,22 @@ pub fn run(opts: &EnforceOptions, signals: &Signals) -> Result<EnforceSummary> {
     let (_, bound) = enforcer.apply_planned(&probe, &inputs, planned)?;
     probe.attach_exec_hook()?;
     let mechanism = probe.mechanism();
+    let mut state = None;
     if let Some(dir) = &opts.pin_dir {
         probe.pin(dir)?;
-        write_pinned_state(opts, dir, mechanism, &inputs, &enforcer.ids, &started_at)?;
+        let pinned = PinnedState {
+            pin_dir: dir.to_path_buf(),
+            profiles: opts.profiles.clone(),
+            mechanism: mechanism.name().into(),
+            hook: mechanism.hook().into(),
+            started_at,
+            pid: std::process::id(),
+            profile_names: inputs.iter().map(|i| i.name.clone()).collect(),
+            profile_ids: enforcer.ids.assigned(),
+            reporting: Default::default(),
+        };
+        pinned::write_state(&pinned)?;
+        state = Some(pinned);
         if takeover.is_some() {
             announce_takeover(dir, previous.as_ref());
         }
@@ -228,192 +306,14 @@ pub fn run(opts: &EnforceOptions, signals: &Signals) -> Result<EnforceSummary> {
             .map(|m| format!(", every profile in {m} mode"))
             .unwrap_or_default()
     );
-
-    if opts.detach {
-        return Ok(EnforceSummary {
-            mechanism,
-            profiles: enforcer.state.profiles(),
-            counters: probe.counters()?,
-            reported: 0,
-            reloads: 0,
-            held: 0,
-            held_killed: 0,
-            elapsed: Duration::ZERO,
-        });
-    }
-    if !enforcer.container_scopes.is_empty() {
-        eprintln!(
-            "fingerprint: new containers below {} are held at their first exec until named \
-             from {}",
-            enforcer.container_scopes.join(", "),
-            enforcer
-                .metadata
-                .state_dirs()
-                .iter()
-                .map(|d| d.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-    }
-    let names = CgroupNames::with_metadata(cgroups, enforcer.metadata.clone());
-    let sink = Rc::new(RefCell::new(ViolationSink::new(out, db, names, mechanism)));
-    let profile_names: Rc<RefCell<HashMap<u32, String>>> = Rc::default();
-    refresh_names(&profile_names, &enforcer.ids);
-    // A violation that cannot be written stops enforcement loudly, never silently.
-    let sink_error: Rc<RefCell<Option<anyhow::Error>>> = Rc::default();
-    // Held execs are resolved after each poll, outside the callback, which cannot
-    // borrow the probe.
-    let held: Rc<RefCell<Vec<ExecEvent>>> = Rc::default();
-    let ring = {
-        let sink = Rc::clone(&sink);
-        let names = Rc::clone(&profile_names);
-        let sink_error = Rc::clone(&sink_error);
-        let held = Rc::clone(&held);
-        probe.violations(move |data| {
-            let names = names.borrow();
-            match sink
-                .borrow_mut()
-                .on_event(data, |id| names.get(&id).cloned())
-            {
-                Ok(Some(event)) => {
-                    held.borrow_mut().push(event);
-                    0
-                }
-                Ok(None) => 0,
-                Err(e) => {
-                    sink_error.borrow_mut().get_or_insert(e);
-                    -1
-                }
-            }
-        })?
-    };
-
-    let started = Instant::now();
-    let mut last_flush = Instant::now();
-    let mut reloads = 0;
-    let mut held_stats = (0u64, 0u64);
-    let resolve_held = |enforcer: &Enforcer, stats: &mut (u64, u64)| -> Result<()> {
-        let pids: BTreeSet<u32> = held.borrow().iter().map(|e| e.pid).collect();
-        if pids.is_empty() {
-            return Ok(());
-        }
-        // An exec may be held at several levels (with the LSM: a script, then its
-        // interpreter). Once each task has stopped, its exec has written all its
-        // events: read them, and decide on a task only with all of them, so that
-        // no level runs before every level is decided.
-        for pid in &pids {
-            hold::wait_until_stopped(*pid, Duration::from_secs(1));
-        }
-        ring.consume().context("reading held execs")?;
-        let events = std::mem::take(&mut *held.borrow_mut());
-        let (ready, later): (Vec<ExecEvent>, Vec<ExecEvent>) =
-            events.into_iter().partition(|e| pids.contains(&e.pid));
-        // Tasks first held during that read: next round, once they have stopped.
-        *held.borrow_mut() = later;
-        let holds = enforcer.holds(&probe, opts.mode);
-        for (pid, task) in hold::by_task(ready) {
-            let mut outcomes = Vec::new();
-            for event in &task {
-                let path = sink.borrow_mut().cgroup_path(event.cgroup_id);
-                let outcome = holds
-                    .decide(event, path.as_deref())
-                    .context("deciding on a held exec")?;
-                stats.0 += 1;
-                if let Some(verdict) = outcome.verdict() {
-                    if verdict.action == Action::Killed {
-                        stats.1 += 1;
-                    }
-                    let names = profile_names.borrow();
-                    sink.borrow_mut()
-                        .report(event, verdict, |id| names.get(&id).cloned())?;
-                }
-                outcomes.push(outcome);
-            }
-            hold::release(pid, &outcomes);
-        }
-        Ok(())
-    };
-    while !signals.stop.load(Ordering::SeqCst) {
-        // EINTR from a signal is expected here; the loop re-checks the flags.
-        let _ = ring.poll(Duration::from_millis(100));
-        if let Some(e) = sink_error.borrow_mut().take() {
-            return Err(e.context("reporting a violation"));
-        }
-        resolve_held(&enforcer, &mut held_stats)?;
-        if signals.reload.swap(false, Ordering::SeqCst) {
-            match reload(&mut enforcer, &probe, &opts.profiles) {
-                Ok(inputs) => {
-                    refresh_names(&profile_names, &enforcer.ids);
-                    if let Some(dir) = &opts.pin_dir {
-                        write_pinned_state(
-                            opts,
-                            dir,
-                            mechanism,
-                            &inputs,
-                            &enforcer.ids,
-                            &started_at,
-                        )?;
-                    }
-                    reloads += 1;
-                }
-                // A bad profile must not stop enforcement: keep the loaded set.
-                Err(e) => eprintln!(
-                    "fingerprint: reload failed, still enforcing the previous profiles: {e:#}"
-                ),
-            }
-        }
-        if last_flush.elapsed() >= Duration::from_secs(1) {
-            sink.borrow_mut().flush()?;
-            last_flush = Instant::now();
-        }
-    }
-    ring.consume().context("draining violation events")?;
-    // No task may stay stopped because we stopped: decide on every held exec (a
-    // round leaves tasks first held during it to the next).
-    for _ in 0..10 {
-        if held.borrow().is_empty() {
-            break;
-        }
-        resolve_held(&enforcer, &mut held_stats)?;
-    }
-    sink.borrow_mut().flush()?;
-    let counters = probe.counters()?;
-    let reported = sink.borrow().reported;
-    Ok(EnforceSummary {
-        mechanism,
-        profiles: enforcer.state.profiles(),
-        counters,
-        reported,
-        reloads,
-        held: held_stats.0,
-        held_killed: held_stats.1,
-        elapsed: started.elapsed(),
+    Ok(Started {
+        probe,
+        enforcer,
+        db,
+        log,
+        cgroups,
+        state,
     })
-}
-
-fn reload(
-    enforcer: &mut Enforcer,
-    probe: &EnforceProbe,
-    profiles: &Path,
-) -> Result<Vec<PolicyInput>> {
-    let inputs = load_inputs(profiles)?;
-    let (report, bound) = enforcer.apply(probe, &inputs)?;
-    eprintln!(
-        "fingerprint: reloaded {}: {} added, {} changed, {} removed, {} unchanged; {} cgroups bound",
-        profiles.display(),
-        report.added.len(),
-        report.changed.len(),
-        report.removed.len(),
-        report.unchanged,
-        bound
-    );
-    Ok(inputs)
-}
-
-/// Name profiles by every id ever assigned: an event read late (after a reload,
-/// or carried over by a takeover) may name a profile no longer loaded.
-fn refresh_names(names: &RefCell<HashMap<u32, String>>, ids: &ProfileIds) {
-    *names.borrow_mut() = ids.assigned().into_iter().map(|(n, id)| (id, n)).collect();
 }
 
 fn announce_takeover(dir: &Path, previous: Option<&pinned::PinnedState>) {
@@ -434,27 +334,6 @@ fn announce_takeover(dir: &Path, previous: Option<&pinned::PinnedState>) {
     }
 }
 
-/// Record what is pinned, for `status` and for the next takeover.
-fn write_pinned_state(
-    opts: &EnforceOptions,
-    dir: &Path,
-    mechanism: Mechanism,
-    inputs: &[PolicyInput],
-    ids: &ProfileIds,
-    started_at: &str,
-) -> Result<()> {
-    Ok(pinned::write_state(&pinned::PinnedState {
-        pin_dir: dir.to_path_buf(),
-        profiles: opts.profiles.clone(),
-        mechanism: mechanism.name().into(),
-        hook: mechanism.hook().into(),
-        started_at: started_at.to_string(),
-        pid: std::process::id(),
-        profile_names: inputs.iter().map(|i| i.name.clone()).collect(),
-        profile_ids: ids.assigned(),
-    })?)
-}
-
 /// The container scopes: as given, else kubelet's roots that exist on this node.
 fn container_scopes(given: &[String], mount: &Path) -> Vec<String> {
     if !given.is_empty() {
@@ -468,19 +347,6 @@ fn container_scopes(given: &[String], mount: &Path) -> Vec<String> {
         .filter(|scope| mount.join(&scope[1..]).is_dir())
         .map(str::to_string)
         .collect()
-}
-
-fn event_output(path: Option<&Path>) -> Result<Box<dyn Write>> {
-    Ok(match path {
-        None => Box::new(std::io::stdout()),
-        Some(path) => Box::new(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .with_context(|| format!("opening --events {}", path.display()))?,
-        ),
-    })
 }
 
 /// Kill mode is not an LSM denial; nobody should learn that from a footnote.

@@ -39,6 +39,18 @@ pub enum ProfileError {
         cause: io::Error,
     },
 
+    #[error(
+        "{}: not a regular file ({what}); fix: a profile directory holds regular `*.json` files only: move it away, or rename it so it does not end in .json",
+        file.display()
+    )]
+    NotRegularFile { file: PathBuf, what: &'static str },
+
+    #[error(
+        "{}: larger than {limit_mib} MiB, too large for a profile; fix: check that it is a profile written by `fingerprint export`",
+        file.display()
+    )]
+    TooLarge { file: PathBuf, limit_mib: u64 },
+
     /// The file is not a valid profile: `message` states the problem and the fix.
     #[error("{}:{line}:{column}: {}: {message}", file.display(), field_label(field))]
     Invalid {

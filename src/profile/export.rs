@@ -12,18 +12,9 @@ use std::fmt;
 use super::path_bytes::{escape_bytes, PathBytes};
 use super::paths::{ExecPath, PathProblem};
 use super::{ExecStats, Mode, Profile, ProfileSet, Stats, WorkloadMatch};
+use crate::event::describe_path_flags;
 use crate::storage::{LearnedExecutable, LearnedWorkload};
 use crate::workload::WorkloadId;
-
-/// `path_flags` bits set by learning (see `crate::storage::LearnedExecutable`).
-const FLAG_TRUNCATED: u32 = 1;
-const FLAG_DELETED: u32 = 2;
-const FLAG_UNREACHABLE: u32 = 4;
-const KNOWN_FLAGS: [(u32, &str); 3] = [
-    (FLAG_TRUNCATED, "truncated"),
-    (FLAG_DELETED, "deleted"),
-    (FLAG_UNREACHABLE, "unreachable from the process root"),
-];
 
 /// Choices made at export time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -33,6 +24,9 @@ pub struct ExportOptions {
     /// Also write counts and first/last seen times into a separate `"stats"` object.
     /// Off by default: those change on every learn and would churn reviews.
     pub with_stats: bool,
+    /// Also export the host's own cgroups that are no service: the root cgroup and
+    /// interactive login sessions ([`host_only_reason`]). Off by default.
+    pub include_host: bool,
 }
 
 /// Why an executable was not exported.
@@ -48,25 +42,12 @@ pub enum SkipReason {
 impl fmt::Display for SkipReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            SkipReason::Flags(flags) => f.write_str(&describe_flags(*flags)),
+            SkipReason::Flags(flags) => f.write_str(&describe_path_flags(*flags)),
             SkipReason::NotCanonical(problem) => {
                 write!(f, "not canonical: path {}", problem.problem())
             }
         }
     }
-}
-
-fn describe_flags(flags: u32) -> String {
-    let mut parts: Vec<String> = KNOWN_FLAGS
-        .iter()
-        .filter(|(bit, _)| flags & bit != 0)
-        .map(|(_, label)| (*label).to_owned())
-        .collect();
-    let unknown = flags & !KNOWN_FLAGS.iter().fold(0, |all, (bit, _)| all | bit);
-    if unknown != 0 {
-        parts.push(format!("unknown flags {unknown:#x}"));
-    }
-    parts.join(", ")
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -134,7 +115,7 @@ impl ProfileSet {
             learned,
             ExportOptions {
                 mode,
-                with_stats: false,
+                ..ExportOptions::default()
             },
         )
     }
@@ -147,7 +128,12 @@ impl ProfileSet {
         let mut set = ProfileSet::new();
         let mut report = ExportReport::default();
         for workload in learned {
-            match profile_for(&mut set, workload, options) {
+            let left_out = host_only_reason(&workload.id).filter(|_| !options.include_host);
+            let profile = match left_out {
+                Some(reason) => Err(format!("{reason}; --include-host exports it")),
+                None => profile_for(&mut set, workload, options),
+            };
+            match profile {
                 Ok(profile) => add_executables(profile, workload, &mut report),
                 Err(reason) => report.skipped_workloads.push(SkippedWorkload {
                     name: workload.name.clone(),
@@ -158,6 +144,31 @@ impl ProfileSet {
         }
         (set, report)
     }
+}
+
+/// Why a workload is the host's own rather than a service, if it is: a profile for
+/// it would lock an administrator, not a workload. The root cgroup's profile governs
+/// only what runs in the root cgroup itself (an admin shell, init); a login session
+/// (`session-N.scope`) gets a new scope, and so a new name, at every login, so its
+/// profile would bind a later, unrelated login that reuses the number.
+pub fn host_only_reason(id: &WorkloadId) -> Option<&'static str> {
+    match id {
+        WorkloadId::Cgroup { path } if path == "/" => Some(
+            "the root cgroup holds the host's own processes (init, admin shells), not a workload",
+        ),
+        WorkloadId::SystemdUnit { unit } if is_login_session(unit) => {
+            Some("an interactive login session: every login gets a new session scope")
+        }
+        _ => None,
+    }
+}
+
+/// `session-<id>.scope`, or a user manager's `user@<uid>.service/session-<id>.scope`.
+fn is_login_session(unit: &str) -> bool {
+    let leaf = unit.rsplit('/').next().unwrap_or(unit);
+    leaf.strip_prefix("session-")
+        .and_then(|rest| rest.strip_suffix(".scope"))
+        .is_some_and(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric()))
 }
 
 /// The profile that `workload`'s executables go into: new, or the one already made for

@@ -2,16 +2,17 @@
 //!
 //! Loading takes one profile file, or every non-hidden `*.json` file directly in a
 //! directory (not recursive; anything else is ignored, so a README can live beside the
-//! profiles). Writing never leaves a half-written profile: each file is written to a
-//! hidden temporary file in the same directory, flushed to disk, then renamed over the
-//! old one, which is atomic on POSIX filesystems. Files whose bytes would not change are
-//! left alone so their modification times (and tools watching them) stay quiet, and
-//! files that are not part of this export are never deleted: a person may have written
-//! them, so they are only reported.
+//! profiles). Writing a set is all or nothing: every file is written to a hidden
+//! temporary file in the same directory and flushed to disk before any is renamed over
+//! its old version (a rename is atomic on POSIX filesystems), and a failed rename puts
+//! the old files back. Files whose bytes would not change are left alone so their
+//! modification times (and tools watching them) stay quiet, and files that are not
+//! part of this export are never deleted: a person may have written them, so they are
+//! only reported.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -65,25 +66,31 @@ impl ProfileSet {
 
     /// Write one file per profile into `dir` (created if missing); see the module doc.
     ///
-    /// Everything is rendered and checked before the first byte is written, so a set
-    /// that cannot be written as a whole leaves the directory untouched.
+    /// All or nothing: everything is rendered and checked first, then every new or
+    /// changed file is written and synced under a temporary name, and only then are
+    /// they renamed into place. A failure before that (a full disk) removes the
+    /// temporary files and leaves every profile as it was; a new directory is built
+    /// under a temporary name beside it and appears whole.
     pub fn write_dir(&self, dir: &Path) -> Result<WriteReport, ProfileError> {
         let rendered = self.render_all()?;
-        fs::create_dir_all(dir).map_err(io_error(dir, "create the directory"))?;
+        if !dir.exists() {
+            return write_new_dir(dir, &rendered);
+        }
         let mut report = WriteReport {
             not_exported: other_profile_files(dir, &rendered)?,
             ..WriteReport::default()
         };
+        let mut changes = Vec::new();
         for (file_name, bytes) in &rendered {
             let path = dir.join(file_name);
             if fs::read(&path).is_ok_and(|existing| existing == *bytes) {
                 report.unchanged.push(path);
             } else {
-                write_atomically(&path, bytes)?;
-                report.written.push(path);
+                changes.push((path, bytes.as_slice()));
             }
         }
-        sync_directory(dir);
+        replace_files(dir, &changes)?;
+        report.written = changes.into_iter().map(|(path, _)| path).collect();
         Ok(report)
     }
 
@@ -148,9 +155,55 @@ fn read_profiles(files: &[PathBuf]) -> Result<Vec<Profile>, ProfileError> {
     })
 }
 
+/// The largest profile file read. A real profile of a thousand executables is about
+/// 100 KiB; the limit keeps a link to /dev/zero or a runaway file from filling memory.
+const MAX_PROFILE_BYTES: u64 = 4 << 20;
+
 fn read_profile(file: &Path) -> Result<Profile, ProfileError> {
-    let bytes = fs::read(file).map_err(io_error(file, "read"))?;
+    let bytes = read_regular_file(file)?;
     Profile::from_json_bytes(&bytes, file)
+}
+
+/// The bytes of `file` if it is a regular file (a symlink to one is fine) of at most
+/// [`MAX_PROFILE_BYTES`]. Opened non-blocking, so a FIFO is refused instead of waiting
+/// forever for a writer; its type is checked on the opened file, not on the name.
+fn read_regular_file(file: &Path) -> Result<Vec<u8>, ProfileError> {
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let opened = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(file)
+        .map_err(io_error(file, "read"))?;
+    let kind = opened
+        .metadata()
+        .map_err(io_error(file, "read"))?
+        .file_type();
+    if !kind.is_file() {
+        let what = match () {
+            _ if kind.is_fifo() => "a FIFO",
+            _ if kind.is_char_device() => "a character device",
+            _ if kind.is_block_device() => "a block device",
+            _ if kind.is_socket() => "a socket",
+            _ if kind.is_dir() => "a directory",
+            _ => "not a file",
+        };
+        return Err(ProfileError::NotRegularFile {
+            file: file.to_owned(),
+            what,
+        });
+    }
+    let mut bytes = Vec::new();
+    opened
+        .take(MAX_PROFILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io_error(file, "read"))?;
+    if bytes.len() as u64 > MAX_PROFILE_BYTES {
+        return Err(ProfileError::TooLarge {
+            file: file.to_owned(),
+            limit_mib: MAX_PROFILE_BYTES >> 20,
+        });
+    }
+    Ok(bytes)
 }
 
 fn add_loaded(set: &mut ProfileSet, profile: Profile, file: PathBuf) -> Result<(), ProfileError> {
@@ -212,20 +265,106 @@ fn other_profile_files(
 /// distinguishes processes.
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ProfileError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    // Short, hidden and not `.json`: never loaded as a profile, never too long a name.
-    let temp = dir.join(format!(
-        ".fingerprint-{}-{}.tmp",
+/// A hidden name in `dir` that is not `.json`: never loaded as a profile, never too
+/// long a name.
+fn temp_name(dir: &Path, kind: &str) -> PathBuf {
+    dir.join(format!(
+        ".fingerprint-{}-{}.{kind}",
         std::process::id(),
         TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let result = write_synced(&temp, bytes).and_then(|()| fs::rename(&temp, path));
-    if result.is_err() {
+    ))
+}
+
+/// A whole new directory: built under a temporary name beside `dir`, then renamed.
+fn write_new_dir(
+    dir: &Path,
+    rendered: &BTreeMap<String, Vec<u8>>,
+) -> Result<WriteReport, ProfileError> {
+    let parent = match dir.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    fs::create_dir_all(parent).map_err(io_error(parent, "create the directory"))?;
+    let temp = temp_name(parent, "tmp");
+    let built = fs::create_dir(&temp)
+        .and_then(|()| {
+            for (file_name, bytes) in rendered {
+                write_synced(&temp.join(file_name), bytes)?;
+            }
+            File::open(&temp)?.sync_all()?;
+            fs::rename(&temp, dir)
+        })
+        .map_err(io_error(dir, "write"));
+    if built.is_err() {
         // Best effort: the write already failed, and that is the error to report.
-        let _ = fs::remove_file(&temp);
+        let _ = fs::remove_dir_all(&temp);
     }
-    result.map_err(io_error(path, "write"))
+    built?;
+    sync_directory(parent);
+    Ok(WriteReport {
+        written: rendered.keys().map(|name| dir.join(name)).collect(),
+        ..WriteReport::default()
+    })
+}
+
+/// Files written beside their targets and not yet in place; removed unless committed.
+struct Staged {
+    /// (temporary file, target, hard link keeping the target's old bytes if it had any)
+    files: Vec<(PathBuf, PathBuf, Option<PathBuf>)>,
+    /// How many of `files` were renamed into place.
+    placed: usize,
+}
+
+impl Drop for Staged {
+    /// Undo: put the old files back, remove the new ones and every temporary name.
+    fn drop(&mut self) {
+        for (index, (temp, target, old)) in self.files.iter().enumerate() {
+            if index < self.placed {
+                let _ = match old {
+                    Some(old) => fs::rename(old, target),
+                    None => fs::remove_file(target),
+                };
+            }
+            let _ = fs::remove_file(temp);
+            if let Some(old) = old {
+                let _ = fs::remove_file(old);
+            }
+        }
+    }
+}
+
+/// Replace `changes` in the existing `dir` all together (see [`ProfileSet::write_dir`]).
+fn replace_files(dir: &Path, changes: &[(PathBuf, &[u8])]) -> Result<(), ProfileError> {
+    let mut staged = Staged {
+        files: Vec::with_capacity(changes.len()),
+        placed: 0,
+    };
+    for (target, bytes) in changes {
+        // A second name for the old bytes (no data is copied), to put them back if a
+        // later rename fails.
+        let old = match target.exists() {
+            true => {
+                let old = temp_name(dir, "old");
+                fs::hard_link(target, &old).map_err(io_error(target, "keep the old file"))?;
+                Some(old)
+            }
+            false => None,
+        };
+        let temp = temp_name(dir, "tmp");
+        staged.files.push((temp.clone(), target.clone(), old));
+        write_synced(&temp, bytes).map_err(io_error(target, "write"))?;
+    }
+    for (temp, target, _) in &staged.files {
+        fs::rename(temp, target).map_err(io_error(target, "write"))?;
+        staged.placed += 1;
+    }
+    sync_directory(dir);
+    for (_, _, old) in std::mem::take(&mut staged.files) {
+        if let Some(old) = old {
+            let _ = fs::remove_file(old);
+        }
+    }
+    Ok(())
 }
 
 /// Write and flush to disk, so the rename can never expose a file whose data is not

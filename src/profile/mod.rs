@@ -36,7 +36,7 @@ pub use export::{ExportOptions, ExportReport, SkipReason, SkippedExecutable, Ski
 pub use file_names::{file_name_for, workload_name_of};
 pub use files::WriteReport;
 pub use format::{match_to_json, SCHEMA_VERSION, SUPPORTED_SCHEMAS};
-pub use path_bytes::{escape_bytes, PathBytes};
+pub use path_bytes::{escape_bytes, path_json, PathBytes};
 pub use paths::{ExecPath, PathProblem, Pattern};
 
 /// What enforcement does with an executable that the profile does not allow.
@@ -60,7 +60,8 @@ pub enum Mode {
     /// has reviewed the profile and switched it to `enforce`.
     #[default]
     Audit,
-    /// Deny. Ordered after `Audit` so that "stricter wins" is simply `max`.
+    /// Deny.
+    // Ordered after `Audit` so that "stricter wins" is simply `max`.
     Enforce,
 }
 

@@ -35,10 +35,7 @@ impl PathBytes {
 
     /// The JSON value of this path, as written in profiles and diff output.
     pub fn to_json(&self) -> serde_json::Value {
-        match std::str::from_utf8(&self.0) {
-            Ok(text) => serde_json::Value::String(text.to_owned()),
-            Err(_) => serde_json::json!({ "hex": hex_encode(&self.0) }),
-        }
+        path_json(&self.0)
     }
 }
 
@@ -108,6 +105,15 @@ impl<'de> Visitor<'de> for PathBytesVisitor {
     }
 }
 
+/// The JSON value of any path bytes (profiles, diff, show and violation events): a
+/// string when they are UTF-8, else `{"hex": "..."}`.
+pub fn path_json(bytes: &[u8]) -> serde_json::Value {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => serde_json::Value::String(text.to_owned()),
+        Err(_) => serde_json::json!({ "hex": hex_encode(bytes) }),
+    }
+}
+
 /// Lower-case hex of every byte; the encoding used by the `{"hex": ...}` form.
 pub fn hex_encode(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
@@ -146,7 +152,8 @@ fn hex_value(digit: u8) -> Option<u8> {
         .and_then(|value| u8::try_from(value).ok())
 }
 
-/// One-line, unambiguous rendering of arbitrary bytes for people.
+/// One-line, unambiguous rendering of arbitrary bytes for people: the one escaping of
+/// paths and workload names in every text output (show, diff, export's report, errors).
 ///
 /// Valid UTF-8 is shown as is, except: a backslash becomes `\\` (so escapes cannot be
 /// forged), bytes that are not UTF-8 become `\xNN`, and control or bidirectional
@@ -177,9 +184,10 @@ fn push_escaped_char(out: &mut String, c: char) {
     }
 }
 
-/// Unicode characters that reorder how the text around them is displayed.
+/// Unicode characters that reorder how the text around them is displayed, or end a
+/// line without being a control character.
 fn is_bidi_control(c: char) -> bool {
-    matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
 #[cfg(test)]
@@ -234,5 +242,7 @@ mod tests {
         assert_eq!(escape_bytes(b"/t\xffmp"), "/t\\xffmp");
         assert_eq!(escape_bytes("/e\u{202e}vil".as_bytes()), "/e\\u{202e}vil");
         assert_eq!(escape_bytes("/\u{85}".as_bytes()), "/\\u{0085}");
+        assert_eq!(escape_bytes(b"\tname\x1b[31m"), "\\x09name\\x1b[31m");
+        assert_eq!(escape_bytes("a\u{2028}b".as_bytes()), "a\\u{2028}b");
     }
 }

@@ -14,9 +14,8 @@ use std::fmt;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::path_bytes::{escape_bytes, PathBytes};
-
-/// Longest path the kernel resolves (`PATH_MAX` including the final NUL).
-const PATH_MAX: usize = 4096;
+// The longest path the kernel resolves, final NUL included.
+use crate::bpf::abi::PATH_MAX;
 
 /// Why some bytes are not a valid executable path or pattern; Display says how to fix it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -89,6 +89,11 @@ pub fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
+/// A clean learned executable (no flags), seen once.
+pub fn learned_executable(path: &[u8]) -> LearnedExecutable {
+    learned(path, 0, 1)
+}
+
 fn learned(path: &[u8], flags: u32, count: u64) -> LearnedExecutable {
     LearnedExecutable {
         path: path.to_vec(),

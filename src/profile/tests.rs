@@ -27,6 +27,7 @@ fn export_with_stats_matches_golden_file() {
     let options = ExportOptions {
         mode: Mode::Enforce,
         with_stats: true,
+        ..ExportOptions::default()
     };
     let (set, _) = ProfileSet::from_learned_with(&sample_learned(), options);
     let profile = set.get("nginx.service").expect("exported");
@@ -447,7 +448,11 @@ proptest! {
     #[test]
     fn export_round_trips_and_accounts_for_every_path(raw in raw_learned(), with_stats: bool) {
         let learned = to_learned(&raw);
-        let options = ExportOptions { mode: Mode::Audit, with_stats };
+        let options = ExportOptions {
+            mode: Mode::Audit,
+            with_stats,
+            ..ExportOptions::default()
+        };
         let (set, report) = ProfileSet::from_learned_with(&learned, options);
         let dir = tempdir();
         set.write_dir(dir.path()).expect("write");
@@ -560,4 +565,41 @@ fn kubernetes_workload_match_parses_and_round_trips() {
     assert!(Profile::from_json_bytes(without.as_bytes(), file).is_ok());
     let unknown = text.replace("\"owner_source\"", "\"owner_uid\"");
     assert!(Profile::from_json_bytes(unknown.as_bytes(), file).is_err());
+}
+
+#[test]
+fn export_leaves_out_the_root_cgroup_and_login_sessions_unless_asked() {
+    let host = |id: WorkloadId| crate::storage::LearnedWorkload {
+        name: id.name(),
+        id,
+        executables: vec![learned_executable(b"/usr/bin/bash")],
+    };
+    let learned = vec![
+        host(WorkloadId::Cgroup { path: "/".into() }),
+        host(WorkloadId::SystemdUnit {
+            unit: "session-12.scope".into(),
+        }),
+        host(WorkloadId::SystemdUnit {
+            unit: "nginx.service".into(),
+        }),
+    ];
+    let (set, report) = ProfileSet::from_learned_with(&learned, ExportOptions::default());
+    assert_eq!(
+        set.profiles().keys().collect::<Vec<_>>(),
+        vec!["nginx.service"]
+    );
+    let skipped: Vec<&str> = report
+        .skipped_workloads
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect();
+    assert_eq!(skipped, vec!["/", "session-12.scope"]);
+    assert!(report.to_string().contains("--include-host"), "{report}");
+    let everything = ExportOptions {
+        include_host: true,
+        ..ExportOptions::default()
+    };
+    let (set, report) = ProfileSet::from_learned_with(&learned, everything);
+    assert_eq!(set.len(), 3);
+    assert!(report.is_empty());
 }

@@ -19,6 +19,8 @@ use std::path::{Component, Path, PathBuf};
 
 use nix::sys::statfs::{fstatfs, CGROUP2_SUPER_MAGIC};
 
+use super::cgroup_path;
+
 const MOUNTINFO: &str = "/proc/self/mountinfo";
 
 /// The kernfs file handle type: its 8 bytes are the node id, which for a
@@ -318,10 +320,10 @@ impl CgroupV2 {
         Ok(None)
     }
 
-    /// `full` relative to the v2 root, with a leading '/'.
+    /// `full` relative to the v2 root, with a leading '/', in its text form.
     fn relative(&self, full: &Path) -> Option<String> {
         let rest = full.strip_prefix(&self.mount).ok()?;
-        Some(format!("/{}", rest.to_string_lossy()))
+        Some(cgroup_path::child("/", rest.as_os_str()))
     }
 }
 

@@ -8,6 +8,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::cgroup_path;
+
 /// How a workload was recognised, with the facts that identify it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -88,6 +90,21 @@ impl WorkloadId {
 /// wins, so that whatever a container or unit starts below itself (an
 /// `init.scope`, a systemd inside a container) stays part of it.
 pub fn identify(path: &str) -> WorkloadId {
+    // A path that is not UTF-8 (see `cgroup_path`): units and containers are named by
+    // ASCII-only rules, so the lossy text finds them exactly; anything else is named
+    // by the exact text form, so that it stays apart from its look-alikes.
+    if let Some(raw) = cgroup_path::not_utf8_bytes(path) {
+        return match identify_utf8(&String::from_utf8_lossy(&raw)) {
+            WorkloadId::Cgroup { .. } => WorkloadId::Cgroup {
+                path: path.to_string(),
+            },
+            named => named,
+        };
+    }
+    identify_utf8(path)
+}
+
+fn identify_utf8(path: &str) -> WorkloadId {
     let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
     kubernetes_container(&parts)
         .or_else(|| outermost_container_or_unit(&parts))
@@ -798,6 +815,17 @@ mod tests {
             },
             cgroup("/"),
         ]
+    }
+
+    /// Regression: two cgroups differing only in an invalid UTF-8 byte were one workload.
+    #[test]
+    fn paths_that_are_not_utf8_are_named_exactly() {
+        let a = cgroup_path::to_text(b"/app-\xff");
+        let b = cgroup_path::to_text(b"/app-\xfe");
+        assert_eq!(identify(&a), cgroup(&a));
+        assert_ne!(identify(&a).name(), identify(&b).name());
+        let unit = cgroup_path::to_text(b"/odd-\xff.slice/web.service/x");
+        assert_eq!(identify(&unit), self::unit("web.service"));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The naming wing: which workload a cgroup belongs to, and the name its profile has.
 //!
-//! Data flows one way: [`cgroup`] finds the v2 hierarchy and turns ids into paths;
+//! Data flows one way: [`cgroup`] finds the v2 hierarchy and turns ids into paths
+//! (exact for every byte: [`cgroup_path`]);
 //! [`identity`] names a workload from a cgroup path alone (pure rules); [`runtime`]
 //! reads a container's metadata from its runtime's state, and [`kubernetes`] (with
 //! [`kubeapi`] when an API is reachable) turns a pod into its owning controller;
@@ -8,6 +9,7 @@
 //! "Naming" in this crate means exactly this: giving a cgroup its workload's name.
 
 pub mod cgroup;
+pub mod cgroup_path;
 pub mod identity;
 pub mod kubeapi;
 pub mod kubernetes;

@@ -121,7 +121,8 @@ impl Learner {
     /// As `start`, with more `fingerprint learn` arguments.
     pub fn start_with(db: &Path, cgroups: &[&TestCgroup], extra: &[&OsStr]) -> Learner {
         let mut cmd = Command::new(BIN);
-        cmd.args(["learn", "--quiet", "--db"]).arg(db).args(extra);
+        // Not --quiet: the start-up line says when the program is attached.
+        cmd.args(["learn", "--db"]).arg(db).args(extra);
         for cg in cgroups {
             cmd.arg("--cgroup").arg(&cg.dir);
         }

@@ -8,7 +8,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::symlink;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 
 use crate::common::*;
 
-const TRUE: &str = "/usr/bin/true";
+pub const TRUE: &str = "/usr/bin/true";
 const DASH: &str = "/usr/bin/dash";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,7 +64,7 @@ pub fn outcome(cmd: &mut Command) -> Outcome {
     }
 }
 
-fn blocked(mech: Mech) -> Outcome {
+pub fn blocked(mech: Mech) -> Outcome {
     match mech {
         Mech::Lsm => Outcome::Denied,
         Mech::Kill => Outcome::Killed,
@@ -102,8 +102,20 @@ pub struct Enforcer {
 
 impl Enforcer {
     pub fn start(tmp: &Path, profiles: &Path, mech: Mech, extra: &[&str]) -> Enforcer {
+        let enforcer = Enforcer::spawn(tmp, profiles, mech, extra);
+        enforcer.wait_for_line("fingerprint: enforcing");
+        enforcer
+    }
+
+    /// Start, without waiting for it to enforce. Unpinned, it takes a lock of its
+    /// own (tests run many enforcers at once); pinned, its pin directory is its lock.
+    pub fn spawn(tmp: &Path, profiles: &Path, mech: Mech, extra: &[&str]) -> Enforcer {
         let events = tmp.join(format!("{}.jsonl", unique("events")));
         let db = tmp.join(format!("{}.db", unique("enforce")));
+        let pinned = extra
+            .iter()
+            .any(|a| ["--pin", "--detach", "--lock-file"].contains(a));
+        let lock = tmp.join(format!("{}.lock", unique("enforce")));
         let mut child = Command::new(BIN)
             .args(["enforce", "--mechanism", mech.arg(), "--profile"])
             .arg(profiles)
@@ -112,6 +124,10 @@ impl Enforcer {
             .arg("--db")
             .arg(&db)
             .args(extra)
+            .args(match pinned {
+                true => vec![],
+                false => vec!["--lock-file".as_ref(), lock.as_os_str()],
+            })
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -123,14 +139,12 @@ impl Enforcer {
                 let _ = tx.send(line);
             }
         });
-        let enforcer = Enforcer {
+        Enforcer {
             child,
             stderr: rx,
             events,
             db,
-        };
-        enforcer.wait_for_line("fingerprint: enforcing");
-        enforcer
+        }
     }
 
     pub fn wait_for_line(&self, needle: &str) -> String {
@@ -167,16 +181,29 @@ impl Enforcer {
     }
 
     /// Stop (SIGINT), assert a clean exit, return the violation events.
-    pub fn stop(mut self) -> Vec<Value> {
+    pub fn stop(self) -> Vec<Value> {
+        let events = self.events.clone();
+        let (status, rest) = self.stop_with_status();
+        assert!(status.success(), "enforce exited {status}: {rest}");
+        read_events(&events)
+    }
+
+    /// Stop (SIGINT); its exit status and the rest of its stderr.
+    pub fn stop_with_status(mut self) -> (ExitStatus, String) {
         self.signal(nix::sys::signal::Signal::SIGINT);
+        self.wait()
+    }
+
+    /// Wait for it to exit; its exit status and the rest of its stderr.
+    pub fn wait(&mut self) -> (ExitStatus, String) {
         let status = self.child.wait().unwrap();
-        let rest: Vec<String> = self.stderr.try_iter().collect();
-        assert!(
-            status.success(),
-            "enforce exited {status}: {}",
-            rest.join("\n")
-        );
-        read_events(&self.events)
+        let rest: Vec<String> = self.stderr.iter().collect();
+        (status, rest.join("\n"))
+    }
+
+    /// Its exit status if it has exited.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().unwrap()
     }
 }
 
@@ -562,7 +589,7 @@ pub fn learned_profile_replays_without_violations(mech: Mech) {
 }
 
 /// `fingerprint status` as JSON, and its exit status.
-fn status(pin_dir: &str) -> (Option<i32>, Value) {
+pub fn status(pin_dir: &str) -> (Option<i32>, Value) {
     let out = fingerprint(&[
         "status".as_ref(),
         "--pin-dir".as_ref(),

@@ -3,11 +3,15 @@
 
 #[macro_use]
 mod common;
+mod boundaries;
 mod cli;
 mod containers;
 mod decision;
 mod enforce;
+mod install;
 mod kubeapi;
 mod learn;
 mod manifests;
 mod preempt;
+mod reliability;
+mod storage;

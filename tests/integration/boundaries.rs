@@ -1,0 +1,276 @@
+//! Workload boundaries: which profile governs a cgroup. A profile governs its own
+//! workload and the cgroups nested in it, whatever they are called; the root cgroup's
+//! profile governs the root alone; a workload without a profile is left alone.
+//! Written once, run in kill mode on this host and with the BPF LSM in qemu.
+
+use std::ffi::OsStr;
+use std::os::fd::AsRawFd;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::{json, Value};
+
+use crate::common::*;
+use crate::enforce::{blocked, outcome, write_profile, Enforcer, Mech, Outcome, TRUE};
+use fingerprint::workload::cgroup::CgroupV2;
+use fingerprint::workload::cgroup_path;
+
+/// Write a profile for systemd unit `unit` (matched by its unit name).
+fn write_unit_profile(dir: &Path, unit: &str, exes: &[&Path]) {
+    std::fs::create_dir_all(dir).unwrap();
+    let executables: Vec<Value> = exes.iter().map(|p| path_value(&bytes(p))).collect();
+    let profile = json!({
+        "schema": 1,
+        "workload": {"name": unit, "match": {"kind": "systemd_unit", "unit": unit}},
+        "mode": "enforce",
+        "executables": executables,
+        "patterns": [],
+    });
+    std::fs::write(dir.join(format!("{unit}.json")), format!("{profile:#}\n")).unwrap();
+}
+
+/// A command that moves itself into the root cgroup before it execs.
+fn in_root_cgroup(program: &Path) -> Command {
+    let v2 = CgroupV2::discover().expect("cgroup v2 mount");
+    let procs = std::fs::OpenOptions::new()
+        .write(true)
+        .open(v2.mount_point().join("cgroup.procs"))
+        .expect("opening the root cgroup.procs");
+    let mut cmd = Command::new(program);
+    // SAFETY: only write(2) on an fd opened before fork: async-signal-safe.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::write(procs.as_raw_fd(), b"0".as_ptr().cast(), 1) != 1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd
+}
+
+fn set_mode(profile: &Path, mode: &str) {
+    let mut doc: Value = serde_json::from_slice(&std::fs::read(profile).unwrap()).unwrap();
+    doc["mode"] = json!(mode);
+    std::fs::write(profile, format!("{doc:#}\n")).unwrap();
+}
+
+/// Learn every cgroup (the root included), export, enforce: a cgroup that has no
+/// profile, made before enforcement or after, runs anything with no event; the root's
+/// profile governs execs in the root cgroup. (Regression: the root's tiny profile was
+/// inherited by every unprofiled cgroup on the node.) The root profile is put in audit
+/// mode: this test's own harness, and other tests running beside it, exec from the
+/// root cgroup, and must not be killed.
+pub fn a_root_profile_governs_the_root_cgroup_alone(mech: Mech) {
+    let (_keep, tmp) = temp_dir();
+    let allowed = install_binary(TRUE, &tmp.join("bin/fp-allowed"));
+    let forbidden = install_binary(TRUE, &tmp.join("bin/fp-forbidden"));
+    let cg = TestCgroup::new();
+    let db = tmp.join("learn.db");
+    let learner = Learner::start(&db, &[]);
+    assert_eq!(outcome(&mut cg.command(&allowed)), Outcome::Ran(0));
+    assert_eq!(outcome(&mut in_root_cgroup(&allowed)), Outcome::Ran(0));
+    learner.stop_ok();
+
+    let exported = tmp.join("exported");
+    let out = fingerprint(&[
+        "export".as_ref(),
+        "--db".as_ref(),
+        db.as_os_str(),
+        "--out".as_ref(),
+        exported.as_os_str(),
+        "--include-host".as_ref(),
+        "--mode".as_ref(),
+        "enforce".as_ref(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Enforce only what this test owns: other cgroups learned here are other tests'.
+    let profiles = tmp.join("profiles");
+    std::fs::create_dir_all(&profiles).unwrap();
+    for name in [
+        "%2F.json".to_string(),
+        format!("{}.json", cg_file_stem(&cg.path)),
+    ] {
+        std::fs::rename(exported.join(&name), profiles.join(&name))
+            .unwrap_or_else(|e| panic!("exported profile {name}: {e}"));
+    }
+    set_mode(&profiles.join("%2F.json"), "audit");
+
+    let unrelated_before = TestCgroup::new();
+    let enforcer = Enforcer::start(&tmp, &profiles, mech, &[]);
+    let unrelated_after = TestCgroup::new();
+    let nested_after = unrelated_after.child("nested");
+    for unrelated in [&unrelated_before, &unrelated_after, &nested_after] {
+        assert_eq!(
+            outcome(&mut unrelated.command(&forbidden)),
+            Outcome::Ran(0),
+            "{} has no profile",
+            unrelated.path
+        );
+    }
+    assert_eq!(outcome(&mut cg.command(&forbidden)), blocked(mech));
+    assert_eq!(outcome(&mut in_root_cgroup(&forbidden)), Outcome::Ran(0));
+    let events = enforcer.stop();
+    let of = |path: &str| -> Vec<&Value> {
+        events
+            .iter()
+            .filter(|e| e["cgroup"] == json!(path) && e["executable"] == json!(forbidden))
+            .collect()
+    };
+    for unrelated in [&unrelated_before, &unrelated_after, &nested_after] {
+        assert_eq!(of(&unrelated.path), Vec::<&Value>::new(), "{events:#?}");
+    }
+    assert_eq!(of(&cg.path).len(), 1, "{events:#?}");
+    let root = of("/");
+    assert_eq!(root.len(), 1, "{events:#?}");
+    assert_eq!(root[0]["profile"], json!("/"));
+    assert_eq!(root[0]["action"], json!("audited"));
+}
+
+/// The file stem export gives a `cgroup` workload's profile.
+fn cg_file_stem(path: &str) -> String {
+    path.replace('/', "%2F")
+}
+
+/// A process of an enforced workload that may create cgroups makes one named after
+/// another workload's unit (directly below its own cgroup, deeper, and below a plain
+/// `cgroup` workload): each stays under the enforced profile, before and after a
+/// reload. (Regression: the kernel bound it by its leaf name to the other profile.)
+pub fn a_nested_cgroup_cannot_take_another_workloads_profile(mech: Mech) {
+    let (_keep, tmp) = temp_dir();
+    let allowed = install_binary(TRUE, &tmp.join("bin/fp-allowed"));
+    let forbidden = install_binary(TRUE, &tmp.join("bin/fp-forbidden"));
+    let web_unit = format!("{}.service", unique("fp-web"));
+    let other_unit = format!("{}.service", unique("fp-other"));
+    let base = TestCgroup::new();
+    let web = base.child(&web_unit);
+    let plain = base.child("plain");
+    let profiles = tmp.join("profiles");
+    write_unit_profile(&profiles, &web_unit, &[&allowed]);
+    write_unit_profile(&profiles, &other_unit, &[&allowed, &forbidden]);
+    write_profile(&profiles, &plain.path, "enforce", &[&allowed], &[]);
+    let enforcer = Enforcer::start(&tmp, &profiles, mech, &[]);
+
+    let direct = web.child(&other_unit);
+    let sub = web.child("sub");
+    let deeper = sub.child(&other_unit);
+    let below_plain = plain.child(&other_unit);
+    let attempts = [
+        (&direct, &web_unit),
+        (&deeper, &web_unit),
+        (&below_plain, &plain.path),
+    ];
+    let try_all = || {
+        for (cg, _) in &attempts {
+            assert_eq!(
+                outcome(&mut cg.command(&forbidden)),
+                blocked(mech),
+                "{} must stay under its parent's profile",
+                cg.path
+            );
+            assert_eq!(outcome(&mut cg.command(&allowed)), Outcome::Ran(0));
+        }
+    };
+    try_all();
+    enforcer.signal(nix::sys::signal::Signal::SIGHUP);
+    enforcer.wait_for_line("fingerprint: reloaded");
+    try_all();
+    let events = enforcer.stop();
+    assert_eq!(events.len(), 2 * attempts.len(), "{events:#?}");
+    for (cg, profile) in attempts {
+        let of_cg: Vec<&Value> = events
+            .iter()
+            .filter(|e| e["cgroup"] == json!(cg.path))
+            .collect();
+        assert_eq!(of_cg.len(), 2, "{events:#?}");
+        assert!(
+            of_cg.iter().all(|e| e["profile"] == json!(profile)),
+            "{events:#?}"
+        );
+    }
+}
+
+/// A cgroup named with these raw bytes below the v2 root; removed on drop.
+fn raw_cgroup(name: &[u8]) -> TestCgroup {
+    let v2 = CgroupV2::discover().expect("cgroup v2 mount");
+    let dir = v2.mount_point().join(OsStr::from_bytes(name));
+    std::fs::create_dir(&dir).expect("creating a cgroup with a non-UTF-8 name");
+    let mut path = b"/".to_vec();
+    path.extend_from_slice(name);
+    TestCgroup {
+        dir,
+        path: cgroup_path::to_text(&path),
+    }
+}
+
+/// Two cgroups whose names differ only in one invalid UTF-8 byte are two workloads
+/// from learning to enforcement: two profiles, each cgroup governed by its own.
+/// (Regression: both were named with U+FFFD and merged into one workload.)
+pub fn cgroups_differing_in_one_invalid_byte_stay_two_workloads(mech: Mech) {
+    let (_keep, tmp) = temp_dir();
+    let stem = unique("fp-bytes");
+    let cg_a = raw_cgroup(&[stem.as_bytes(), b"-\xff"].concat());
+    let cg_b = raw_cgroup(&[stem.as_bytes(), b"-\xfe"].concat());
+    let exe_a = install_binary(TRUE, &tmp.join("bin/fp-a"));
+    let exe_b = install_binary(TRUE, &tmp.join("bin/fp-b"));
+    let db = tmp.join("learn.db");
+    let learner = Learner::start(&db, &[&cg_a, &cg_b]);
+    assert_eq!(outcome(&mut cg_a.command(&exe_a)), Outcome::Ran(0));
+    assert_eq!(outcome(&mut cg_b.command(&exe_b)), Outcome::Ran(0));
+    learner.stop_ok();
+    let profiles = tmp.join("profiles");
+    let out = fingerprint(&[
+        "export".as_ref(),
+        "--db".as_ref(),
+        db.as_os_str(),
+        "--out".as_ref(),
+        profiles.as_os_str(),
+        "--mode".as_ref(),
+        "enforce".as_ref(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut names: Vec<String> = std::fs::read_dir(&profiles)
+        .unwrap()
+        .map(|entry| {
+            let doc: Value =
+                serde_json::from_slice(&std::fs::read(entry.unwrap().path()).unwrap()).unwrap();
+            doc["workload"]["name"].as_str().unwrap().to_string()
+        })
+        .collect();
+    names.sort();
+    let mut expected = vec![cg_a.path.clone(), cg_b.path.clone()];
+    expected.sort();
+    assert_eq!(names, expected);
+
+    let enforcer = Enforcer::start(&tmp, &profiles, mech, &[]);
+    assert_eq!(outcome(&mut cg_a.command(&exe_a)), Outcome::Ran(0));
+    assert_eq!(outcome(&mut cg_a.command(&exe_b)), blocked(mech));
+    assert_eq!(outcome(&mut cg_b.command(&exe_b)), Outcome::Ran(0));
+    assert_eq!(outcome(&mut cg_b.command(&exe_a)), blocked(mech));
+    let events = enforcer.stop();
+    assert_eq!(events.len(), 2, "{events:#?}");
+    for (cg, exe) in [(&cg_a, &exe_b), (&cg_b, &exe_a)] {
+        assert!(
+            events.iter().any(|e| e["cgroup"] == json!(cg.path)
+                && e["profile"] == json!(cg.path)
+                && e["executable"] == json!(exe)),
+            "{events:#?}"
+        );
+    }
+}
+
+with_both_mechanisms!(
+    a_root_profile_governs_the_root_cgroup_alone,
+    a_nested_cgroup_cannot_take_another_workloads_profile,
+    cgroups_differing_in_one_invalid_byte_stay_two_workloads,
+);
