@@ -34,6 +34,7 @@ install-files:
 lint: deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
+	scripts/check-bpf-headers.sh
 
 # Everything, as CI runs it (as root; BPF tests fail rather than skip under CI=true):
 # unit and integration tests on this kernel, then the BPF LSM suite in qemu.

@@ -16,6 +16,7 @@ const BPF_HEADERS: &[&str] = &[
     "file_identity.h",
     "siphash.h",
     "policy.h",
+    "scratch.h",
 ];
 /// Cargo's name of each architecture (CARGO_CFG_TARGET_ARCH) and the kernel's, which
 /// libbpf's headers expect as `__TARGET_ARCH_<name>`.

@@ -11,6 +11,7 @@
 #include <bpf/bpf_core_read.h>
 #include "exec_event.h"
 #include "policy.h"
+#include "scratch.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -49,7 +50,17 @@ static __always_inline int fp_is_active(void)
 	return active && *active == fp_generation;
 }
 
-/* Input of the test-run program: a resolved path to check. */
+/* Memory private to one run of a program here (scratch.h): the decision's, then
+ * the event's. */
+struct fp_enforce_slot {
+	__u64 busy;
+	struct fp_check_mem check;
+	struct fp_event_buf event;
+};
+
+FP_SCRATCH_MAP(fp_enforce_slots, struct fp_enforce_slot);
+
+/* The path test_profile_allows decides on, written by user space before each run. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
@@ -79,17 +90,16 @@ enum fp_reason _fp_reason = 0;
 enum fp_rule_kind _fp_rule_kind = 0;
 enum fp_enforce_counter _fp_enforce_counter = 0;
 
+/* Report the exec of `bprm`: built in the run's own slot, then copied into the ring
+ * buffer while the slot is still held. */
 static __always_inline void fp_report(struct linux_binprm *bprm, __u16 hook,
-				      struct fp_verdict *v, __u16 action)
+				      struct fp_verdict *v, __u16 action,
+				      struct fp_enforce_slot *slot)
 {
-	struct fp_event_buf *ev;
-	__u32 size = 0;
+	struct fp_event_buf *ev = &slot->event;
+	__u32 size;
 
-	ev = fp_build_exec_event(bprm, hook, &size);
-	if (!ev) {
-		fp_enforce_count(FP_ENFORCE_DROPPED);
-		return;
-	}
+	size = fp_build_exec_event(bprm, hook, ev, &slot->check.path);
 	ev->hdr.profile_id = v->profile_id;
 	ev->hdr.action = action;
 	ev->hdr.reason = v->reason;
@@ -97,61 +107,66 @@ static __always_inline void fp_report(struct linux_binprm *bprm, __u16 hook,
 		fp_enforce_count(FP_ENFORCE_DROPPED);
 }
 
+/*
+ * The exec hook of both mechanisms: decide, then hold, block or audit, and report.
+ * `hook` names the mechanism: the LSM refuses a forbidden exec (returns -EPERM); the
+ * fallback on sched_process_exec runs after the exec and kills the new image before
+ * its first instruction.
+ */
+static __always_inline int fp_enforce_exec(struct linux_binprm *bprm, __u16 hook)
+{
+	struct fp_enforce_slot *slot;
+	struct fp_verdict v;
+	__u16 action = 0;
+	int deny = 0;
+	__u32 id;
+
+	if (!fp_is_active() || !fp_bound_profile(&id))
+		return 0;
+	slot = fp_scratch_claim(&fp_enforce_slots);
+	fp_check_exec(BPF_CORE_READ(bprm, file), id, slot ? &slot->check : NULL, &v);
+	if (v.mode == FP_MODE_HOLD) {
+		/*
+		 * No profile is known yet, so there is nothing to decide against: let the
+		 * exec proceed and stop the new image before its first instruction; user
+		 * space names the cgroup and kills the task if its profile forbids this
+		 * file. (For this one exec, the LSM gives kill-mode semantics.)
+		 */
+		bpf_send_signal(SIGSTOP);
+		action = FP_ACTION_HELD;
+	} else if (v.mode == FP_MODE_ENFORCE && hook == FP_HOOK_BPRM_CHECK_SECURITY) {
+		deny = 1;
+		action = FP_ACTION_DENIED;
+	} else if (v.mode == FP_MODE_ENFORCE) {
+		bpf_send_signal(SIGKILL);
+		action = FP_ACTION_KILLED;
+	} else if (v.mode == FP_MODE_AUDIT) {
+		action = FP_ACTION_AUDITED;
+	}
+	if (slot) {
+		if (action)
+			fp_report(bprm, hook, &v, action, slot);
+		fp_scratch_release(slot);
+	} else if (action) {
+		fp_enforce_count(FP_ENFORCE_DROPPED);
+	}
+	return deny ? -EPERM : 0;
+}
+
 SEC("lsm/bprm_check_security")
 int BPF_PROG(enforce_bprm_check_security, struct linux_binprm *bprm, int ret)
 {
-	struct fp_verdict v;
-
 	if (ret)
 		return FP_LSM_PREVIOUS(ret);
-	if (!fp_is_active())
-		return 0;
-	fp_check_exec(BPF_CORE_READ(bprm, file), &v);
-	if (!v.mode)
-		return 0;
-	if (v.mode == FP_MODE_HOLD) {
-		/*
-		 * No profile is known yet, so there is nothing to deny against: let the
-		 * exec proceed and stop the new image before its first instruction; user
-		 * space names the cgroup and kills it if its profile forbids this file.
-		 * (For this one exec, the LSM gives kill-mode semantics.)
-		 */
-		bpf_send_signal(SIGSTOP);
-		fp_report(bprm, FP_HOOK_BPRM_CHECK_SECURITY, &v, FP_ACTION_HELD);
-		return 0;
-	}
-	if (v.mode == FP_MODE_ENFORCE) {
-		fp_report(bprm, FP_HOOK_BPRM_CHECK_SECURITY, &v, FP_ACTION_DENIED);
-		return -EPERM;
-	}
-	fp_report(bprm, FP_HOOK_BPRM_CHECK_SECURITY, &v, FP_ACTION_AUDITED);
-	return 0;
+	return fp_enforce_exec(bprm, FP_HOOK_BPRM_CHECK_SECURITY);
 }
 
-/* Fallback: the exec has happened; the new image is killed before it runs. */
+/* Fallback where the kernel refuses BPF LSM programs: the exec has happened. */
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(enforce_sched_process_exec, struct task_struct *task, pid_t old_pid,
 	     struct linux_binprm *bprm)
 {
-	struct fp_verdict v;
-
-	if (!fp_is_active())
-		return 0;
-	fp_check_exec(BPF_CORE_READ(bprm, file), &v);
-	if (!v.mode)
-		return 0;
-	if (v.mode == FP_MODE_HOLD) {
-		/* Stopped before it runs; user space continues or kills it. */
-		bpf_send_signal(SIGSTOP);
-		fp_report(bprm, FP_HOOK_SCHED_PROCESS_EXEC, &v, FP_ACTION_HELD);
-		return 0;
-	}
-	if (v.mode == FP_MODE_ENFORCE) {
-		bpf_send_signal(SIGKILL);
-		fp_report(bprm, FP_HOOK_SCHED_PROCESS_EXEC, &v, FP_ACTION_KILLED);
-	} else {
-		fp_report(bprm, FP_HOOK_SCHED_PROCESS_EXEC, &v, FP_ACTION_AUDITED);
-	}
+	fp_enforce_exec(bprm, FP_HOOK_SCHED_PROCESS_EXEC);
 	return 0;
 }
 
@@ -161,17 +176,16 @@ static __always_inline __u64 fp_cgroup_id(struct cgroup *cgrp)
 	return BPF_CORE_READ(cgrp, kn, id);
 }
 
-static __always_inline __u32 *fp_rule_lookup(__u32 kind, const char *name)
+/* The profile a rule of `kind` binds cgroup `name` to; `p` holds the name's bytes. */
+static __always_inline __u32 *fp_rule_lookup(__u32 kind, const char *name, struct fp_path *p)
 {
 	struct fp_rule_key key = { .kind = kind };
 	struct fp_config *cfg;
-	struct fp_path *p;
 	__u32 zero = 0;
 	long n;
 
 	cfg = bpf_map_lookup_elem(&fp_config_map, &zero);
-	p = bpf_map_lookup_elem(&fp_path_scratch, &zero);
-	if (!cfg || !p)
+	if (!cfg)
 		return NULL;
 	n = bpf_probe_read_kernel_str(p->data, FP_PATH_MAX, name);
 	if (n <= 1)
@@ -204,6 +218,7 @@ static __always_inline int fp_is_real_profile(__u32 id)
 SEC("tp_btf/cgroup_mkdir")
 int BPF_PROG(bind_cgroup_mkdir, struct cgroup *cgrp, const char *path)
 {
+	struct fp_enforce_slot *slot;
 	struct cgroup *parent;
 	__u64 id, parent_id;
 	__u32 pending = FP_PROFILE_PENDING;
@@ -220,11 +235,20 @@ int BPF_PROG(bind_cgroup_mkdir, struct cgroup *cgrp, const char *path)
 	    (!parent || !BPF_CORE_READ(parent, self.parent)))
 		inherited = NULL;
 
-	profile = fp_rule_lookup(FP_RULE_PATH, path);
-	if (!profile && inherited && fp_is_real_profile(*inherited))
-		profile = inherited; /* nested in an enforced workload: stays there */
-	if (!profile)
-		profile = fp_rule_lookup(FP_RULE_LEAF, BPF_CORE_READ(cgrp, kn, name));
+	slot = fp_scratch_claim(&fp_enforce_slots);
+	if (slot) {
+		profile = fp_rule_lookup(FP_RULE_PATH, path, &slot->check.path);
+		if (!profile && inherited && fp_is_real_profile(*inherited))
+			profile = inherited; /* nested in an enforced workload: stays there */
+		if (!profile)
+			profile = fp_rule_lookup(FP_RULE_LEAF, BPF_CORE_READ(cgrp, kn, name),
+						 &slot->check.path);
+		fp_scratch_release(slot);
+	} else {
+		/* No memory to read the name into, so the rules cannot be applied: leave
+		 * the cgroup to user space, which names and binds it at its first exec. */
+		profile = &pending;
+	}
 	if (!profile && inherited)
 		/* Below a container scope or a cgroup not named yet: held until user
 		 * space names it. Below a deny-all cgroup: deny-all. */
@@ -249,29 +273,35 @@ int BPF_PROG(unbind_cgroup_rmdir, struct cgroup *cgrp, const char *path)
 }
 
 /*
- * Test-only: the decision on a path user space put in fp_test_path, run with
- * BPF_PROG_TEST_RUN. Lets the host, where LSM programs cannot load, test the very
- * code the LSM runs.
+ * The decision on a path user space put in fp_test_path, run with BPF_PROG_TEST_RUN:
+ * the very code the exec hook runs. User space decides held execs with it, and the
+ * tests run it on hosts where LSM programs cannot load.
  */
 SEC("syscall")
 int test_profile_allows(struct fp_test_args *args)
 {
-	struct fp_scratch *scratch;
+	struct fp_enforce_slot *slot;
 	struct fp_profile *prof;
 	struct fp_config *cfg;
 	struct fp_path *p;
 	__u32 zero = 0, id;
+	int ret = -1;
 
 	cfg = bpf_map_lookup_elem(&fp_config_map, &zero);
 	p = bpf_map_lookup_elem(&fp_test_path, &zero);
-	scratch = bpf_map_lookup_elem(&fp_policy_scratch, &zero);
-	if (!cfg || !p || !scratch || p->start >= FP_PATH_MAX)
+	if (!cfg || !p || p->start >= FP_PATH_MAX)
+		return -1;
+	slot = fp_scratch_claim(&fp_enforce_slots);
+	if (!slot)
 		return -1;
 	id = args->profile_id;
-	fp_digest_bytes(p, p->start, FP_PATH_MAX - p->start, cfg, &scratch->digest);
-	args->digest.hi = scratch->digest.hi;
-	args->digest.lo = scratch->digest.lo;
-	prof = bpf_map_lookup_elem(&fp_profiles, &id);
-	args->allowed = prof ? fp_profile_allows(id, prof, p, cfg) : 0;
-	return 0;
+	if (fp_digest_bytes(p, p->start, FP_PATH_MAX - p->start, cfg, &slot->check.match.digest)) {
+		args->digest.hi = slot->check.match.digest.hi;
+		args->digest.lo = slot->check.match.digest.lo;
+		prof = bpf_map_lookup_elem(&fp_profiles, &id);
+		args->allowed = prof ? fp_profile_allows(id, prof, p, cfg, &slot->check.match) : 0;
+		ret = 0;
+	}
+	fp_scratch_release(slot);
+	return ret;
 }

@@ -2,11 +2,15 @@
 /*
  * Builds the exec event shared by every hook: one place decides what an exec looks
  * like, so an event from sched_process_exec and one from bprm_check_security differ
- * only in their `hook`.
+ * only in their `hook`. The caller hands in memory private to its run (scratch.h).
  */
 #ifndef FINGERPRINT_EXEC_EVENT_H
 #define FINGERPRINT_EXEC_EVENT_H
 
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include "fingerprint.h"
 #include "path.h"
 #include "file_identity.h"
 
@@ -17,20 +21,6 @@ struct fp_event_buf {
 };
 
 #define FP_EVENT_OFFSET_MASK (FP_EVENT_PATHS * FP_PATH_MAX - 1)
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct fp_path);
-} fp_path_scratch SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct fp_event_buf);
-} fp_event_scratch SEC(".maps");
 
 /* Resolve a path and append it to the event; returns the new end offset. */
 static __always_inline __u32 fp_append_path(struct fp_event_buf *ev, __u32 off, int slot,
@@ -47,11 +37,11 @@ static __always_inline __u32 fp_append_path(struct fp_event_buf *ev, __u32 off, 
 }
 
 /*
- * Fill the per-CPU event buffer for the exec of `bprm` by the current task. Returns
- * the buffer and its used size through *size, or NULL if no scratch was available.
+ * Fill `ev` for the exec of `bprm` by the current task, resolving each path in `p`.
+ * Returns the size of the event.
  */
-static __always_inline struct fp_event_buf *fp_build_exec_event(struct linux_binprm *bprm,
-								  __u16 hook, __u32 *size)
+static __always_inline __u32 fp_build_exec_event(struct linux_binprm *bprm, __u16 hook,
+						  struct fp_event_buf *ev, struct fp_path *p)
 {
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 	struct fs_struct *fs = BPF_CORE_READ(task, fs);
@@ -59,15 +49,8 @@ static __always_inline struct fp_event_buf *fp_build_exec_event(struct linux_bin
 	struct file *parent_exe = BPF_CORE_READ(task, real_parent, mm, exe_file);
 	const char *filename = BPF_CORE_READ(bprm, filename);
 	__u64 root = (__u64)&fs->root;
-	struct fp_event_buf *ev;
-	struct fp_path *p;
-	__u32 zero = 0, off = 0;
+	__u32 off = 0;
 	long n;
-
-	ev = bpf_map_lookup_elem(&fp_event_scratch, &zero);
-	p = bpf_map_lookup_elem(&fp_path_scratch, &zero);
-	if (!ev || !p)
-		return NULL;
 
 	ev->hdr.cgroup_id = bpf_get_current_cgroup_id();
 	ev->hdr.ktime_ns = bpf_ktime_get_ns();
@@ -103,8 +86,7 @@ static __always_inline struct fp_event_buf *fp_build_exec_event(struct linux_bin
 		ev->hdr.path_flags[FP_EVENT_PATH_CWD] = FP_PATH_ABSENT;
 	}
 
-	*size = sizeof(ev->hdr) + (off & FP_EVENT_OFFSET_MASK);
-	return ev;
+	return sizeof(ev->hdr) + (off & FP_EVENT_OFFSET_MASK);
 }
 
 #endif /* FINGERPRINT_EXEC_EVENT_H */

@@ -6,6 +6,8 @@
 #ifndef FINGERPRINT_H
 #define FINGERPRINT_H
 
+#include "vmlinux.h"
+
 /* Longest path resolved (PATH_MAX). Longer paths are flagged FP_PATH_TRUNCATED. */
 #define FP_PATH_MAX 4096
 /* Longest single name (NAME_MAX + 1); scratch buffers leave this much slack past

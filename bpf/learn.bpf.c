@@ -9,6 +9,7 @@
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
 #include "exec_event.h"
+#include "scratch.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -51,6 +52,15 @@ struct {
 	__type(value, __u64);
 } fp_counters SEC(".maps");
 
+/* Memory private to one run (scratch.h): the path being resolved, the event. */
+struct fp_learn_slot {
+	__u64 busy;
+	struct fp_path path;
+	struct fp_event_buf event;
+};
+
+FP_SCRATCH_MAP(fp_learn_slots, struct fp_learn_slot);
+
 /* Keep the shared types in BTF so the skeleton exposes them to Rust. */
 struct fp_exec_event _fp_exec_event = {};
 enum fp_path_flags _fp_path_flags = 0;
@@ -63,8 +73,9 @@ static __always_inline void fp_count(__u32 counter)
 {
 	__u64 *value = bpf_map_lookup_elem(&fp_counters, &counter);
 
+	/* Atomic: a task preempted between a load and a store would lose a count. */
 	if (value)
-		*value += 1;
+		__sync_fetch_and_add(value, 1);
 }
 
 static __always_inline bool fp_cgroup_watched(void)
@@ -89,7 +100,7 @@ static __always_inline bool fp_cgroup_watched(void)
 static __always_inline void fp_record_exec(struct linux_binprm *bprm, __u16 hook)
 {
 	__u64 cgroup = bpf_get_current_cgroup_id();
-	struct fp_event_buf *ev;
+	struct fp_learn_slot *slot;
 	__u32 size = 0;
 	__u64 wakeup;
 	__u8 seen = 1;
@@ -97,15 +108,22 @@ static __always_inline void fp_record_exec(struct linux_binprm *bprm, __u16 hook
 	if (!fp_cgroup_watched())
 		return;
 	fp_count(FP_COUNTER_EVENTS);
-	ev = fp_build_exec_event(bprm, hook, &size);
+	slot = fp_scratch_claim(&fp_learn_slots);
+	if (!slot) {
+		fp_count(FP_COUNTER_DROPPED);
+		return;
+	}
+	size = fp_build_exec_event(bprm, hook, &slot->event, &slot->path);
 	wakeup = BPF_RB_NO_WAKEUP;
 	if (bpf_ringbuf_query(&fp_events, BPF_RB_AVAIL_DATA) >= FP_WAKEUP_BYTES ||
 	    !bpf_map_lookup_elem(&fp_seen_cgroups, &cgroup)) {
 		wakeup = BPF_RB_FORCE_WAKEUP;
 		bpf_map_update_elem(&fp_seen_cgroups, &cgroup, &seen, BPF_ANY);
 	}
-	if (!ev || size > sizeof(*ev) || bpf_ringbuf_output(&fp_events, ev, size, wakeup))
+	if (size > sizeof(slot->event) ||
+	    bpf_ringbuf_output(&fp_events, &slot->event, size, wakeup))
 		fp_count(FP_COUNTER_DROPPED);
+	fp_scratch_release(slot);
 }
 
 SEC("tp_btf/sched_process_exec")

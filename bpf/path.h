@@ -13,6 +13,9 @@
 #ifndef FINGERPRINT_PATH_H
 #define FINGERPRINT_PATH_H
 
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
 #include "fingerprint.h"
 
 /*

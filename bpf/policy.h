@@ -1,13 +1,20 @@
 /* SPDX-License-Identifier: (GPL-2.0 OR Apache-2.0) */
 /*
  * The enforcement decision, shared by the LSM program, the kill fallback and the
- * test-run program: cgroup -> profile (one hash lookup), then the canonical path's
- * keyed digest in the profile's sorted allowlist (binary search), then the profile's
- * own patterns. Nothing here depends on how many workloads are loaded.
+ * program user space runs on held execs (test_profile_allows): cgroup -> profile (one
+ * hash lookup), then the canonical path's keyed digest in the profile's sorted
+ * allowlist (binary search), then the profile's own patterns. Nothing here depends on
+ * how many workloads are loaded. The memory a decision works in is handed in by the
+ * caller, private to its run (scratch.h).
  */
 #ifndef FINGERPRINT_POLICY_H
 #define FINGERPRINT_POLICY_H
 
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include "fingerprint.h"
+#include "path.h"
 #include "siphash.h"
 
 /* Most glob steps per pattern; a pattern that needs more does not match (fails closed). */
@@ -87,24 +94,25 @@ struct fp_glob {
 
 #define FP_GLOB_NO_STAR 0xffffffff
 
-struct fp_scratch {
+/* The matchers' state: the path's digest and the glob matcher. */
+struct fp_match {
 	struct fp_digest digest;
 	struct fp_glob glob;
 };
 
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct fp_scratch);
-} fp_policy_scratch SEC(".maps");
+/* Everything one exec decision writes: the path and the matchers' state. */
+struct fp_check_mem {
+	struct fp_path path;
+	struct fp_match match;
+};
 
 static __always_inline void fp_enforce_count(__u32 counter)
 {
 	__u64 *value = bpf_map_lookup_elem(&fp_enforce_counters, &counter);
 
+	/* Atomic: a task preempted between a load and a store would lose a count. */
 	if (value)
-		*value += 1;
+		__sync_fetch_and_add(value, 1);
 }
 
 /* Whether `d` is among the profile's sorted digests. */
@@ -200,29 +208,28 @@ __noinline int fp_glob_match(struct fp_glob *g, const struct fp_pattern *pat,
 	return 0;
 }
 
-/* Whether profile `id` allows the resolved path `p`. */
+/* Whether profile `id` allows the resolved path `p`; `m` is the matchers' memory,
+ * and holds the path's digest afterwards. */
 static __always_inline int fp_profile_allows(__u32 id, const struct fp_profile *prof,
 					     const struct fp_path *p,
-					     const struct fp_config *cfg)
+					     const struct fp_config *cfg, struct fp_match *m)
 {
 	struct fp_pattern_key key = { .profile_id = id };
 	struct fp_pattern *pattern;
-	struct fp_scratch *scratch;
-	__u32 zero = 0, i;
+	__u32 i;
 
-	scratch = bpf_map_lookup_elem(&fp_policy_scratch, &zero);
-	if (!scratch || p->start >= FP_PATH_MAX)
+	if (p->start >= FP_PATH_MAX)
 		return 0;
-	if (!fp_digest_bytes(p, p->start, FP_PATH_MAX - p->start, cfg, &scratch->digest))
+	if (!fp_digest_bytes(p, p->start, FP_PATH_MAX - p->start, cfg, &m->digest))
 		return 0;
-	if (fp_allowlist_contains(prof, &scratch->digest))
+	if (fp_allowlist_contains(prof, &m->digest))
 		return 1;
 	for (i = 0; i < FP_MAX_PATTERNS; i++) {
 		if (i >= prof->pattern_count)
 			break;
 		key.index = prof->pattern_base + i;
 		pattern = bpf_map_lookup_elem(&fp_patterns, &key);
-		if (pattern && fp_glob_match(&scratch->glob, pattern, p))
+		if (pattern && fp_glob_match(&m->glob, pattern, p))
 			return 1;
 	}
 	return 0;
@@ -238,52 +245,75 @@ struct fp_verdict {
 	__u64 mode;
 };
 
-/* Fills *verdict; passed by pointer so that each field is a separate, zero-extended
- * load (a by-value struct is packed into registers, and the LSM return check sees
- * the packed upper half). */
-static __always_inline void fp_check_exec(struct file *file, struct fp_verdict *verdict)
+/* The profile bound to the current task's cgroup, in *id. 0: none, the exec is left
+ * alone (not a profiled workload, or a container scope's own cgroup). */
+static __always_inline int fp_bound_profile(__u32 *id)
+{
+	__u64 cgroup = bpf_get_current_cgroup_id();
+	__u32 *bound = bpf_map_lookup_elem(&fp_bindings, &cgroup);
+
+	if (!bound || *bound == FP_PROFILE_SCOPE)
+		return 0;
+	*id = *bound;
+	return 1;
+}
+
+/*
+ * The verdict on `file`, executed by the current task, whose cgroup is bound to
+ * profile `id` (fp_bound_profile). `mem` is memory private to this run; NULL when
+ * none was free (scratch.h), and then nothing can be proven and the exec fails
+ * closed: the profile's mode applies as to a violation, and a pending cgroup's exec
+ * is blocked instead of held, since no event could tell user space about it.
+ * Fills *verdict; passed by pointer so that each field is a separate, zero-extended
+ * load (a by-value struct is packed into registers, and the LSM return check sees the
+ * packed upper half).
+ */
+static __always_inline void fp_check_exec(struct file *file, __u32 id,
+					  struct fp_check_mem *mem, struct fp_verdict *verdict)
 {
 	struct task_struct *task;
 	struct fs_struct *fs;
 	struct fp_profile *prof;
 	struct fp_config *cfg;
 	struct fp_path *p;
-	__u64 cgroup = bpf_get_current_cgroup_id();
-	__u32 zero = 0, *id;
+	__u32 zero = 0;
 
-	verdict->profile_id = 0;
+	verdict->profile_id = id;
 	verdict->mode = 0;
 	verdict->reason = 0;
 	cfg = bpf_map_lookup_elem(&fp_config_map, &zero);
 	if (!cfg)
 		return;
-	id = bpf_map_lookup_elem(&fp_bindings, &cgroup);
-	if (!id || *id == FP_PROFILE_SCOPE)
-		return; /* not a profiled workload: left alone */
-	verdict->profile_id = *id;
-	if (*id == FP_PROFILE_PENDING) {
+	if (id == FP_PROFILE_PENDING) {
 		/* Not named yet: neither allowed nor denied here; no mode override. */
-		fp_enforce_count(FP_ENFORCE_HELD);
-		verdict->mode = FP_MODE_HOLD;
 		verdict->reason = FP_REASON_UNCLASSIFIED;
+		if (mem) {
+			fp_enforce_count(FP_ENFORCE_HELD);
+			verdict->mode = FP_MODE_HOLD;
+			return;
+		}
+		verdict->mode = FP_MODE_ENFORCE;
+		fp_enforce_count(FP_ENFORCE_VIOLATIONS);
 		return;
 	}
 	fp_enforce_count(FP_ENFORCE_CHECKS);
-	prof = bpf_map_lookup_elem(&fp_profiles, id);
-	p = bpf_map_lookup_elem(&fp_path_scratch, &zero);
-	if (!prof || !p || *id == FP_PROFILE_DENY_ALL) {
+	prof = bpf_map_lookup_elem(&fp_profiles, &id);
+	if (!prof || id == FP_PROFILE_DENY_ALL) {
 		/* Deny-all, or bound to a profile that is not loaded: fail closed. */
 		verdict->mode = FP_MODE_ENFORCE;
 		verdict->reason = FP_REASON_NO_PROFILE;
+	} else if (!mem) {
+		verdict->mode = prof->mode;
 	} else {
 		/* Only profiled execs pay for the task's root. */
+		p = &mem->path;
 		task = (struct task_struct *)bpf_get_current_task();
 		fs = BPF_CORE_READ(task, fs);
 		fp_resolve_path(p, (__u64)&file->f_path, (__u64)&fs->root);
 		if (p->flags & (FP_PATH_TRUNCATED | FP_PATH_DELETED | FP_PATH_UNREACHABLE |
 				FP_PATH_ABSENT))
 			verdict->reason = FP_REASON_UNNAMEABLE;
-		else if (!fp_profile_allows(*id, prof, p, cfg))
+		else if (!fp_profile_allows(id, prof, p, cfg, &mem->match))
 			verdict->reason = FP_REASON_NOT_ALLOWED;
 		else
 			return;
@@ -292,7 +322,6 @@ static __always_inline void fp_check_exec(struct file *file, struct fp_verdict *
 	if (cfg->mode_override)
 		verdict->mode = cfg->mode_override;
 	fp_enforce_count(FP_ENFORCE_VIOLATIONS);
-	return;
 }
 
 #endif /* FINGERPRINT_POLICY_H */

@@ -8,6 +8,9 @@
 #ifndef FINGERPRINT_SIPHASH_H
 #define FINGERPRINT_SIPHASH_H
 
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include "fingerprint.h"
 #include "path.h"
 
 #define FP_ROTL(x, b) (__u64)(((x) << (b)) | ((x) >> (64 - (b))))

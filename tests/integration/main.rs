@@ -12,5 +12,6 @@ mod install;
 mod kubeapi;
 mod learn;
 mod manifests;
+mod preempt;
 mod reliability;
 mod storage;
