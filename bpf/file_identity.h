@@ -8,6 +8,11 @@
 #ifndef FINGERPRINT_FILE_IDENTITY_H
 #define FINGERPRINT_FILE_IDENTITY_H
 
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include "fingerprint.h"
+
 /* Since 6.13 the top bit of i_ctime_nsec marks "ctime was queried" (multigrain
  * timestamps); stat(2) masks it, and so must we to compare with it. */
 #define FP_CTIME_NSEC_MASK 0x3fffffff

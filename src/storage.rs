@@ -136,7 +136,12 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
     #[error("database {path}: {detail}")]
-    Sqlite { path: PathBuf, detail: String },
+    Sqlite {
+        path: PathBuf,
+        detail: String,
+        /// SQLite answered busy or locked: the same call may succeed when tried again.
+        busy: bool,
+    },
     #[error(
         "database {path} is corrupt ({detail}); fix: restore it from a copy, or learn into a new --db file"
     )]
@@ -361,14 +366,32 @@ impl Database {
         db.conn
             .busy_timeout(BUSY_TIMEOUT)
             .map_err(|e| sqlite_error(path, e))?;
-        // WAL with synchronous=NORMAL: a crash of this process loses nothing committed.
-        db.conn
+        // SQLite answers SQLITE_BUSY at once, without waiting, where waiting could
+        // deadlock: two connections each holding a shared lock while one switches a
+        // new file to WAL and the other migrates it. Both steps are idempotent (the
+        // migration is one transaction), so they are tried again until the timeout.
+        let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+        loop {
+            match db.set_up() {
+                Err(StorageError::Sqlite { busy: true, .. })
+                    if std::time::Instant::now() < deadline =>
+                {
+                    std::thread::yield_now();
+                }
+                result => return result.map(|()| db),
+            }
+        }
+    }
+
+    /// WAL with synchronous=NORMAL (a crash of this process loses nothing committed),
+    /// then the schema brought up to date.
+    fn set_up(&mut self) -> Result<(), StorageError> {
+        self.conn
             .execute_batch(
                 "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;",
             )
-            .map_err(|e| db.err(e))?;
-        db.migrate()?;
-        Ok(db)
+            .map_err(|e| self.err(e))?;
+        self.migrate()
     }
 
     /// Open an existing database to read it, without writing a byte: read-only, its
@@ -690,6 +713,10 @@ fn sqlite_error(path: &Path, error: rusqlite::Error) -> StorageError {
         error.sqlite_error_code(),
         Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase)
     );
+    let busy = matches!(
+        error.sqlite_error_code(),
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+    );
     let detail = match error {
         rusqlite::Error::SqliteFailure(_, Some(message)) => message,
         // rusqlite's text for a bare code is "Error code N: text": keep the text.
@@ -703,7 +730,7 @@ fn sqlite_error(path: &Path, error: rusqlite::Error) -> StorageError {
     };
     match corrupt {
         true => StorageError::Corrupt { path, detail },
-        false => StorageError::Sqlite { path, detail },
+        false => StorageError::Sqlite { path, detail, busy },
     }
 }
 
