@@ -75,21 +75,7 @@ pub fn a_root_profile_governs_the_root_cgroup_alone(mech: Mech) {
     learner.stop_ok();
 
     let exported = tmp.join("exported");
-    let out = fingerprint(&[
-        "export".as_ref(),
-        "--db".as_ref(),
-        db.as_os_str(),
-        "--out".as_ref(),
-        exported.as_os_str(),
-        "--include-host".as_ref(),
-        "--mode".as_ref(),
-        "enforce".as_ref(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    export_profiles(&db, &exported, &["--include-host", "--mode", "enforce"]);
     // Enforce only what this test owns: other cgroups learned here are other tests'.
     let profiles = tmp.join("profiles");
     std::fs::create_dir_all(&profiles).unwrap();
@@ -225,20 +211,7 @@ pub fn cgroups_differing_in_one_invalid_byte_stay_two_workloads(mech: Mech) {
     assert_eq!(outcome(&mut cg_b.command(&exe_b)), Outcome::Ran(0));
     learner.stop_ok();
     let profiles = tmp.join("profiles");
-    let out = fingerprint(&[
-        "export".as_ref(),
-        "--db".as_ref(),
-        db.as_os_str(),
-        "--out".as_ref(),
-        profiles.as_os_str(),
-        "--mode".as_ref(),
-        "enforce".as_ref(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    export_profiles(&db, &profiles, &["--mode", "enforce"]);
     let mut names: Vec<String> = std::fs::read_dir(&profiles)
         .unwrap()
         .map(|entry| {

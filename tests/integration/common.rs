@@ -258,6 +258,24 @@ pub fn install_binary(source: &str, dest: &Path) -> PathBuf {
     dest.to_owned()
 }
 
+/// `fingerprint export --db DB --out DIR EXTRA...`, which must succeed.
+pub fn export_profiles(db: &Path, out: &Path, extra: &[&str]) {
+    let mut args: Vec<&OsStr> = vec![
+        OsStr::new("export"),
+        OsStr::new("--db"),
+        db.as_os_str(),
+        OsStr::new("--out"),
+        out.as_os_str(),
+    ];
+    args.extend(extra.iter().map(OsStr::new));
+    let output = fingerprint(&args);
+    assert!(
+        output.status.success(),
+        "export: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 /// Run the fingerprint binary to completion.
 pub fn fingerprint(args: &[&OsStr]) -> std::process::Output {
     Command::new(BIN)

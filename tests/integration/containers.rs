@@ -335,22 +335,8 @@ fn learn_web(containerd: &Containerd, tree: &CgroupTree, tmp: &Path) -> (PathBuf
     // Stopped before any assertion, so a failure leaves no learner running.
     learner.stop_ok();
     ok(&output, "learning replica");
-    export_enforcing(&db, &tmp.join("profiles"));
+    export_profiles(&db, &tmp.join("profiles"), &["--mode", "enforce"]);
     (db, spec)
-}
-
-/// Export what `db` learned into `profiles`, in enforce mode.
-fn export_enforcing(db: &Path, profiles: &Path) {
-    let export = fingerprint(&[
-        OsStr::new("export"),
-        OsStr::new("--db"),
-        db.as_os_str(),
-        OsStr::new("--out"),
-        profiles.as_os_str(),
-        OsStr::new("--mode"),
-        OsStr::new("enforce"),
-    ]);
-    ok(&export, "export");
 }
 
 /// Enforce the profiles in `tmp`/profiles (kill mode on the host), naming containers
@@ -562,7 +548,7 @@ fn owners_from_the_kubernetes_api_name_learned_and_enforced_workloads() {
     // began, with a forbidden first exec, is killed under the Deployment's profile
     // (from its pod name it would be default/Deployment/web/server: unprofiled).
     let profiles = tmp.join("profiles");
-    export_enforcing(&db, &profiles);
+    export_profiles(&db, &profiles, &["--mode", "enforce"]);
     let late = replica(&kubepods, "web", 54, "server", &tmp);
     add_pod(&late);
     let state = containerd.state.to_str().unwrap();

@@ -563,20 +563,7 @@ pub fn learned_profile_replays_without_violations(mech: Mech) {
     replay(&cg);
     learner.stop_ok();
     let profiles = tmp.join("profiles");
-    let out = fingerprint(&[
-        "export".as_ref(),
-        "--db".as_ref(),
-        db.as_os_str(),
-        "--out".as_ref(),
-        profiles.as_os_str(),
-        "--mode".as_ref(),
-        "enforce".as_ref(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    export_profiles(&db, &profiles, &["--mode", "enforce"]);
 
     let enforcer = Enforcer::start(&tmp, &profiles, mech, &[]);
     replay(&cg);
