@@ -21,7 +21,14 @@ cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   [[ -n ${enforcer:-} ]] && kill -INT "$enforcer" 2>/dev/null
   wait 2>/dev/null || true
-  rmdir "$demo_cg"/*/* "$demo_cg"/* "$demo_cg" 2>/dev/null || true
+  # The loops' children (a sleep) outlive their shells: kill the whole subtree, wait
+  # (bounded) until it is empty, then remove the cgroups, deepest first.
+  [[ -e $demo_cg/cgroup.kill ]] && echo 1 >"$demo_cg/cgroup.kill" 2>/dev/null
+  for _ in $(seq 50); do
+    grep -qs "populated 0" "$demo_cg/cgroup.events" && break
+    sleep 0.1
+  done
+  find "$demo_cg" -depth -type d -exec rmdir {} + 2>/dev/null || true
 }
 trap cleanup EXIT
 
