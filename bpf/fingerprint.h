@@ -34,6 +34,10 @@ enum fp_path_flags {
 enum fp_hook {
 	FP_HOOK_SCHED_PROCESS_EXEC = 1,
 	FP_HOOK_BPRM_CHECK_SECURITY = 2,
+	/* The cgroup move guard (LSM only): a cgroup file opened for writing, and a
+	 * clone into another cgroup (CLONE_INTO_CGROUP). */
+	FP_HOOK_FILE_OPEN = 3,
+	FP_HOOK_TASK_ALLOC = 4,
 };
 
 enum fp_event_flags {
@@ -122,6 +126,7 @@ enum fp_reason {
 	FP_REASON_UNNAMEABLE = 2,   /* memfd, deleted, outside the root or truncated path */
 	FP_REASON_NO_PROFILE = 3,   /* bound to FP_PROFILE_DENY_ALL, or to a profile not loaded */
 	FP_REASON_UNCLASSIFIED = 4, /* a new container cgroup user space has not named yet */
+	FP_REASON_CGROUP_MOVE = 5,  /* a task tried to leave its workload's cgroups */
 };
 
 /* Keyed SipHash-2-4-128 of a canonical path: the allowlist key. */
@@ -160,6 +165,14 @@ struct fp_profile {
 	__u32 pattern_base;
 	__u32 pattern_count;
 	__u32 mode;
+	__u32 flags; /* enum fp_profile_flags */
+};
+
+enum fp_profile_flags {
+	/* The workload's tasks stay in cgroups bound to this profile: writing another
+	 * cgroup's files (cgroup.procs, cgroup.threads: a move) and cloning into another
+	 * cgroup are refused (`cgroup_moves: deny` in the profile). */
+	FP_PROFILE_KEEP_CGROUP = 1,
 };
 
 struct fp_pattern_key {
@@ -191,7 +204,8 @@ enum fp_enforce_counter {
 	FP_ENFORCE_DROPPED = 2,    /* violation events lost: ring buffer full */
 	FP_ENFORCE_BOUND = 3,      /* cgroups bound at creation by the kernel */
 	FP_ENFORCE_HELD = 4,       /* execs held in a cgroup not yet classified */
-	FP_ENFORCE_COUNTER_MAX = 5,
+	FP_ENFORCE_MOVES = 5,      /* cgroup moves out of a workload refused or audited */
+	FP_ENFORCE_COUNTER_MAX = 6,
 };
 
 /* The verdict of the BPF LSM programs that ran before ours on the same hook, kept

@@ -24,6 +24,11 @@ pub enum Hook {
     SchedProcessExec,
     /// `lsm/bprm_check_security`: once per file checked (script, then interpreter).
     BprmCheckSecurity,
+    /// `lsm/file_open`: the cgroup move guard saw a cgroup file opened for writing
+    /// (`filename` is that file; `exe` the task's own executable).
+    FileOpen,
+    /// `lsm/task_alloc`: the cgroup move guard saw a clone into another cgroup.
+    TaskAlloc,
 }
 
 impl Hook {
@@ -31,6 +36,8 @@ impl Hook {
         match self {
             Hook::SchedProcessExec => "tp_btf/sched_process_exec",
             Hook::BprmCheckSecurity => "lsm/bprm_check_security",
+            Hook::FileOpen => "lsm/file_open",
+            Hook::TaskAlloc => "lsm/task_alloc",
         }
     }
 }
@@ -94,6 +101,8 @@ pub enum Reason {
     NoProfile,
     /// A new container cgroup that user space had not named yet.
     Unclassified,
+    /// A task tried to leave its workload's cgroups (the cgroup move guard).
+    CgroupMove,
 }
 
 impl Action {
@@ -124,6 +133,7 @@ impl Reason {
             fp_reason::FP_REASON_UNNAMEABLE => Some(Reason::Unnameable),
             fp_reason::FP_REASON_NO_PROFILE => Some(Reason::NoProfile),
             fp_reason::FP_REASON_UNCLASSIFIED => Some(Reason::Unclassified),
+            fp_reason::FP_REASON_CGROUP_MOVE => Some(Reason::CgroupMove),
             _ => None,
         }
     }
@@ -134,6 +144,7 @@ impl Reason {
             Reason::Unnameable => "unnameable_path",
             Reason::NoProfile => "no_profile",
             Reason::Unclassified => "unclassified",
+            Reason::CgroupMove => "cgroup_move",
         }
     }
 }
@@ -158,6 +169,8 @@ impl ExecEvent {
         let hook = match fp_hook(header.hook.into()) {
             fp_hook::FP_HOOK_SCHED_PROCESS_EXEC => Hook::SchedProcessExec,
             fp_hook::FP_HOOK_BPRM_CHECK_SECURITY => Hook::BprmCheckSecurity,
+            fp_hook::FP_HOOK_FILE_OPEN => Hook::FileOpen,
+            fp_hook::FP_HOOK_TASK_ALLOC => Hook::TaskAlloc,
             _ => return Err(DecodeError::UnknownHook(header.hook)),
         };
         let body = &data[header_len..];

@@ -357,6 +357,12 @@ fn print_enforce_summary(s: &EnforceSummary) {
         s.counters.bound_at_mkdir,
         s.reloads
     );
+    if s.counters.cgroup_moves > 0 {
+        eprintln!(
+            "fingerprint: {} of the violations were tasks trying to leave their workload's cgroups",
+            s.counters.cgroup_moves
+        );
+    }
     if s.held > 0 {
         eprintln!(
             "fingerprint: {} first execs in new containers were held until named ({} killed)",
@@ -395,7 +401,7 @@ fn status_command(args: StatusArgs) -> Result<ExitCode> {
             }
             println!(
                 "pinned at {}: links {}; {} profiles loaded, {} cgroups bound ({} at creation)\n\
-                 {} execs checked, {} violations, {} violation events dropped",
+                 {} execs checked, {} violations ({} cgroup moves), {} violation events dropped",
                 args.pin_dir.display(),
                 status.links.join(", "),
                 status.profiles_loaded,
@@ -403,6 +409,7 @@ fn status_command(args: StatusArgs) -> Result<ExitCode> {
                 status.bound_at_mkdir,
                 status.checks,
                 status.violations,
+                status.cgroup_moves,
                 status.dropped
             );
             let reporting = status.state.as_ref().map(|s| &s.reporting);

@@ -9,7 +9,8 @@
 
 pub use super::enforce_skel::types::{
     fp_action, fp_config, fp_digest, fp_enforce_counter, fp_mode, fp_path, fp_pattern,
-    fp_pattern_key, fp_profile, fp_reason, fp_rule_key, fp_rule_kind, fp_test_args,
+    fp_pattern_key, fp_profile, fp_profile_flags, fp_reason, fp_rule_key, fp_rule_kind,
+    fp_test_args,
 };
 pub use super::learn_skel::types::{
     fp_counter, fp_event_flags, fp_exec_event, fp_file_id, fp_hook, fp_path_flags,

@@ -12,8 +12,8 @@ use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{Link, MapCore, MapFlags, MapHandle, RingBuffer, RingBufferBuilder};
 
 use super::abi::{
-    fp_config, fp_digest, fp_mode, fp_path, fp_pattern, fp_pattern_key, fp_profile, fp_rule_key,
-    fp_test_args, MapSizes, RuleKind, PATH_MAX, PATTERN_MAX,
+    fp_config, fp_digest, fp_mode, fp_path, fp_pattern, fp_pattern_key, fp_profile,
+    fp_profile_flags, fp_rule_key, fp_test_args, MapSizes, RuleKind, PATH_MAX, PATTERN_MAX,
 };
 use super::enforce_skel::{EnforceSkel, EnforceSkelBuilder, OpenEnforceSkel};
 use super::pinned::CARRIED_MAPS;
@@ -63,6 +63,7 @@ pub struct ProfileDescriptor {
     pub pattern_base: u32,
     pub pattern_count: u32,
     pub mode: fp_mode,
+    pub keep_cgroup: bool,
 }
 
 pub struct EnforceProbe {
@@ -70,6 +71,9 @@ pub struct EnforceProbe {
     /// The cgroup tracking links, [mkdir, rmdir].
     links: Vec<Link>,
     exec_link: Option<Link>,
+    /// The cgroup move guard, [file_open, task_alloc]: LSM only, attached with the
+    /// exec program.
+    guard_links: Vec<Link>,
     allow: AllowView,
     mechanism: Mechanism,
     lsm_refusal: Option<String>,
@@ -133,6 +137,7 @@ impl EnforceProbe {
             skel,
             links: Vec::new(),
             exec_link: None,
+            guard_links: Vec::new(),
             allow,
             mechanism,
             lsm_refusal,
@@ -175,6 +180,17 @@ impl EnforceProbe {
             .attach()
             .map_err(|e| refused(self.mechanism.hook(), format!("attach failed: {e}")))?;
         self.exec_link = Some(link);
+        if self.mechanism == Mechanism::Lsm {
+            for (name, prog) in [
+                ("lsm/file_open", &self.skel.progs.guard_cgroup_file_open),
+                ("lsm/task_alloc", &self.skel.progs.guard_cgroup_clone),
+            ] {
+                let link = prog
+                    .attach()
+                    .map_err(|e| refused(name, format!("attach failed: {e}")))?;
+                self.guard_links.push(link);
+            }
+        }
         self.skel
             .maps
             .fp_handover
@@ -190,6 +206,7 @@ impl EnforceProbe {
     /// longer checked until `attach_exec_hook` again.
     pub fn detach_exec_hook(&mut self) {
         self.exec_link = None;
+        self.guard_links.clear();
     }
 
     pub fn write_config(
@@ -234,6 +251,11 @@ impl EnforceProbe {
                     pattern_base: desc.pattern_base,
                     pattern_count: desc.pattern_count,
                     mode: desc.mode.0,
+                    flags: if desc.keep_cgroup {
+                        fp_profile_flags::FP_PROFILE_KEEP_CGROUP.0
+                    } else {
+                        0
+                    },
                 };
                 bytes_of(&raw).to_vec()
             })
@@ -359,7 +381,7 @@ impl EnforceProbe {
     /// rename (a takeover: this one is attached already). Links are pinned last,
     /// so a half-pinned directory never looks like a working enforcement.
     pub fn pin(&mut self, dir: &Path) -> Result<(), BpfError> {
-        use super::pinned::{ensure_bpffs, pin_replacing, LINKS, MAPS};
+        use super::pinned::{ensure_bpffs, pin_replacing, remove_pin, LINKS, MAPS};
         ensure_bpffs(dir)?;
         std::fs::create_dir_all(dir).map_err(|e| BpfError::Map {
             map: "pinned enforcement",
@@ -384,8 +406,16 @@ impl EnforceProbe {
         }
         let tracking = self.links.iter_mut().zip([LINKS[1], LINKS[2]]);
         let exec = self.exec_link.as_mut().map(|link| (link, LINKS[0]));
-        for (link, name) in tracking.chain(exec) {
+        let guard = self.guard_links.iter_mut().zip([LINKS[3], LINKS[4]]);
+        for (link, name) in tracking.chain(exec).chain(guard) {
             pin_replacing(dir, name, |path| link.pin(path))?;
+        }
+        // A kill-mode enforcement taking over an LSM one has no guard to pin: the
+        // old guard, inactive since the handover, goes with its pins.
+        if self.guard_links.is_empty() {
+            for name in &LINKS[3..] {
+                remove_pin(dir, name)?;
+            }
         }
         Ok(())
     }
@@ -606,6 +636,13 @@ fn load(
     open.progs
         .enforce_sched_process_exec
         .set_autoload(mechanism == Mechanism::Kill);
+    // The cgroup move guard needs LSM hooks; kill mode has none to offer.
+    open.progs
+        .guard_cgroup_file_open
+        .set_autoload(mechanism == Mechanism::Lsm);
+    open.progs
+        .guard_cgroup_clone
+        .set_autoload(mechanism == Mechanism::Lsm);
     let resize = [
         (&mut open.maps.fp_profiles, sizes.profiles, "fp_profiles"),
         (&mut open.maps.fp_allow, sizes.allow.max(1), "fp_allow"),

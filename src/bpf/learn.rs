@@ -57,6 +57,7 @@ impl LearnProbe {
         let program = match hook {
             Hook::SchedProcessExec => &skel.progs.handle_sched_process_exec,
             Hook::BprmCheckSecurity => &skel.progs.handle_bprm_check_security,
+            Hook::FileOpen | Hook::TaskAlloc => unreachable!("learning hooks execs only"),
         };
         let link = program
             .attach()

@@ -28,7 +28,14 @@ pub const STATE_DIR: &str = "/run/fingerprint";
 const BPF_FS_MAGIC: i64 = 0xcafe4a11;
 
 /// Names of the pinned objects inside the pin directory.
-pub const LINKS: &[&str] = &["link_exec", "link_cgroup_mkdir", "link_cgroup_rmdir"];
+pub const LINKS: &[&str] = &[
+    "link_exec",
+    "link_cgroup_mkdir",
+    "link_cgroup_rmdir",
+    // The cgroup move guard (LSM only): lsm/file_open and lsm/task_alloc.
+    "link_guard_open",
+    "link_guard_clone",
+];
 pub const MAPS: &[&str] = &[
     "fp_config_map",
     "fp_bindings",
@@ -86,6 +93,7 @@ pub struct Status {
     pub violations: u64,
     pub dropped: u64,
     pub bound_at_mkdir: u64,
+    pub cgroup_moves: u64,
 }
 
 fn io_error(what: String, e: impl std::fmt::Display) -> BpfError {
@@ -172,6 +180,7 @@ pub fn status(dir: &Path) -> Result<Option<Status>, BpfError> {
         violations: counts.violations,
         dropped: counts.dropped,
         bound_at_mkdir: counts.bound_at_mkdir,
+        cgroup_moves: counts.cgroup_moves,
     }))
 }
 
@@ -211,6 +220,11 @@ pub fn pin_replacing(
 /// Where `pin_replacing` pins before the rename (bpffs refuses names with a dot).
 fn staged_path(dir: &Path, name: &str) -> PathBuf {
     dir.join(format!("staged_{name}"))
+}
+
+/// Remove pin `name` under `dir`, if there is one.
+pub fn remove_pin(dir: &Path, name: &str) -> Result<(), BpfError> {
+    remove_if_present(&dir.join(name))
 }
 
 fn remove_if_present(path: &Path) -> Result<(), BpfError> {

@@ -36,6 +36,9 @@ pub struct EnforceCounters {
     pub bound_at_mkdir: u64,
     /// Execs held in a new container cgroup until user space named it.
     pub held: u64,
+    /// Cgroup moves out of a workload refused (or audited) by the move guard; also
+    /// counted in `violations`.
+    pub cgroup_moves: u64,
 }
 
 impl EnforceCounters {
@@ -48,6 +51,7 @@ impl EnforceCounters {
             dropped: read(fp_enforce_counter::FP_ENFORCE_DROPPED)?,
             bound_at_mkdir: read(fp_enforce_counter::FP_ENFORCE_BOUND)?,
             held: read(fp_enforce_counter::FP_ENFORCE_HELD)?,
+            cgroup_moves: read(fp_enforce_counter::FP_ENFORCE_MOVES)?,
         })
     }
 }

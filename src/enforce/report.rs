@@ -112,8 +112,15 @@ impl ViolationSink {
             reason: reason.name().into(),
             mechanism: self.mechanism.name().into(),
         };
-        self.log
-            .write_line(violation_json(&record).to_string().into_bytes());
+        let mut line = violation_json(&record);
+        if reason == Reason::CgroupMove {
+            // What it tried to write: a cgroup's file (none for a clone into a cgroup).
+            line["target"] = match event.filename.bytes.is_empty() {
+                true => serde_json::Value::Null,
+                false => path_json(&event.filename.bytes),
+            };
+        }
+        self.log.write_line(line.to_string().into_bytes());
         self.reported += 1;
         if self.db.is_some() {
             if self.pending.len() >= PENDING_ROWS {

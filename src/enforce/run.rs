@@ -309,6 +309,14 @@ fn start(opts: &EnforceOptions) -> Result<Started> {
     for notice in content_notices(&content) {
         eprintln!("fingerprint: {notice}");
     }
+    let keeping = inputs.iter().filter(|i| i.keep_cgroup).count();
+    if keeping > 0 && mechanism == Mechanism::Kill {
+        eprintln!(
+            "fingerprint: {keeping} profiles keep their tasks in their cgroups \
+             (cgroup_moves: deny), which needs the LSM: in kill mode a task of theirs \
+             that can write another cgroup's cgroup.procs can leave its profile"
+        );
+    }
     Ok(Started {
         probe,
         enforcer,

@@ -26,7 +26,7 @@ use serde_json::error::Category;
 use super::content::Executables;
 use super::error::ProfileError;
 use super::paths::{ExecPath, Pattern};
-use super::{ExecStats, Mode, Profile, Stats, WorkloadMatch};
+use super::{CgroupMoves, ExecStats, Mode, Profile, Stats, WorkloadMatch};
 use crate::workload::WorkloadId;
 
 /// The newest schema this build writes (only for profiles that carry digests).
@@ -98,6 +98,8 @@ struct ProfileDoc<'a> {
     schema: Schema,
     workload: WorkloadDoc<'a>,
     mode: Mode,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    cgroup_moves: Option<CgroupMoves>,
     executables: Executables<'a>,
     #[serde(default, deserialize_with = "set_from_list")]
     patterns: Cow<'a, BTreeSet<Pattern>>,
@@ -323,6 +325,7 @@ impl<'a> ProfileDoc<'a> {
                 matcher: MatchDoc::from(&profile.matcher),
             },
             mode: profile.mode,
+            cgroup_moves: profile.cgroup_moves,
             executables: Executables {
                 paths: Cow::Borrowed(&profile.executables),
                 content: Cow::Borrowed(&profile.content),
@@ -340,6 +343,7 @@ impl<'a> ProfileDoc<'a> {
             executables: self.executables.paths.into_owned(),
             content: self.executables.content.into_owned(),
             patterns: self.patterns.into_owned(),
+            cgroup_moves: self.cgroup_moves,
             stats: self.stats.map(Stats::from),
         }
     }

@@ -51,6 +51,7 @@ fn load_profile(probe: &EnforceProbe, id: u32, offset: u32, paths: &[&[u8]], pat
         pattern_base: 100,
         pattern_count: patterns.len() as u32,
         mode: Mode::Enforce.into(),
+        keep_cgroup: false,
     };
     probe.write_profiles(&[(id, desc)]).expect("profile");
 }
