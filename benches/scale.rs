@@ -58,10 +58,10 @@
 #[path = "support/mod.rs"]
 mod support;
 use support::BpfStatsSysctl;
-#[path = "scale/rounds.rs"]
-mod rounds;
 #[path = "scale/open_guard.rs"]
 mod open_guard;
+#[path = "scale/rounds.rs"]
+mod rounds;
 use rounds::{Arm, Block, Summary};
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -15,8 +15,8 @@ use fingerprint::bpf::enforce::EnforceProbe;
 use serde_json::{json, Value};
 
 use super::rounds::prog_runs;
-use super::support::BpfStatsSysctl;
 use super::rounds::Summary;
+use super::support::BpfStatsSysctl;
 
 /// Opens per block: enough that a block takes some milliseconds.
 const OPENS_PER_BLOCK: u32 = 20_000;
@@ -25,7 +25,12 @@ const OPENS_PER_BLOCK: u32 = 20_000;
 fn open_block(file: &Path) -> Result<f64> {
     let started = Instant::now();
     for _ in 0..OPENS_PER_BLOCK {
-        drop(OpenOptions::new().write(true).open(file).context("opening for writing")?);
+        drop(
+            OpenOptions::new()
+                .write(true)
+                .open(file)
+                .context("opening for writing")?,
+        );
     }
     Ok(started.elapsed().as_nanos() as f64 / f64::from(OPENS_PER_BLOCK))
 }
