@@ -69,9 +69,9 @@ pub fn measure(
     let runs = runs_after - runs;
     let per_run = (runs > 0).then(|| (time_after - time) as f64 / runs as f64);
     let (attached, detached, deltas) = (
-        Summary::of(attached.into_iter()),
-        Summary::of(detached.into_iter()),
-        Summary::of(deltas.into_iter()),
+        Summary::of(attached),
+        Summary::of(detached),
+        Summary::of(deltas),
     );
     eprintln!(
         "  move guard: open for writing + close {:.0} ns attached, {:.0} ns without, \
