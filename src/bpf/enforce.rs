@@ -84,6 +84,19 @@ pub struct EnforceProbe {
     generation: u64,
 }
 
+/// Attach each (hook name, program), naming the hook that refused.
+fn attach_each<const N: usize>(
+    progs: [(&str, &libbpf_rs::ProgramMut<'static>); N],
+) -> Result<Vec<Link>, BpfError> {
+    progs
+        .into_iter()
+        .map(|(name, prog)| {
+            prog.attach()
+                .map_err(|e| refused(name, format!("attach failed: {e}")))
+        })
+        .collect()
+}
+
 fn map_error(map: &'static str) -> impl Fn(libbpf_rs::Error) -> BpfError {
     move |e| BpfError::Map {
         map,
@@ -157,15 +170,10 @@ impl EnforceProbe {
 
     /// Attach the cgroup programs: from now on new cgroups are bound in the kernel.
     pub fn attach_cgroup_tracking(&mut self) -> Result<(), BpfError> {
-        for (name, prog) in [
+        self.links = attach_each([
             ("tp_btf/cgroup_mkdir", &self.skel.progs.bind_cgroup_mkdir),
             ("tp_btf/cgroup_rmdir", &self.skel.progs.unbind_cgroup_rmdir),
-        ] {
-            let link = prog
-                .attach()
-                .map_err(|e| refused(name, format!("attach failed: {e}")))?;
-            self.links.push(link);
-        }
+        ])?;
         Ok(())
     }
 
@@ -181,15 +189,10 @@ impl EnforceProbe {
             .map_err(|e| refused(self.mechanism.hook(), format!("attach failed: {e}")))?;
         self.exec_link = Some(link);
         if self.mechanism == Mechanism::Lsm {
-            for (name, prog) in [
+            self.guard_links = attach_each([
                 ("lsm/file_open", &self.skel.progs.guard_cgroup_file_open),
                 ("lsm/task_alloc", &self.skel.progs.guard_cgroup_clone),
-            ] {
-                let link = prog
-                    .attach()
-                    .map_err(|e| refused(name, format!("attach failed: {e}")))?;
-                self.guard_links.push(link);
-            }
+            ])?;
         }
         self.skel
             .maps
