@@ -27,7 +27,7 @@ use crate::storage::Database;
 use crate::workload::cgroup::CgroupV2;
 use crate::workload::kubeapi::ApiSettings;
 use crate::workload::resolver::CgroupNames;
-use crate::workload::runtime::ContainerMetadata;
+use crate::workload::runtime::{ContainerMetadata, EngineSettings};
 
 pub struct EnforceOptions {
     pub profiles: PathBuf,
@@ -48,8 +48,8 @@ pub struct EnforceOptions {
     /// With `pin_dir`: return once enforcement is pinned (and the events an enforcement
     /// taken over left unread are reported), instead of reporting.
     pub detach: bool,
-    /// containerd state directories to name containers from; empty: the default.
-    pub containerd_state: Vec<PathBuf>,
+    /// Where the container engines' metadata is, and how containers are named.
+    pub engines: EngineSettings,
     /// Where the owners of Kubernetes pods come from.
     pub kube_api: ApiSettings,
     /// Cgroups where containers start (new cgroups below them are held until named);
@@ -173,7 +173,7 @@ pub fn run(opts: &EnforceOptions, signals: &Signals) -> Result<EnforceSummary> {
             enforcer.container_scopes.join(", "),
             enforcer
                 .metadata
-                .state_dirs()
+                .sources()
                 .iter()
                 .map(|d| d.display().to_string())
                 .collect::<Vec<_>>()
@@ -237,7 +237,7 @@ fn start(opts: &EnforceOptions) -> Result<Started> {
         .map(|p| Database::open(p).with_context(|| format!("opening {}", p.display())))
         .transpose()?;
     let log = EventLog::open(opts.events.as_deref())?;
-    let metadata = ContainerMetadata::from_flags(&opts.containerd_state, &opts.kube_api)?;
+    let metadata = ContainerMetadata::from_flags(&opts.engines, &opts.kube_api)?;
 
     let mut probe = EnforceProbe::load(opts.mechanism, sizes, takeover)?;
     if let Some(reason) = probe.lsm_refusal() {
