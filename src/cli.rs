@@ -202,7 +202,9 @@ pub struct EnforceArgs {
     /// cgroup below one is held unclassified: its first exec is stopped until the
     /// container is named from its runtime metadata and checked against its profile,
     /// so replicas started after enforcement began are covered from their first exec.
-    /// Default: /kubepods and /kubepods.slice when they exist.
+    /// A scope given that does not exist yet is held from when it is made. Default:
+    /// those of /kubepods, /kubepods.slice, /docker, /libpod_parent, /machine.slice
+    /// that exist (Docker's systemd driver needs /system.slice given).
     #[arg(long = "container-scope", value_name = "CGROUP")]
     pub container_scopes: Vec<String>,
 }

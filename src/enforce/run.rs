@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use nix::sys::signal::{signal, SigHandler, Signal};
 
-use super::binding::{bind_existing, BindingPolicy};
+use super::binding::{bind_existing, watch_scopes, BindingPolicy};
 use super::event_log::EventLog;
 use super::hold::Holds;
 use super::lock;
@@ -28,6 +28,15 @@ use crate::workload::cgroup::CgroupV2;
 use crate::workload::kubeapi::ApiSettings;
 use crate::workload::resolver::CgroupNames;
 use crate::workload::runtime::{ContainerMetadata, EngineSettings};
+
+/// Where containers start unless told otherwise, where these exist.
+const DEFAULT_CONTAINER_SCOPES: [&str; 5] = [
+    "/kubepods",
+    "/kubepods.slice",
+    "/docker",
+    "/libpod_parent",
+    "/machine.slice",
+];
 
 pub struct EnforceOptions {
     pub profiles: PathBuf,
@@ -53,7 +62,7 @@ pub struct EnforceOptions {
     /// Where the owners of Kubernetes pods come from.
     pub kube_api: ApiSettings,
     /// Cgroups where containers start (new cgroups below them are held until named);
-    /// empty: /kubepods and /kubepods.slice where they exist.
+    /// empty: `DEFAULT_CONTAINER_SCOPES` where they exist.
     pub container_scopes: Vec<String>,
 }
 
@@ -125,6 +134,8 @@ impl Enforcer {
             .filter_map(|i| by_name.get(&i.name).map(|id| (*id, i.mode)))
             .collect();
         self.by_name = by_name;
+        // After the profiles' rules, which a reload may have rewritten.
+        watch_scopes(probe, &self.key, &self.policy())?;
         let bound = bind_existing(probe, &self.mount, &self.policy(), &self.metadata)?;
         Ok((report, bound))
     }
@@ -337,7 +348,8 @@ fn announce_takeover(dir: &Path, previous: Option<&pinned::PinnedState>) {
     }
 }
 
-/// The container scopes: as given, else kubelet's roots that exist on this node.
+/// The container scopes: as given, else kubelet's and the engines' roots (cgroupfs
+/// drivers; systemd's `machine.slice` for Podman) that exist on this node.
 fn container_scopes(given: &[String], mount: &Path) -> Vec<String> {
     if !given.is_empty() {
         return given
@@ -345,7 +357,7 @@ fn container_scopes(given: &[String], mount: &Path) -> Vec<String> {
             .map(|s| format!("/{}", s.trim_matches('/')))
             .collect();
     }
-    ["/kubepods", "/kubepods.slice"]
+    DEFAULT_CONTAINER_SCOPES
         .into_iter()
         .filter(|scope| mount.join(&scope[1..]).is_dir())
         .map(str::to_string)

@@ -510,12 +510,13 @@ fn systemd_containers(tmp: &Path, slice: &str) -> Vec<(String, String)> {
 /// created after enforcement began in a slice given as container scope, is named
 /// from its engine's metadata at its first exec and killed there (its profile does
 /// not allow the program); the runtime's own set-up exec (same mount namespace as
-/// its parent) is let through.
+/// its parent) is let through. The slice itself is made after enforcement began too,
+/// as an engine makes its root at its first container (`/docker`, `/machine.slice`).
 pub fn held_first_execs_in_systemd_scopes_are_named_from_engine_metadata(mech: Mech) {
     let (_keep, tmp) = temp_dir();
     let tree = CgroupTree::new();
     let slice_name = format!("{}.slice", unique("fp-engines"));
-    let slice = tree.root.child(&slice_name);
+    let slice_path = format!("{}/{slice_name}", tree.root.path);
     let containers = systemd_containers(&tmp, &slice_name);
     let profiles = tmp.join("profiles");
     std::fs::create_dir_all(&profiles).unwrap();
@@ -540,9 +541,10 @@ pub fn held_first_execs_in_systemd_scopes_are_named_from_engine_metadata(mech: M
             "--containers-storage",
             tmp.join("storage").to_str().unwrap(),
             "--container-scope",
-            &slice.path,
+            &slice_path,
         ],
     );
+    let slice = TestCgroup::at(&slice_path);
     let scopes: Vec<TestCgroup> = containers
         .iter()
         .map(|(_, leaf)| slice.child(leaf))
