@@ -111,15 +111,9 @@ impl Containerd {
             socket,
             state,
         };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !containerd.ctr(&["version"]).status.success() {
-            assert!(
-                Instant::now() < deadline,
-                "containerd did not come up: {}",
-                std::fs::read_to_string(containerd.dir.join("containerd.log")).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        wait_for_daemon(&containerd.dir.join("containerd.log"), || {
+            containerd.ctr(&["version"]).status.success()
+        });
         containerd
     }
 
@@ -177,6 +171,20 @@ impl Drop for Containerd {
         let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
         let _ = self.child.wait();
+    }
+}
+
+/// Wait until a daemon we started answers (`up`), at most 60 s; else fail with its log.
+pub fn wait_for_daemon(log: &Path, up: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !up() {
+        assert!(
+            Instant::now() < deadline,
+            "{} did not come up: {}",
+            log.display(),
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 

@@ -23,7 +23,8 @@ use serde_json::Value;
 
 use crate::common::*;
 use crate::containers::{
-    ok, rootfs, tools_installed, workloads_of, CgroupTree, BUSYBOX, FORBIDDEN, TRUE,
+    ok, rootfs, tools_installed, wait_for_daemon, workloads_of, CgroupTree, BUSYBOX, FORBIDDEN,
+    TRUE,
 };
 use crate::enforce::{Enforcer, Mech};
 
@@ -110,15 +111,9 @@ impl Engine {
             dir,
             _keep: keep,
         };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !engine.cli(&["version"]).status.success() {
-            assert!(
-                Instant::now() < deadline,
-                "dockerd did not come up: {}",
-                std::fs::read_to_string(engine.dir.join("dockerd.log")).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        wait_for_daemon(&engine.dir.join("dockerd.log"), || {
+            engine.cli(&["version"]).status.success()
+        });
         engine.import();
         engine
     }
@@ -413,21 +408,39 @@ fn learn_export_enforce(
     );
 }
 
+/// Run `body` with an engine of the test's own, if `tools` are there (under CI=true
+/// they must be), and say how long it took.
+fn with_engine(
+    test: &str,
+    tools: &[&str],
+    start: fn(&CgroupTree) -> Engine,
+    body: impl FnOnce(&Engine, &CgroupTree, &Path),
+) {
+    if !tools_installed(test, tools) {
+        return;
+    }
+    let began = Instant::now();
+    let (_keep, tmp) = temp_dir();
+    let tree = CgroupTree::new();
+    let engine = start(&tree);
+    body(&engine, &tree, &tmp);
+    drop(engine);
+    eprintln!("{test}: {:?}", began.elapsed());
+}
+
 #[test]
 fn docker_containers_are_named_learned_and_enforced_by_name_and_image() {
     let test = "docker_containers_are_named_learned_and_enforced_by_name_and_image";
-    if !tools_installed(test, &["dockerd", "docker", "runc", "tar"]) {
-        return;
-    }
-    let started = Instant::now();
-    let (_keep, tmp) = temp_dir();
-    let tree = CgroupTree::new();
-    let engine = Engine::dockerd(&tree);
-    learn_export_enforce(&engine, &tree, &tmp, "docker/web", false);
+    let tools = ["dockerd", "docker", "runc", "tar"];
+    with_engine(test, &tools, Engine::dockerd, by_name_and_image);
+}
+
+fn by_name_and_image(engine: &Engine, tree: &CgroupTree, tmp: &Path) {
+    learn_export_enforce(engine, tree, tmp, "docker/web", false);
 
     // By image: two containers of one image, whatever their names, are one workload.
     let db = tmp.join("by-image.db");
-    let learner = engine.learn(&db, &tree, &["--container-names", "image"]);
+    let learner = engine.learn(&db, tree, &["--container-names", "image"]);
     let a = engine.start("api-1", &[], REPLAY);
     let b = engine.start("api-2", &[], "true");
     learner.stop_ok();
@@ -438,21 +451,15 @@ fn docker_containers_are_named_learned_and_enforced_by_name_and_image() {
             [format!("docker/image/{repository}")]
         );
     }
-    eprintln!("{test}: {:?}", started.elapsed());
 }
 
 #[test]
 fn podman_and_crio_annotated_containers_are_named_learned_and_enforced() {
     let test = "podman_and_crio_annotated_containers_are_named_learned_and_enforced";
-    if !tools_installed(test, &["podman", "conmon", "runc", "tar"]) {
-        return;
-    }
-    let started = Instant::now();
-    let (_keep, tmp) = temp_dir();
-    let tree = CgroupTree::new();
-    let engine = Engine::podman(&tree);
-    learn_export_enforce(&engine, &tree, &tmp, "podman/web", true);
-    eprintln!("{test}: {:?}", started.elapsed());
+    let tools = ["podman", "conmon", "runc", "tar"];
+    with_engine(test, &tools, Engine::podman, |engine, tree, tmp| {
+        learn_export_enforce(engine, tree, tmp, "podman/web", true)
+    });
 }
 
 /// The engines' metadata for containers under the systemd driver, written as
