@@ -11,7 +11,8 @@
 //! The systemd driver's layouts (`docker-<id>.scope`, `libpod-<id>.scope`,
 //! `crio-<id>.scope`) need a running systemd, which these machines lack: the last test
 //! simulates those containers (metadata as the engines write it, cgroups as systemd
-//! names them) and runs with both mechanisms, in qemu with the BPF LSM too.
+//! names them; CRI-O's cgroupfs `crio-<id>` too) and runs with both mechanisms, in
+//! qemu with the BPF LSM too.
 
 use std::ffi::OsString;
 use std::os::unix::process::ExitStatusExt;
@@ -463,9 +464,10 @@ fn podman_and_crio_annotated_containers_are_named_learned_and_enforced() {
 }
 
 /// The engines' metadata for containers under the systemd driver, written as
-/// dockerd, Podman and CRI-O write it (the fields naming reads), and their scopes
-/// below `slice`: (workload, cgroup) of each.
-fn systemd_containers(tmp: &Path, slice: &str) -> Vec<(String, String)> {
+/// dockerd, Podman and CRI-O write it (the fields naming reads), and a CRI-O one
+/// under cgroupfs, all below the slice `slice` (at `slice_path`): (workload, cgroup
+/// directory) of each.
+fn simulated_containers(tmp: &Path, slice: &str, slice_path: &str) -> Vec<(String, String)> {
     let id = |n: u8| format!("{:08x}{}", std::process::id(), format!("{n:x}").repeat(56));
     let docker = tmp.join("docker/containers").join(id(1));
     std::fs::create_dir_all(&docker).unwrap();
@@ -474,28 +476,37 @@ fn systemd_containers(tmp: &Path, slice: &str) -> Vec<(String, String)> {
     std::fs::write(docker.join("config.v2.json"), config.to_string()).unwrap();
     let storage = tmp.join("storage/overlay-containers");
     let mut index = Vec::new();
-    for (n, prefix, name, annotations) in [
+    let pod = |suffix: &str| {
+        serde_json::json!({
+            "io.kubernetes.pod.namespace": "default",
+            "io.kubernetes.pod.name": format!("web-6b474476c4-{suffix}"),
+            "io.kubernetes.container.name": "server",
+        })
+    };
+    for (n, cgroups_path, name, annotations) in [
         (
             2,
-            "libpod",
+            format!("{slice}:libpod:{}", id(2)),
             "web",
             serde_json::json!({"io.container.manager": "libpod"}),
         ),
         (
             3,
-            "crio",
+            format!("{slice}:crio:{}", id(3)),
             "k8s_server_web-6b474476c4-bcdfg_default_0",
-            serde_json::json!({
-                "io.kubernetes.pod.namespace": "default",
-                "io.kubernetes.pod.name": "web-6b474476c4-bcdfg",
-                "io.kubernetes.container.name": "server",
-            }),
+            pod("bcdfg"),
+        ),
+        (
+            4,
+            format!("{slice_path}/crio-{}", id(4)),
+            "k8s_server_web-6b474476c4-hjklm_default_0",
+            pod("hjklm"),
         ),
     ] {
         let userdata = storage.join(id(n)).join("userdata");
         std::fs::create_dir_all(&userdata).unwrap();
         let spec = serde_json::json!({"annotations": annotations,
-            "linux": {"cgroupsPath": format!("{slice}:{prefix}:{}", id(n))}});
+            "linux": {"cgroupsPath": cgroups_path}});
         std::fs::write(userdata.join("config.json"), spec.to_string()).unwrap();
         let metadata = serde_json::json!({"image-name": "localhost/web:1", "name": name});
         index.push(serde_json::json!({"id": id(n), "names": [name],
@@ -510,24 +521,26 @@ fn systemd_containers(tmp: &Path, slice: &str) -> Vec<(String, String)> {
         ("docker/web".into(), format!("docker-{}.scope", id(1))),
         ("podman/web".into(), format!("libpod-{}.scope", id(2))),
         (POD_WORKLOAD.into(), format!("crio-{}.scope", id(3))),
+        (POD_WORKLOAD.into(), format!("crio-{}", id(4))),
     ]
 }
 
-/// Held first execs under the systemd driver's layouts: a container of each engine,
-/// created after enforcement began in a slice given as container scope, is named
+/// Held first execs under the systemd driver's layouts (and CRI-O's cgroupfs one;
+/// the real engines above run with cgroupfs): a container of each engine, created after enforcement began in a slice given as container scope, is named
 /// from its engine's metadata at its first exec and killed there (its profile does
 /// not allow the program); the runtime's own set-up exec (same mount namespace as
 /// its parent) is let through. The slice itself is made after enforcement began too,
 /// as an engine makes its root at its first container (`/docker`, `/machine.slice`).
-pub fn held_first_execs_in_systemd_scopes_are_named_from_engine_metadata(mech: Mech) {
+pub fn held_first_execs_in_engine_layouts_are_named_from_their_metadata(mech: Mech) {
     let (_keep, tmp) = temp_dir();
     let tree = CgroupTree::new();
     let slice_name = format!("{}.slice", unique("fp-engines"));
     let slice_path = format!("{}/{slice_name}", tree.root.path);
-    let containers = systemd_containers(&tmp, &slice_name);
+    let containers = simulated_containers(&tmp, &slice_name, &slice_path);
     let profiles = tmp.join("profiles");
     std::fs::create_dir_all(&profiles).unwrap();
-    for (i, (name, _)) in containers.iter().enumerate() {
+    let names: std::collections::BTreeSet<&String> = containers.iter().map(|(n, _)| n).collect();
+    for (i, name) in names.into_iter().enumerate() {
         let matcher = match name.split_once('/') {
             Some((engine @ ("docker" | "podman"), n)) => serde_json::json!({
                 "kind": "engine_container", "engine": engine, "by": "name", "name": n}),
@@ -584,4 +597,4 @@ pub fn held_first_execs_in_systemd_scopes_are_named_from_engine_metadata(mech: M
     drop(scopes);
 }
 
-with_both_mechanisms!(held_first_execs_in_systemd_scopes_are_named_from_engine_metadata);
+with_both_mechanisms!(held_first_execs_in_engine_layouts_are_named_from_their_metadata);
