@@ -247,11 +247,11 @@ impl KubeApiArgs {
 #[derive(Debug, clap::Args)]
 pub struct EngineArgs {
     /// containerd state directory (its OCI bundles' labels); repeatable.
-    /// Default: $FINGERPRINT_CONTAINERD_STATE, else /run/containerd.
+    /// Default: $FINGERPRINT_CONTAINERD_STATE (':'-separated), else /run/containerd.
     #[arg(long = "containerd-state", value_name = "DIR")]
     pub containerd_state: Vec<PathBuf>,
     /// dockerd's data root (its containers/<id>/config.v2.json); repeatable.
-    /// Default: $FINGERPRINT_DOCKER_ROOT, else /var/lib/docker.
+    /// Default: $FINGERPRINT_DOCKER_ROOT (':'-separated), else /var/lib/docker.
     #[arg(long = "docker-root", value_name = "DIR")]
     pub docker_roots: Vec<PathBuf>,
     /// containers/storage root of Podman or CRI-O (graph root and run root);
