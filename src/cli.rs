@@ -12,6 +12,7 @@ use fingerprint::bpf::pinned::DEFAULT_PIN_DIR;
 use fingerprint::enforce::lock::DEFAULT_LOCK_FILE;
 use fingerprint::profile::Mode;
 use fingerprint::workload::kubeapi::{ApiChoice, ApiSettings, DEFAULT_CA_FILE, DEFAULT_TOKEN_FILE};
+use fingerprint::workload::runtime::{ContainerNames, EngineSettings};
 
 /// Learn which executables every workload runs, review them as profiles, lock them.
 #[derive(Debug, Parser)]
@@ -193,18 +194,17 @@ pub struct EnforceArgs {
     #[arg(long, default_value = DEFAULT_LOCK_FILE, value_name = "FILE",
           conflicts_with_all = ["pin", "detach"])]
     pub lock_file: PathBuf,
-    /// containerd state directory to name containers from (their OCI bundles'
-    /// labels); repeatable. Default: $FINGERPRINT_CONTAINERD_STATE, else /run/containerd.
-    /// Read-only; when nothing is found there, containers are named from their cgroup path.
-    #[arg(long = "containerd-state", value_name = "DIR")]
-    pub containerd_state: Vec<PathBuf>,
+    #[command(flatten)]
+    pub engines: EngineArgs,
     #[command(flatten)]
     pub kube: KubeApiArgs,
     /// Cgroups where new containers start (e.g. /kubepods.slice); repeatable. A new
     /// cgroup below one is held unclassified: its first exec is stopped until the
     /// container is named from its runtime metadata and checked against its profile,
     /// so replicas started after enforcement began are covered from their first exec.
-    /// Default: /kubepods and /kubepods.slice when they exist.
+    /// A scope given that does not exist yet is held from when it is made. Default:
+    /// those of /kubepods, /kubepods.slice, /docker, /libpod_parent, /machine.slice
+    /// that exist (Docker's systemd driver needs /system.slice given).
     #[arg(long = "container-scope", value_name = "CGROUP")]
     pub container_scopes: Vec<String>,
 }
@@ -237,6 +237,42 @@ impl KubeApiArgs {
             api: self.kube_api,
             token_file: self.kube_token_file,
             ca_file: self.kube_ca_file,
+        }
+    }
+}
+
+/// Where container engines keep the metadata containers are named from, and how
+/// (learn and enforce; give both the same). All read-only, no socket: when nothing
+/// is found, a container is named from its cgroup path (docs/containers.md).
+#[derive(Debug, clap::Args)]
+pub struct EngineArgs {
+    /// containerd state directory (its OCI bundles' labels); repeatable.
+    /// Default: $FINGERPRINT_CONTAINERD_STATE (':'-separated), else /run/containerd.
+    #[arg(long = "containerd-state", value_name = "DIR")]
+    pub containerd_state: Vec<PathBuf>,
+    /// dockerd's data root (its containers/<id>/config.v2.json); repeatable.
+    /// Default: $FINGERPRINT_DOCKER_ROOT (':'-separated), else /var/lib/docker.
+    #[arg(long = "docker-root", value_name = "DIR")]
+    pub docker_roots: Vec<PathBuf>,
+    /// containers/storage root of Podman or CRI-O (graph root and run root);
+    /// repeatable. Default: $FINGERPRINT_CONTAINERS_STORAGE (':'-separated), else
+    /// /var/lib/containers/storage and /run/containers/storage.
+    #[arg(long = "containers-storage", value_name = "DIR")]
+    pub storage_roots: Vec<PathBuf>,
+    /// How Docker and Podman containers outside Kubernetes are named: by their name
+    /// (docker/web) or by their image's repository (docker/image/nginx, one profile
+    /// for every container of the image).
+    #[arg(long = "container-names", value_enum, default_value_t = ContainerNames::Name)]
+    pub container_names: ContainerNames,
+}
+
+impl EngineArgs {
+    pub fn settings(self) -> EngineSettings {
+        EngineSettings {
+            containerd_state: self.containerd_state,
+            docker_roots: self.docker_roots,
+            storage_roots: self.storage_roots,
+            names: self.container_names,
         }
     }
 }
@@ -299,11 +335,8 @@ pub struct LearnArgs {
     /// no summary (errors and dropped events are still reported).
     #[arg(long, short)]
     pub quiet: bool,
-    /// containerd state directory to name containers from (their OCI bundles'
-    /// labels); repeatable. Default: $FINGERPRINT_CONTAINERD_STATE, else /run/containerd.
-    /// Read-only; when nothing is found there, containers are named from their cgroup path.
-    #[arg(long = "containerd-state", value_name = "DIR")]
-    pub containerd_state: Vec<PathBuf>,
+    #[command(flatten)]
+    pub engines: EngineArgs,
     #[command(flatten)]
     pub kube: KubeApiArgs,
 }

@@ -22,7 +22,7 @@ use crate::storage::{Batch, Database, Observation, SessionInfo};
 use crate::workload::cgroup::CgroupV2;
 use crate::workload::kubeapi::ApiSettings;
 use crate::workload::resolver::CgroupNames;
-use crate::workload::runtime::ContainerMetadata;
+use crate::workload::runtime::{ContainerMetadata, EngineSettings};
 use crate::workload::WorkloadId;
 
 /// How often observations are committed: `kill -9` loses at most this much.
@@ -35,8 +35,8 @@ pub struct LearnOptions {
     pub cgroups: Vec<PathBuf>,
     pub hook: HookChoice,
     pub quiet: bool,
-    /// containerd state directories to name containers from; empty: the default.
-    pub containerd_state: Vec<PathBuf>,
+    /// Where the container engines' metadata is, and how containers are named.
+    pub engines: EngineSettings,
     /// Where the owners of Kubernetes pods come from.
     pub kube_api: ApiSettings,
 }
@@ -78,7 +78,7 @@ pub fn run(opts: &LearnOptions, stop: Arc<AtomicBool>) -> Result<LearnSummary> {
         .collect::<Result<Vec<u64>>>()?;
     let mut db = Database::open(&opts.db)
         .with_context(|| format!("opening the learning database {}", opts.db.display()))?;
-    let metadata = ContainerMetadata::from_flags(&opts.containerd_state, &opts.kube_api)?;
+    let metadata = ContainerMetadata::from_flags(&opts.engines, &opts.kube_api)?;
 
     let probe = LearnProbe::attach(opts.hook, &watched)?;
     if !opts.quiet {

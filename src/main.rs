@@ -96,7 +96,7 @@ fn learn_command(args: LearnArgs) -> Result<ExitCode> {
         cgroups: args.cgroups,
         hook: args.hook,
         quiet: args.quiet,
-        containerd_state: args.containerd_state,
+        engines: args.engines.settings(),
         kube_api: args.kube.settings(),
     };
     let summary = learn::run(&opts, signals()?.stop)?;
@@ -144,8 +144,8 @@ fn print_learn_summary(s: &LearnSummary) {
     }
     if s.metadata_fallbacks > 0 {
         println!(
-            "note: {} lookups of container metadata found nothing (is --containerd-state \
-             right?); those containers were named from their cgroup path",
+            "note: {} lookups of container metadata found nothing (are --containerd-state, \
+             --docker-root, --containers-storage right?); those containers were named from their cgroup path",
             s.metadata_fallbacks
         );
     }
@@ -309,7 +309,7 @@ fn enforce_command(args: EnforceArgs) -> Result<ExitCode> {
         allow_capacity: args.allow_capacity,
         pin_dir: (args.pin || args.detach).then_some(args.pin_dir),
         detach: args.detach,
-        containerd_state: args.containerd_state,
+        engines: args.engines.settings(),
         kube_api: args.kube.settings(),
         container_scopes: args.container_scopes,
     };

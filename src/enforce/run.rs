@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use nix::sys::signal::{signal, SigHandler, Signal};
 
-use super::binding::{bind_existing, BindingPolicy};
+use super::binding::{bind_existing, watch_scopes, BindingPolicy};
 use super::event_log::EventLog;
 use super::hold::Holds;
 use super::lock;
@@ -27,7 +27,16 @@ use crate::storage::Database;
 use crate::workload::cgroup::CgroupV2;
 use crate::workload::kubeapi::ApiSettings;
 use crate::workload::resolver::CgroupNames;
-use crate::workload::runtime::ContainerMetadata;
+use crate::workload::runtime::{ContainerMetadata, EngineSettings};
+
+/// Where containers start unless told otherwise, where these exist.
+const DEFAULT_CONTAINER_SCOPES: [&str; 5] = [
+    "/kubepods",
+    "/kubepods.slice",
+    "/docker",
+    "/libpod_parent",
+    "/machine.slice",
+];
 
 pub struct EnforceOptions {
     pub profiles: PathBuf,
@@ -48,12 +57,12 @@ pub struct EnforceOptions {
     /// With `pin_dir`: return once enforcement is pinned (and the events an enforcement
     /// taken over left unread are reported), instead of reporting.
     pub detach: bool,
-    /// containerd state directories to name containers from; empty: the default.
-    pub containerd_state: Vec<PathBuf>,
+    /// Where the container engines' metadata is, and how containers are named.
+    pub engines: EngineSettings,
     /// Where the owners of Kubernetes pods come from.
     pub kube_api: ApiSettings,
     /// Cgroups where containers start (new cgroups below them are held until named);
-    /// empty: /kubepods and /kubepods.slice where they exist.
+    /// empty: `DEFAULT_CONTAINER_SCOPES` where they exist.
     pub container_scopes: Vec<String>,
 }
 
@@ -125,6 +134,8 @@ impl Enforcer {
             .filter_map(|i| by_name.get(&i.name).map(|id| (*id, i.mode)))
             .collect();
         self.by_name = by_name;
+        // After the profiles' rules, which a reload may have rewritten.
+        watch_scopes(probe, &self.key, &self.policy())?;
         let bound = bind_existing(probe, &self.mount, &self.policy(), &self.metadata)?;
         Ok((report, bound))
     }
@@ -173,7 +184,7 @@ pub fn run(opts: &EnforceOptions, signals: &Signals) -> Result<EnforceSummary> {
             enforcer.container_scopes.join(", "),
             enforcer
                 .metadata
-                .state_dirs()
+                .sources()
                 .iter()
                 .map(|d| d.display().to_string())
                 .collect::<Vec<_>>()
@@ -237,7 +248,7 @@ fn start(opts: &EnforceOptions) -> Result<Started> {
         .map(|p| Database::open(p).with_context(|| format!("opening {}", p.display())))
         .transpose()?;
     let log = EventLog::open(opts.events.as_deref())?;
-    let metadata = ContainerMetadata::from_flags(&opts.containerd_state, &opts.kube_api)?;
+    let metadata = ContainerMetadata::from_flags(&opts.engines, &opts.kube_api)?;
 
     let mut probe = EnforceProbe::load(opts.mechanism, sizes, takeover)?;
     if let Some(reason) = probe.lsm_refusal() {
@@ -345,7 +356,8 @@ fn announce_takeover(dir: &Path, previous: Option<&pinned::PinnedState>) {
     }
 }
 
-/// The container scopes: as given, else kubelet's roots that exist on this node.
+/// The container scopes: as given, else kubelet's and the engines' roots (cgroupfs
+/// drivers; systemd's `machine.slice` for Podman) that exist on this node.
 fn container_scopes(given: &[String], mount: &Path) -> Vec<String> {
     if !given.is_empty() {
         return given
@@ -353,7 +365,7 @@ fn container_scopes(given: &[String], mount: &Path) -> Vec<String> {
             .map(|s| format!("/{}", s.trim_matches('/')))
             .collect();
     }
-    ["/kubepods", "/kubepods.slice"]
+    DEFAULT_CONTAINER_SCOPES
         .into_iter()
         .filter(|scope| mount.join(&scope[1..]).is_dir())
         .map(str::to_string)

@@ -127,6 +127,12 @@ enum MatchDoc {
         runtime: String,
         id: String,
     },
+    EngineContainer {
+        engine: String,
+        #[serde(deserialize_with = "container_rule")]
+        by: String,
+        name: String,
+    },
     KubernetesContainer {
         qos: String,
         pod_uid: String,
@@ -201,6 +207,17 @@ fn absolute_cgroup<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String,
     Ok(path)
 }
 
+/// How an engine's container is named: only the rules `learn` applies.
+fn container_rule<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    let by = String::deserialize(deserializer)?;
+    if !matches!(by.as_str(), "name" | "image") {
+        return Err(D::Error::custom(format_args!(
+            "engine_container `by` is `{by}`; fix: write \"name\" or \"image\" (the --container-names rule it was learned with)"
+        )));
+    }
+    Ok(by)
+}
+
 impl From<&WorkloadMatch> for MatchDoc {
     fn from(matcher: &WorkloadMatch) -> MatchDoc {
         match matcher.clone() {
@@ -209,6 +226,9 @@ impl From<&WorkloadMatch> for MatchDoc {
             }
             WorkloadMatch::Exact(WorkloadId::Container { runtime, id }) => {
                 MatchDoc::Container { runtime, id }
+            }
+            WorkloadMatch::Exact(WorkloadId::EngineContainer { engine, by, name }) => {
+                MatchDoc::EngineContainer { engine, by, name }
             }
             WorkloadMatch::Exact(WorkloadId::KubernetesContainer {
                 qos,
@@ -248,6 +268,9 @@ impl From<MatchDoc> for WorkloadMatch {
             }
             MatchDoc::Container { runtime, id } => {
                 WorkloadMatch::Exact(WorkloadId::Container { runtime, id })
+            }
+            MatchDoc::EngineContainer { engine, by, name } => {
+                WorkloadMatch::Exact(WorkloadId::EngineContainer { engine, by, name })
             }
             MatchDoc::KubernetesContainer {
                 qos,

@@ -151,6 +151,15 @@ impl fmt::Display for WorkloadMatch {
                     field("id", id)
                 )
             }
+            WorkloadMatch::Exact(WorkloadId::EngineContainer { engine, by, name }) => {
+                write!(
+                    f,
+                    "engine_container{}{}{}",
+                    field("engine", engine),
+                    field("by", by),
+                    field("name", name)
+                )
+            }
             WorkloadMatch::Exact(WorkloadId::KubernetesContainer {
                 qos,
                 pod_uid,

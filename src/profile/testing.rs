@@ -245,6 +245,13 @@ pub fn workload_match() -> impl Strategy<Value = WorkloadMatch> {
     prop_oneof![
         text().prop_map(|unit| WorkloadId::SystemdUnit { unit }),
         (text(), text()).prop_map(|(runtime, id)| WorkloadId::Container { runtime, id }),
+        (text(), prop_oneof![Just("name"), Just("image")], text()).prop_map(
+            |(engine, by, name)| WorkloadId::EngineContainer {
+                engine,
+                by: by.to_string(),
+                name
+            }
+        ),
         (text(), text(), proptest::option::of(text()), text()).prop_map(
             |(qos, pod_uid, runtime, container_id)| {
                 WorkloadId::KubernetesContainer {

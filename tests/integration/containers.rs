@@ -20,23 +20,30 @@ use crate::common::*;
 use crate::enforce::{Enforcer, Mech};
 use crate::kubeapi::{self, FakeApi};
 
-const BUSYBOX: &str = "/bin/busybox";
+pub const BUSYBOX: &str = "/bin/busybox";
 /// A host program no container profile allows.
-const TRUE: &str = "/usr/bin/true";
-const DASH: &str = "/usr/bin/dash";
+pub const TRUE: &str = "/usr/bin/true";
+pub const DASH: &str = "/usr/bin/dash";
 /// The forbidden program: a copy of busybox (named for its applet) at a path no
 /// profile allows; the canonical path of every applet symlink is /bin/busybox.
-const FORBIDDEN: &str = "/opt/tools/touch";
+pub const FORBIDDEN: &str = "/opt/tools/touch";
 const APPLETS: [&str; 7] = ["sh", "echo", "sleep", "cat", "touch", "true", "ls"];
 
 /// Whether containerd, ctr and runc are installed (`make deps`); under CI=true their
 /// absence fails the test.
 fn container_tools(test: &str) -> bool {
+    tools_installed(test, &["containerd", "ctr", "runc"])
+}
+
+/// Whether this test can run as root and `tools` are installed (`make deps`); under
+/// CI=true either missing fails the test.
+pub fn tools_installed(test: &str, tools: &[&str]) -> bool {
     if !privileged(test) {
         return false;
     }
-    let missing: Vec<&str> = ["containerd", "ctr", "runc"]
-        .into_iter()
+    let missing: Vec<&str> = tools
+        .iter()
+        .copied()
         .filter(|tool| {
             !Command::new("sh")
                 .args(["-c", &format!("command -v {tool}")])
@@ -104,15 +111,9 @@ impl Containerd {
             socket,
             state,
         };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !containerd.ctr(&["version"]).status.success() {
-            assert!(
-                Instant::now() < deadline,
-                "containerd did not come up: {}",
-                std::fs::read_to_string(containerd.dir.join("containerd.log")).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        wait_for_daemon(&containerd.dir.join("containerd.log"), || {
+            containerd.ctr(&["version"]).status.success()
+        });
         containerd
     }
 
@@ -173,6 +174,20 @@ impl Drop for Containerd {
     }
 }
 
+/// Wait until a daemon we started answers (`up`), at most 60 s; else fail with its log.
+pub fn wait_for_daemon(log: &Path, up: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !up() {
+        assert!(
+            Instant::now() < deadline,
+            "{} did not come up: {}",
+            log.display(),
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// A container to run: its id, cgroup (relative to the cgroup root), labels, root.
 pub struct ContainerSpec {
     pub id: String,
@@ -228,7 +243,7 @@ fn replica(
 }
 
 /// A root filesystem: /bin/busybox with applet symlinks, and the forbidden copy.
-fn rootfs(dir: &Path) -> PathBuf {
+pub fn rootfs(dir: &Path) -> PathBuf {
     for sub in ["bin", "proc", "dev", "sys", "tmp", "opt/tools"] {
         std::fs::create_dir_all(dir.join(sub)).unwrap();
     }
@@ -242,12 +257,12 @@ fn rootfs(dir: &Path) -> PathBuf {
 
 /// A cgroup tree for one test; runc leaves the pod and QoS levels behind, and on a
 /// hybrid host it also creates the tree in each v1 hierarchy: all removed on drop.
-struct CgroupTree {
-    root: TestCgroup,
+pub struct CgroupTree {
+    pub root: TestCgroup,
 }
 
 impl CgroupTree {
-    fn new() -> CgroupTree {
+    pub fn new() -> CgroupTree {
         CgroupTree {
             root: TestCgroup::at(&format!("/{}", unique("fingerprint-ctr"))),
         }
@@ -291,7 +306,7 @@ fn learner_args(containerd: &Containerd) -> Vec<&OsStr> {
 }
 
 /// Workload names recorded in the database for this cgroup path.
-fn workloads_of(db: &Path, cgroup: &str) -> Vec<String> {
+pub fn workloads_of(db: &Path, cgroup: &str) -> Vec<String> {
     let conn = rusqlite::Connection::open(db).unwrap();
     let mut stmt = conn
         .prepare(
@@ -305,7 +320,7 @@ fn workloads_of(db: &Path, cgroup: &str) -> Vec<String> {
         .collect()
 }
 
-fn ok(output: &Output, what: &str) {
+pub fn ok(output: &Output, what: &str) {
     assert!(
         output.status.success(),
         "{what}: {}\nstdout: {}\nstderr: {}",
