@@ -104,6 +104,7 @@ impl CgroupMoves {
         match matcher {
             WorkloadMatch::Exact(
                 WorkloadId::Container { .. }
+                | WorkloadId::EngineContainer { .. }
                 | WorkloadId::KubernetesContainer { .. }
                 | WorkloadId::KubernetesWorkload { .. },
             ) => CgroupMoves::Deny,
