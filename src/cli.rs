@@ -207,6 +207,12 @@ pub struct EnforceArgs {
     /// Default: /kubepods and /kubepods.slice when they exist.
     #[arg(long = "container-scope", value_name = "CGROUP")]
     pub container_scopes: Vec<String>,
+    /// Serve Prometheus metrics at http://ADDR/metrics and a health probe at
+    /// /healthz (200 while the program is attached and its events are being read,
+    /// else 503), e.g. 0.0.0.0:9101; port 0 picks a free port (the address is said
+    /// on stderr). See docs/metrics.md.
+    #[arg(long, value_name = "ADDR", conflicts_with = "detach")]
+    pub metrics_addr: Option<String>,
 }
 
 /// Where the owners of Kubernetes pods come from (learn and enforce).
@@ -306,6 +312,12 @@ pub struct LearnArgs {
     pub containerd_state: Vec<PathBuf>,
     #[command(flatten)]
     pub kube: KubeApiArgs,
+    /// Serve Prometheus metrics at http://ADDR/metrics and a health probe at
+    /// /healthz (200 while the program is attached and its events are being read,
+    /// else 503), e.g. 0.0.0.0:9101; port 0 picks a free port (the address is said
+    /// on stderr). See docs/metrics.md.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_addr: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]

@@ -3,6 +3,7 @@
 //! end enforcement: what cannot be written is kept, retried and counted.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use serde_json::json;
 
@@ -11,6 +12,7 @@ use crate::bpf::abi::DENY_ALL_PROFILE;
 use crate::bpf::enforce::Mechanism;
 use crate::event::{describe_path_flags, path_flags, Action, ExecEvent, Reason, Verdict};
 use crate::learn::Clock;
+use crate::metrics::enforce::EnforceMetrics;
 use crate::profile::path_json;
 use crate::storage::{Database, ViolationRecord};
 use crate::workload::resolver::CgroupNames;
@@ -31,6 +33,8 @@ pub struct ViolationSink {
     clock: Clock,
     host: String,
     mechanism: Mechanism,
+    /// Violations are counted there too, by workload, reason and action.
+    metrics: Option<Arc<EnforceMetrics>>,
     pub reported: u64,
     pub undecodable: u64,
 }
@@ -52,9 +56,15 @@ impl ViolationSink {
             clock: Clock::new(),
             host: crate::learn::host_and_kernel().0,
             mechanism,
+            metrics: None,
             reported: 0,
             undecodable: 0,
         }
+    }
+
+    /// Count each violation reported into `metrics` too.
+    pub fn count_into(&mut self, metrics: Option<Arc<EnforceMetrics>>) {
+        self.metrics = metrics;
     }
 
     /// One ring buffer record; `profile_name` turns a profile id into its name. A
@@ -115,6 +125,9 @@ impl ViolationSink {
         self.log
             .write_line(violation_json(&record).to_string().into_bytes());
         self.reported += 1;
+        if let Some(metrics) = &self.metrics {
+            metrics.violation(&record.workload, reason.name(), verdict.action.name());
+        }
         if self.db.is_some() {
             if self.pending.len() >= PENDING_ROWS {
                 self.pending.pop_front();
