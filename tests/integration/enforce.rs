@@ -109,8 +109,12 @@ impl Enforcer {
 
     /// Start, without waiting for it to enforce. Unpinned, it takes a lock of its
     /// own (tests run many enforcers at once); pinned, its pin directory is its lock.
+    /// Events go to a file of its own, unless `extra` names one with --events.
     pub fn spawn(tmp: &Path, profiles: &Path, mech: Mech, extra: &[&str]) -> Enforcer {
-        let events = tmp.join(format!("{}.jsonl", unique("events")));
+        let events = match extra.iter().position(|a| *a == "--events") {
+            Some(flag) => PathBuf::from(extra[flag + 1]),
+            None => tmp.join(format!("{}.jsonl", unique("events"))),
+        };
         let db = tmp.join(format!("{}.db", unique("enforce")));
         let pinned = extra
             .iter()
@@ -119,8 +123,10 @@ impl Enforcer {
         let mut child = Command::new(BIN)
             .args(["enforce", "--mechanism", mech.arg(), "--profile"])
             .arg(profiles)
-            .arg("--events")
-            .arg(&events)
+            .args(match extra.contains(&"--events") {
+                true => vec![],
+                false => vec!["--events".as_ref(), events.as_os_str()],
+            })
             .arg("--db")
             .arg(&db)
             .args(extra)

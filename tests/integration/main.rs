@@ -12,6 +12,7 @@ mod install;
 mod kubeapi;
 mod learn;
 mod manifests;
+mod metrics;
 mod preempt;
 mod reliability;
 mod storage;
