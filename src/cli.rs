@@ -155,7 +155,9 @@ pub struct EnforceArgs {
     /// Append violation events (JSON lines) to this file instead of stdout. SIGHUP
     /// reopens it (logrotate: move or remove it, then send SIGHUP; events then go to
     /// a new file at FILE). If it cannot be written (a full disk), events are kept,
-    /// retried every second and counted; enforcement goes on.
+    /// retried every second and counted; enforcement goes on. Each line carries
+    /// `schema_version`, and the Kubernetes facts known (namespace, pod, container,
+    /// owner; the node from $FINGERPRINT_NODE_NAME): see docs/events.md.
     #[arg(long, value_name = "FILE")]
     pub events: Option<PathBuf>,
     /// Database to record violations in.

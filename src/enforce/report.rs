@@ -2,7 +2,7 @@
 //! database, with the workload named the way learning names it. Neither write can
 //! end enforcement: what cannot be written is kept, retried and counted.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use serde_json::json;
@@ -15,7 +15,18 @@ use crate::learn::Clock;
 use crate::metrics::enforce::EnforceMetrics;
 use crate::profile::path_json;
 use crate::storage::{Database, ViolationRecord};
+use crate::workload::facts::{self, KubernetesFacts};
 use crate::workload::resolver::CgroupNames;
+use crate::workload::WorkloadId;
+
+/// The version of the event layout (`schema_version` in each line): raised when a
+/// field is renamed, removed or changes meaning; new fields may appear without it.
+/// See docs/events.md.
+pub const EVENT_SCHEMA_VERSION: u32 = 1;
+
+/// Cgroups whose Kubernetes facts are kept; past this the cache starts over (cgroup
+/// ids are not reused, so a long run would otherwise only grow it).
+const FACTS_CACHED: usize = 10_000;
 
 /// Rows kept while the database cannot be written; past this, the oldest are given
 /// up, and counted as lost.
@@ -30,6 +41,9 @@ pub struct ViolationSink {
     /// Why the last database write failed; None once one succeeds again.
     db_error: Option<String>,
     names: CgroupNames,
+    /// Kubernetes facts by cgroup id, looked up once per cgroup.
+    facts: HashMap<u64, KubernetesFacts>,
+    node: Option<String>,
     clock: Clock,
     host: String,
     mechanism: Mechanism,
@@ -53,6 +67,8 @@ impl ViolationSink {
             rows_lost: 0,
             db_error: None,
             names,
+            facts: HashMap::new(),
+            node: facts::node_name(),
             clock: Clock::new(),
             host: crate::learn::host_and_kernel().0,
             mechanism,
@@ -122,8 +138,9 @@ impl ViolationSink {
             reason: reason.name().into(),
             mechanism: self.mechanism.name().into(),
         };
+        let facts = self.facts_of(event.cgroup_id, &record.cgroup_path, &workload);
         self.log
-            .write_line(violation_json(&record).to_string().into_bytes());
+            .write_line(violation_json(&record, &facts).to_string().into_bytes());
         self.reported += 1;
         if let Some(metrics) = &self.metrics {
             metrics.violation(&record.workload, reason.name(), verdict.action.name());
@@ -135,6 +152,19 @@ impl ViolationSink {
             }
             self.pending.push_back(record);
         }
+    }
+
+    fn facts_of(&mut self, cgroup_id: u64, path: &str, workload: &WorkloadId) -> KubernetesFacts {
+        if let Some(facts) = self.facts.get(&cgroup_id) {
+            return facts.clone();
+        }
+        if self.facts.len() >= FACTS_CACHED {
+            self.facts.clear();
+        }
+        let facts =
+            KubernetesFacts::of(workload, path, self.names.metadata(), self.node.as_deref());
+        self.facts.insert(cgroup_id, facts.clone());
+        facts
     }
 
     /// The cgroup's path (None when gone), with the names violations are reported under.
@@ -202,9 +232,11 @@ impl Unwritten {
     }
 }
 
-pub fn violation_json(v: &ViolationRecord) -> serde_json::Value {
+/// One event line; `kubernetes` is left out when nothing of it is known.
+pub fn violation_json(v: &ViolationRecord, kubernetes: &KubernetesFacts) -> serde_json::Value {
     let time = std::time::UNIX_EPOCH + std::time::Duration::from_millis(v.time_ms.max(0) as u64);
-    json!({
+    let mut event = json!({
+        "schema_version": EVENT_SCHEMA_VERSION,
         "time": humantime::format_rfc3339_millis(time).to_string(),
         "host": v.host,
         "workload": v.workload,
@@ -220,5 +252,9 @@ pub fn violation_json(v: &ViolationRecord) -> serde_json::Value {
         "action": v.action,
         "reason": v.reason,
         "mechanism": v.mechanism,
-    })
+    });
+    if !kubernetes.is_empty() {
+        event["kubernetes"] = json!(kubernetes);
+    }
+    event
 }

@@ -10,6 +10,7 @@
 
 pub mod cgroup;
 pub mod cgroup_path;
+pub mod facts;
 pub mod identity;
 pub mod kubeapi;
 pub mod kubernetes;

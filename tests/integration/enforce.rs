@@ -303,6 +303,12 @@ pub fn new_executable_is_blocked_and_reported(mech: Mech) {
     assert_eq!(e["reason"], json!("not_in_profile"));
     assert_eq!(e["workload"], json!(f.cg.path));
     assert_eq!(e["profile"], json!(f.cg.path));
+    assert_eq!(e["schema_version"], json!(1));
+    assert_eq!(
+        e.get("kubernetes"),
+        None,
+        "a plain cgroup has no Kubernetes facts"
+    );
     let test_binary = std::env::current_exe().unwrap().canonicalize().unwrap();
     assert_eq!(e["parent"], json!(test_binary.to_str().unwrap()));
 }

@@ -270,6 +270,13 @@ fn enforce_daemonset_matches_the_cli() {
         "never signal by name on the host"
     );
     serves_metrics_and_health(&doc, &enforce);
+    // Violation events name the node from the downward API.
+    let env = containers[0]["env"].as_sequence().expect("env");
+    let node = env
+        .iter()
+        .find(|e| e["name"] == fingerprint::workload::facts::NODE_NAME_ENV)
+        .expect("the node name variable");
+    assert_eq!(node["valueFrom"]["fieldRef"]["fieldPath"], "spec.nodeName");
 }
 
 #[test]
