@@ -140,31 +140,31 @@ impl Collector for KernelCollector {
             encode_counter(
                 e,
                 "enforce_execs_checked",
-                "Execs checked against a profile",
+                "Execs checked against a profile.",
                 c.checks,
             )?;
             encode_counter(
                 e,
                 "enforce_execs_violating",
-                "Execs not allowed by their profile, as the kernel counted them (reported or not)",
+                "Execs not allowed by their profile, as the kernel counted them (reported or not).",
                 c.violations,
             )?;
             encode_counter(
                 e,
                 "enforce_events_dropped",
-                "Violation events lost because the ring buffer was full (decisions still enforced)",
+                "Violation events lost because the ring buffer was full (decisions still enforced).",
                 c.dropped,
             )?;
             encode_counter(
                 e,
                 "enforce_cgroups_bound_at_creation",
-                "Cgroups the kernel bound to a profile inside mkdir",
+                "Cgroups the kernel bound to a profile inside mkdir.",
                 c.bound_at_mkdir,
             )?;
             encode_counter(
                 e,
                 "enforce_execs_held",
-                "First execs held in a new container cgroup until it was named",
+                "First execs held in a new container cgroup until it was named.",
                 c.held,
             )?;
         }
@@ -180,13 +180,13 @@ impl Collector for KernelCollector {
             encode_gauge(
                 e,
                 "enforce_cgroups_bound",
-                "Cgroups bound to a profile (or to deny-all)",
+                "Cgroups bound to a profile (or to deny-all).",
                 (bindings.len() - pending) as u64,
             )?;
             encode_gauge(
                 e,
                 "enforce_cgroups_pending",
-                "New container cgroups held unclassified until named",
+                "New container cgroups held unclassified until named.",
                 pending as u64,
             )?;
         }
@@ -194,14 +194,14 @@ impl Collector for KernelCollector {
             encode_gauge(
                 e,
                 "enforce_profiles_loaded",
-                "Profiles loaded in the kernel",
+                "Profiles loaded in the kernel.",
                 readback::count(profiles) as u64,
             )?;
         }
         encode_gauge(
             e,
             "enforce_allowlist_entries",
-            "Allowlist entries loaded for all profiles",
+            "Allowlist entries loaded for all profiles.",
             self.allowlist_entries.load(Ordering::Relaxed),
         )?;
         encode_map_memory(e, &self.maps)

@@ -48,20 +48,20 @@ impl Collector for LearnCollector {
             encode_counter(
                 e,
                 "learn_exec_events",
-                "Exec events seen in learned cgroups",
+                "Exec events seen in learned cgroups.",
                 c.events,
             )?;
             encode_counter(
                 e,
                 "learn_events_dropped",
-                "Exec events lost because the ring buffer was full (the profile may miss them)",
+                "Exec events lost because the ring buffer was full (the profile may miss them).",
                 c.dropped,
             )?;
         }
         encode_counter(
             e,
             "learn_executables_recorded",
-            "Executed files recorded into the database (a script counts with its interpreter)",
+            "Executed files recorded into the database (a script counts with its interpreter).",
             self.metrics.recorded.load(Ordering::Relaxed),
         )?;
         encode_map_memory(e, &self.maps)

@@ -68,7 +68,7 @@ fn encode_map_memory(
     let gauge = ConstGauge::new(0i64);
     let mut family = encoder.encode_descriptor(
         "bpf_map_memory_bytes",
-        "Kernel memory charged to each BPF map of the program (memlock)",
+        "Kernel memory charged to each BPF map of the program (memlock).",
         None,
         gauge.metric_type(),
     )?;
