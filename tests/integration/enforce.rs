@@ -262,6 +262,12 @@ impl Fixture {
     pub fn start(&self, mech: Mech, extra: &[&str]) -> Enforcer {
         Enforcer::start(&self.tmp, &self.profiles, mech, extra)
     }
+
+    /// Rewrite the profile to allow the forbidden binary too (for a reload).
+    pub fn allow_forbidden_too(&self) {
+        let both: [&Path; 2] = [&self.allowed, &self.forbidden];
+        write_profile(&self.profiles, &self.cg.path, "enforce", &both, &[]);
+    }
 }
 
 fn executables_of(events: &[Value]) -> Vec<String> {
@@ -341,13 +347,7 @@ pub fn reload_takes_effect(mech: Mech) {
     let f = Fixture::new("enforce");
     let enforcer = f.start(mech, &[]);
     assert_eq!(outcome(&mut f.cg.command(&f.forbidden)), blocked(mech));
-    write_profile(
-        &f.profiles,
-        &f.cg.path,
-        "enforce",
-        &[&f.allowed, &f.forbidden],
-        &[],
-    );
+    f.allow_forbidden_too();
     enforcer.signal(nix::sys::signal::Signal::SIGHUP);
     enforcer.wait_for_line("fingerprint: reloaded");
     assert_eq!(outcome(&mut f.cg.command(&f.forbidden)), Outcome::Ran(0));

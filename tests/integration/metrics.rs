@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 
 use crate::common::*;
-use crate::enforce::{blocked, outcome, write_profile, Fixture, Mech, Outcome};
+use crate::enforce::{blocked, outcome, Fixture, Mech, Outcome};
 
 /// The address from the start-up line `... metrics at http://ADDR/metrics, ...`.
 fn address_in(line: &str) -> String {
@@ -150,13 +150,7 @@ fn enforcement_counts_violations_by_workload_reason_and_action() {
     );
 
     // A reload that adds an entry, then one that fails: both counted.
-    write_profile(
-        &f.profiles,
-        &f.cg.path,
-        "enforce",
-        &[&f.allowed, &f.forbidden],
-        &[],
-    );
+    f.allow_forbidden_too();
     enforcer.signal(Signal::SIGHUP);
     enforcer.wait_for_line("fingerprint: reloaded");
     let profile = std::fs::read_dir(&f.profiles)
