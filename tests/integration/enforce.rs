@@ -33,7 +33,7 @@ impl Mech {
         }
     }
 
-    fn blocked_action(self) -> &'static str {
+    pub fn blocked_action(self) -> &'static str {
         match self {
             Mech::Lsm => "denied",
             Mech::Kill => "killed",

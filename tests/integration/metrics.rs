@@ -1,6 +1,6 @@
 //! `--metrics-addr`: /metrics scraped while learning and while enforcing (kill mode on
-//! this host), its counters checked against what the test did; /healthz answering
-//! 503 once the ring buffer is no longer read.
+//! this host, the BPF LSM in qemu), its counters checked against what the test did;
+//! /healthz answering 503 once the ring buffer is no longer read.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -105,34 +105,28 @@ fn learning_counts_what_ran() {
     learner.stop_ok();
 }
 
-#[test]
-fn enforcement_counts_violations_by_workload_reason_and_action() {
-    if !privileged("enforcement_counts_violations_by_workload_reason_and_action") {
-        return;
-    }
+pub fn enforcement_counts_violations_by_workload_reason_and_action(mech: Mech) {
     let f = Fixture::new("enforce");
-    let enforcer = f.start(Mech::Kill, &["--metrics-addr", "127.0.0.1:0"]);
+    let enforcer = f.start(mech, &["--metrics-addr", "127.0.0.1:0"]);
     let addr = address_in(&enforcer.wait_for_line("fingerprint: metrics at"));
     assert_eq!(get(&addr, "/healthz").0, 200);
     const FORBIDDEN: u32 = 3;
     const ALLOWED: u32 = 2;
     for _ in 0..FORBIDDEN {
-        assert_eq!(
-            outcome(&mut f.cg.command(&f.forbidden)),
-            blocked(Mech::Kill)
-        );
+        assert_eq!(outcome(&mut f.cg.command(&f.forbidden)), blocked(mech));
     }
     for _ in 0..ALLOWED {
         assert_eq!(outcome(&mut f.cg.command(&f.allowed)), Outcome::Ran(0));
     }
-    let killed = format!(
-        "fingerprint_enforce_violations_total{{workload=\"{}\",reason=\"not_in_profile\",action=\"killed\"}}",
-        f.cg.path
+    let blocked_series = format!(
+        "fingerprint_enforce_violations_total{{workload=\"{}\",reason=\"not_in_profile\",action=\"{}\"}}",
+        f.cg.path,
+        mech.blocked_action()
     );
     scrape_until(
         &addr,
         &[
-            (killed.as_str(), f64::from(FORBIDDEN)),
+            (blocked_series.as_str(), f64::from(FORBIDDEN)),
             (
                 "fingerprint_enforce_execs_checked_total",
                 f64::from(FORBIDDEN + ALLOWED),
@@ -171,6 +165,9 @@ fn enforcement_counts_violations_by_workload_reason_and_action() {
     );
     assert_eq!(enforcer.stop().len(), FORBIDDEN as usize);
 }
+
+// `kill::`: on this host; `lsm::`: in qemu (`make vmtest`), where the action is `denied`.
+with_both_mechanisms!(enforcement_counts_violations_by_workload_reason_and_action);
 
 /// The probe must fail when the ring buffer is no longer read: here the enforcer's
 /// loop blocks writing events to a stdout pipe nobody reads (a stuck log shipper),
