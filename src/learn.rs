@@ -111,7 +111,7 @@ pub fn run(opts: &LearnOptions, stop: Arc<AtomicBool>) -> Result<LearnSummary> {
     let learn_metrics = match listener {
         Some(listener) => {
             let (registry, learn_metrics) = LearnMetrics::new(probe.map_handles()?);
-            metrics::start(listener, registry, Arc::clone(&health))?;
+            metrics::start(listener, registry, Arc::clone(&health), opts.quiet)?;
             Some(learn_metrics)
         }
         None => None,

@@ -203,7 +203,7 @@ pub fn run(opts: &EnforceOptions, signals: &Signals) -> Result<EnforceSummary> {
         Some(listener) => {
             let (registry, enforce_metrics) = EnforceMetrics::new(probe.map_handles()?);
             enforcer.report_loaded(&enforce_metrics);
-            metrics::start(listener, registry, Arc::clone(&health))?;
+            metrics::start(listener, registry, Arc::clone(&health), false)?;
             Some(enforce_metrics)
         }
         None => None,

@@ -21,14 +21,20 @@ use crate::bpf::readback::MapHandles;
 pub use health::Health;
 pub use server::listen;
 
-/// Serve `registry` on `listener` and say where, on stderr.
+/// Serve `registry` on `listener` and, unless `quiet`, say where on stderr (with
+/// port 0, the only way to learn the port).
 pub fn start(
     listener: std::net::TcpListener,
     registry: Registry,
     health: std::sync::Arc<Health>,
+    quiet: bool,
 ) -> anyhow::Result<()> {
     let bound = server::serve(listener, registry, health)?;
-    eprintln!("fingerprint: metrics at http://{bound}/metrics, health at http://{bound}/healthz");
+    if !quiet {
+        eprintln!(
+            "fingerprint: metrics at http://{bound}/metrics, health at http://{bound}/healthz"
+        );
+    }
     Ok(())
 }
 
