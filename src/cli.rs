@@ -156,7 +156,9 @@ pub struct EnforceArgs {
     /// Append violation events (JSON lines) to this file instead of stdout. SIGHUP
     /// reopens it (logrotate: move or remove it, then send SIGHUP; events then go to
     /// a new file at FILE). If it cannot be written (a full disk), events are kept,
-    /// retried every second and counted; enforcement goes on.
+    /// retried every second and counted; enforcement goes on. Each line carries
+    /// `schema_version`, and the Kubernetes facts known (namespace, pod, container,
+    /// owner; the node from $FINGERPRINT_NODE_NAME): see docs/events.md.
     #[arg(long, value_name = "FILE")]
     pub events: Option<PathBuf>,
     /// Database to record violations in.
@@ -207,6 +209,12 @@ pub struct EnforceArgs {
     /// that exist (Docker's systemd driver needs /system.slice given).
     #[arg(long = "container-scope", value_name = "CGROUP")]
     pub container_scopes: Vec<String>,
+    /// Serve Prometheus metrics at http://ADDR/metrics and a health probe at
+    /// /healthz (200 while the program is attached and its events are being read,
+    /// else 503), e.g. 0.0.0.0:9101; port 0 picks a free port (the address is said
+    /// on stderr). See docs/metrics.md.
+    #[arg(long, value_name = "ADDR", conflicts_with = "detach")]
+    pub metrics_addr: Option<String>,
 }
 
 /// Where the owners of Kubernetes pods come from (learn and enforce).
@@ -339,6 +347,12 @@ pub struct LearnArgs {
     pub engines: EngineArgs,
     #[command(flatten)]
     pub kube: KubeApiArgs,
+    /// Serve Prometheus metrics at http://ADDR/metrics and a health probe at
+    /// /healthz (200 while the program is attached and its events are being read,
+    /// else 503), e.g. 0.0.0.0:9101; port 0 picks a free port (the address is said
+    /// on stderr). See docs/metrics.md.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_addr: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]

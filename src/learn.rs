@@ -17,6 +17,7 @@ use crate::bpf::learn::{HookChoice, LearnProbe, POLL_INTERVAL};
 use crate::bpf::readback::LearnCounters;
 use crate::content::{self, ContentHasher, HashStats, Sha256};
 use crate::event::{ExecEvent, Hook, KernelPath};
+use crate::metrics::{self, learn::LearnMetrics, Health};
 use crate::progress::Progress;
 use crate::storage::{Batch, Database, Observation, SessionInfo};
 use crate::workload::cgroup::CgroupV2;
@@ -39,6 +40,8 @@ pub struct LearnOptions {
     pub engines: EngineSettings,
     /// Where the owners of Kubernetes pods come from.
     pub kube_api: ApiSettings,
+    /// Serve /metrics and /healthz here (see `crate::metrics`).
+    pub metrics_addr: Option<String>,
 }
 
 /// What a learning run did, for the closing summary.
@@ -79,6 +82,11 @@ pub fn run(opts: &LearnOptions, stop: Arc<AtomicBool>) -> Result<LearnSummary> {
     let mut db = Database::open(&opts.db)
         .with_context(|| format!("opening the learning database {}", opts.db.display()))?;
     let metadata = ContainerMetadata::from_flags(&opts.engines, &opts.kube_api)?;
+    let listener = opts
+        .metrics_addr
+        .as_deref()
+        .map(metrics::listen)
+        .transpose()?;
 
     let probe = LearnProbe::attach(opts.hook, &watched)?;
     if !opts.quiet {
@@ -98,6 +106,16 @@ pub fn run(opts: &LearnOptions, stop: Arc<AtomicBool>) -> Result<LearnSummary> {
         );
     }
     let session = db.begin_session(&session_info(probe.hook()))?;
+    let health = Arc::new(Health::default());
+    health.set_attached(true);
+    let learn_metrics = match listener {
+        Some(listener) => {
+            let (registry, learn_metrics) = LearnMetrics::new(probe.map_handles()?);
+            metrics::start(listener, registry, Arc::clone(&health), opts.quiet)?;
+            Some(learn_metrics)
+        }
+        None => None,
+    };
 
     let recorder = Rc::new(RefCell::new(Recorder::new(cgroups, metadata)));
     let sink = Rc::clone(&recorder);
@@ -119,6 +137,10 @@ pub fn run(opts: &LearnOptions, stop: Arc<AtomicBool>) -> Result<LearnSummary> {
         // what has arrived after every poll. EINTR from a signal is expected here.
         let _ = ring.poll(POLL_INTERVAL);
         ring.consume().context("reading exec events")?;
+        health.ring_read();
+        if let Some(m) = &learn_metrics {
+            m.recorded(recorder.borrow().recorded);
+        }
         if last_flush.elapsed() >= FLUSH_INTERVAL {
             let counters = probe.counters()?;
             recorder
@@ -130,6 +152,7 @@ pub fn run(opts: &LearnOptions, stop: Arc<AtomicBool>) -> Result<LearnSummary> {
         }
     }
     // Everything the kernel produced before we stopped is in the ring: drain it.
+    health.set_attached(false);
     ring.consume().context("draining the event ring buffer")?;
     let counters = probe.counters()?;
     let ended = now_ms();

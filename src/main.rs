@@ -98,6 +98,7 @@ fn learn_command(args: LearnArgs) -> Result<ExitCode> {
         quiet: args.quiet,
         engines: args.engines.settings(),
         kube_api: args.kube.settings(),
+        metrics_addr: args.metrics_addr,
     };
     let summary = learn::run(&opts, signals()?.stop)?;
     if !opts.quiet {
@@ -312,6 +313,7 @@ fn enforce_command(args: EnforceArgs) -> Result<ExitCode> {
         engines: args.engines.settings(),
         kube_api: args.kube.settings(),
         container_scopes: args.container_scopes,
+        metrics_addr: args.metrics_addr,
     };
     let summary = fingerprint::enforce::run::run(&opts, &signals()?)?;
     if opts.detach {

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::ptr::NonNull;
 use std::sync::atomic::{fence, Ordering};
 
-use libbpf_rs::skel::{OpenSkel, SkelBuilder};
+use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 use libbpf_rs::{Link, MapCore, MapFlags, MapHandle, RingBuffer, RingBufferBuilder};
 
 use super::abi::{
@@ -17,7 +17,7 @@ use super::abi::{
 };
 use super::enforce_skel::{EnforceSkel, EnforceSkelBuilder, OpenEnforceSkel};
 use super::pinned::CARRIED_MAPS;
-use super::readback::{self, EnforceCounters};
+use super::readback::{self, EnforceCounters, MapHandles};
 use super::{load_reason, object_storage, refused, BpfError};
 use crate::digest::{Digest, DigestKey};
 
@@ -377,6 +377,11 @@ impl EnforceProbe {
 
     pub fn counters(&self) -> Result<EnforceCounters, BpfError> {
         EnforceCounters::read(&self.skel.maps.fp_enforce_counters)
+    }
+
+    /// Handles on every map, for a reader on another thread (the metrics endpoint).
+    pub fn map_handles(&self) -> Result<MapHandles, BpfError> {
+        MapHandles::of(self.skel.object())
     }
 
     /// Pin links and maps under `dir` (see `pinned`): enforcement then outlives

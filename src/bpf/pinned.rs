@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use libbpf_rs::{MapCore, MapHandle};
+use libbpf_rs::MapHandle;
 use serde::{Deserialize, Serialize};
 
 use super::abi::PENDING_PROFILE;
@@ -174,8 +174,8 @@ pub fn status(dir: &Path) -> Result<Option<Status>, BpfError> {
             .filter(|name| dir.join(name).exists())
             .map(|name| name.to_string())
             .collect(),
-        profiles_loaded: open("fp_profiles")?.keys().count(),
-        cgroups_bound: open("fp_bindings")?.keys().count(),
+        profiles_loaded: readback::count(&open("fp_profiles")?),
+        cgroups_bound: readback::count(&open("fp_bindings")?),
         checks: counts.checks,
         violations: counts.violations,
         dropped: counts.dropped,

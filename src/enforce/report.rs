@@ -2,7 +2,8 @@
 //! database, with the workload named the way learning names it. Neither write can
 //! end enforcement: what cannot be written is kept, retried and counted.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 
 use serde_json::json;
 
@@ -11,9 +12,21 @@ use crate::bpf::abi::DENY_ALL_PROFILE;
 use crate::bpf::enforce::Mechanism;
 use crate::event::{describe_path_flags, path_flags, Action, ExecEvent, Reason, Verdict};
 use crate::learn::Clock;
+use crate::metrics::enforce::EnforceMetrics;
 use crate::profile::path_json;
 use crate::storage::{Database, ViolationRecord};
+use crate::workload::facts::{self, KubernetesFacts};
 use crate::workload::resolver::CgroupNames;
+use crate::workload::WorkloadId;
+
+/// The version of the event layout (`schema_version` in each line): raised when a
+/// field is renamed, removed or changes meaning; new fields may appear without it.
+/// See docs/events.md.
+pub const EVENT_SCHEMA_VERSION: u32 = 1;
+
+/// Cgroups whose Kubernetes facts are kept; past this the cache starts over (cgroup
+/// ids are not reused, so a long run would otherwise only grow it).
+const FACTS_CACHED: usize = 10_000;
 
 /// Rows kept while the database cannot be written; past this, the oldest are given
 /// up, and counted as lost.
@@ -28,9 +41,14 @@ pub struct ViolationSink {
     /// Why the last database write failed; None once one succeeds again.
     db_error: Option<String>,
     names: CgroupNames,
+    /// Kubernetes facts by cgroup id, looked up once per cgroup.
+    facts: HashMap<u64, KubernetesFacts>,
+    node: Option<String>,
     clock: Clock,
     host: String,
     mechanism: Mechanism,
+    /// Violations are counted there too, by workload, reason and action.
+    metrics: Option<Arc<EnforceMetrics>>,
     pub reported: u64,
     pub undecodable: u64,
 }
@@ -49,12 +67,20 @@ impl ViolationSink {
             rows_lost: 0,
             db_error: None,
             names,
+            facts: HashMap::new(),
+            node: facts::node_name(),
             clock: Clock::new(),
             host: crate::learn::host_and_kernel().0,
             mechanism,
+            metrics: None,
             reported: 0,
             undecodable: 0,
         }
+    }
+
+    /// Count each violation reported into `metrics` too.
+    pub fn count_into(&mut self, metrics: Option<Arc<EnforceMetrics>>) {
+        self.metrics = metrics;
     }
 
     /// One ring buffer record; `profile_name` turns a profile id into its name. A
@@ -112,7 +138,8 @@ impl ViolationSink {
             reason: reason.name().into(),
             mechanism: self.mechanism.name().into(),
         };
-        let mut line = violation_json(&record);
+        let facts = self.facts_of(event.cgroup_id, &record.cgroup_path, &workload);
+        let mut line = violation_json(&record, &facts);
         if reason == Reason::CgroupMove {
             // What it tried to write: a cgroup's file (none for a clone into a cgroup).
             line["target"] = match event.filename.bytes.is_empty() {
@@ -122,6 +149,9 @@ impl ViolationSink {
         }
         self.log.write_line(line.to_string().into_bytes());
         self.reported += 1;
+        if let Some(metrics) = &self.metrics {
+            metrics.violation(&record.workload, reason.name(), verdict.action.name());
+        }
         if self.db.is_some() {
             if self.pending.len() >= PENDING_ROWS {
                 self.pending.pop_front();
@@ -129,6 +159,19 @@ impl ViolationSink {
             }
             self.pending.push_back(record);
         }
+    }
+
+    fn facts_of(&mut self, cgroup_id: u64, path: &str, workload: &WorkloadId) -> KubernetesFacts {
+        if let Some(facts) = self.facts.get(&cgroup_id) {
+            return facts.clone();
+        }
+        if self.facts.len() >= FACTS_CACHED {
+            self.facts.clear();
+        }
+        let facts =
+            KubernetesFacts::of(workload, path, self.names.metadata(), self.node.as_deref());
+        self.facts.insert(cgroup_id, facts.clone());
+        facts
     }
 
     /// The cgroup's path (None when gone), with the names violations are reported under.
@@ -196,9 +239,11 @@ impl Unwritten {
     }
 }
 
-pub fn violation_json(v: &ViolationRecord) -> serde_json::Value {
+/// One event line; `kubernetes` is left out when nothing of it is known.
+pub fn violation_json(v: &ViolationRecord, kubernetes: &KubernetesFacts) -> serde_json::Value {
     let time = std::time::UNIX_EPOCH + std::time::Duration::from_millis(v.time_ms.max(0) as u64);
-    json!({
+    let mut event = json!({
+        "schema_version": EVENT_SCHEMA_VERSION,
         "time": humantime::format_rfc3339_millis(time).to_string(),
         "host": v.host,
         "workload": v.workload,
@@ -214,5 +259,9 @@ pub fn violation_json(v: &ViolationRecord) -> serde_json::Value {
         "action": v.action,
         "reason": v.reason,
         "mechanism": v.mechanism,
-    })
+    });
+    if !kubernetes.is_empty() {
+        event["kubernetes"] = json!(kubernetes);
+    }
+    event
 }

@@ -23,6 +23,7 @@ use crate::bpf::enforce::{EnforceProbe, Mechanism, MechanismChoice};
 use crate::bpf::pinned::{self, PinnedState};
 use crate::bpf::readback::EnforceCounters;
 use crate::digest::DigestKey;
+use crate::metrics::{self, enforce::EnforceMetrics, Health};
 use crate::storage::Database;
 use crate::workload::cgroup::CgroupV2;
 use crate::workload::kubeapi::ApiSettings;
@@ -64,6 +65,8 @@ pub struct EnforceOptions {
     /// Cgroups where containers start (new cgroups below them are held until named);
     /// empty: `DEFAULT_CONTAINER_SCOPES` where they exist.
     pub container_scopes: Vec<String>,
+    /// Serve /metrics and /healthz here (see `crate::metrics`).
+    pub metrics_addr: Option<String>,
 }
 
 /// Flags set by signal handlers.
@@ -140,6 +143,14 @@ impl Enforcer {
         Ok((report, bound))
     }
 
+    /// Tell the metrics which profiles are loaded now.
+    pub(super) fn report_loaded(&self, metrics: &EnforceMetrics) {
+        metrics.loaded(
+            self.by_name.keys().map(String::as_str),
+            self.state.entries(),
+        );
+    }
+
     fn policy(&self) -> BindingPolicy<'_> {
         BindingPolicy {
             profiles: &self.by_name,
@@ -175,6 +186,11 @@ pub fn run(opts: &EnforceOptions, signals: &Signals) -> Result<EnforceSummary> {
         Some(dir) => lock::lock_pin_dir(dir, &signals.stop)?,
         None => lock::lock_file(&opts.lock_file)?,
     };
+    let listener = opts
+        .metrics_addr
+        .as_deref()
+        .map(metrics::listen)
+        .transpose()?;
     let started = start(opts)?;
     let enforcer = started.enforcer;
     if !enforcer.container_scopes.is_empty() {
@@ -192,9 +208,22 @@ pub fn run(opts: &EnforceOptions, signals: &Signals) -> Result<EnforceSummary> {
         );
     }
     let probe = &started.probe;
+    let health = Arc::new(Health::default());
+    health.set_attached(true);
+    let enforce_metrics = match listener {
+        Some(listener) => {
+            let (registry, enforce_metrics) = EnforceMetrics::new(probe.map_handles()?);
+            enforcer.report_loaded(&enforce_metrics);
+            metrics::start(listener, registry, Arc::clone(&health), false)?;
+            Some(enforce_metrics)
+        }
+        None => None,
+    };
     let names = CgroupNames::with_metadata(started.cgroups, enforcer.metadata.clone());
-    let sink = ViolationSink::new(started.log, started.db, names, probe.mechanism());
-    let mut session = Session::new(opts, probe, enforcer, sink, started.state)?;
+    let mut sink = ViolationSink::new(started.log, started.db, names, probe.mechanism());
+    sink.count_into(enforce_metrics.clone());
+    let mut session = Session::new(opts, probe, enforcer, sink, started.state)?
+        .with_metrics(health, enforce_metrics);
     // Detached, nothing is reported while the program runs on; the events left
     // unread by an enforcement taken over are read (in `drain`) before this exits.
     while !opts.detach && !signals.stop.load(Ordering::SeqCst) {

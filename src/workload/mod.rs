@@ -14,6 +14,7 @@ pub mod cgroup_path;
 pub mod containerd;
 pub mod containers_storage;
 pub mod docker;
+pub mod facts;
 pub mod identity;
 pub mod kubeapi;
 pub mod kubernetes;

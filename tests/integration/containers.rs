@@ -663,6 +663,26 @@ fn exec_into_an_enforced_container_is_checked_against_its_profile() {
     assert_eq!(event["workload"], WORKLOAD, "{event:#}");
     assert_eq!(event["cgroup"], spec.cgroup.as_str(), "{event:#}");
     assert_eq!(event["reason"], "not_in_profile", "{event:#}");
+    // The Kubernetes facts, each a field of its own (docs/events.md).
+    let k8s = &event["kubernetes"];
+    assert_eq!(k8s["namespace"], "default", "{event:#}");
+    assert_eq!(
+        k8s["pod"],
+        label(&spec, "io.kubernetes.pod.name"),
+        "{event:#}"
+    );
+    assert_eq!(
+        k8s["pod_uid"],
+        label(&spec, "io.kubernetes.pod.uid"),
+        "{event:#}"
+    );
+    assert_eq!(k8s["container"], "server", "{event:#}");
+    assert_eq!(k8s["container_id"], spec.id.as_str(), "{event:#}");
+    assert_eq!(
+        k8s["owner"],
+        serde_json::json!({"kind": "Deployment", "name": "web", "source": "pod-name"}),
+        "{event:#}"
+    );
 }
 
 /// A container as containerd and runc leave it before its entrypoint runs, in a

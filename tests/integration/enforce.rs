@@ -33,7 +33,7 @@ impl Mech {
         }
     }
 
-    fn blocked_action(self) -> &'static str {
+    pub fn blocked_action(self) -> &'static str {
         match self {
             Mech::Lsm => "denied",
             Mech::Kill => "killed",
@@ -118,8 +118,12 @@ impl Enforcer {
 
     /// Start, without waiting for it to enforce. Unpinned, it takes a lock of its
     /// own (tests run many enforcers at once); pinned, its pin directory is its lock.
+    /// Events go to a file of its own, unless `extra` names one with --events.
     pub fn spawn(tmp: &Path, profiles: &Path, mech: Mech, extra: &[&str]) -> Enforcer {
-        let events = tmp.join(format!("{}.jsonl", unique("events")));
+        let events = match extra.iter().position(|a| *a == "--events") {
+            Some(flag) => PathBuf::from(extra[flag + 1]),
+            None => tmp.join(format!("{}.jsonl", unique("events"))),
+        };
         let db = tmp.join(format!("{}.db", unique("enforce")));
         let pinned = extra
             .iter()
@@ -128,8 +132,10 @@ impl Enforcer {
         let mut child = Command::new(BIN)
             .args(["enforce", "--mechanism", mech.arg(), "--profile"])
             .arg(profiles)
-            .arg("--events")
-            .arg(&events)
+            .args(match extra.contains(&"--events") {
+                true => vec![],
+                false => vec!["--events".as_ref(), events.as_os_str()],
+            })
             .arg("--db")
             .arg(&db)
             .args(extra)
@@ -265,6 +271,12 @@ impl Fixture {
     pub fn start(&self, mech: Mech, extra: &[&str]) -> Enforcer {
         Enforcer::start(&self.tmp, &self.profiles, mech, extra)
     }
+
+    /// Rewrite the profile to allow the forbidden binary too (for a reload).
+    pub fn allow_forbidden_too(&self) {
+        let both: [&Path; 2] = [&self.allowed, &self.forbidden];
+        write_profile(&self.profiles, &self.cg.path, "enforce", &both, &[]);
+    }
 }
 
 fn executables_of(events: &[Value]) -> Vec<String> {
@@ -306,6 +318,12 @@ pub fn new_executable_is_blocked_and_reported(mech: Mech) {
     assert_eq!(e["reason"], json!("not_in_profile"));
     assert_eq!(e["workload"], json!(f.cg.path));
     assert_eq!(e["profile"], json!(f.cg.path));
+    assert_eq!(e["schema_version"], json!(1));
+    assert_eq!(
+        e.get("kubernetes"),
+        None,
+        "a plain cgroup has no Kubernetes facts"
+    );
     let test_binary = std::env::current_exe().unwrap().canonicalize().unwrap();
     assert_eq!(e["parent"], json!(test_binary.to_str().unwrap()));
 }
@@ -338,13 +356,7 @@ pub fn reload_takes_effect(mech: Mech) {
     let f = Fixture::new("enforce");
     let enforcer = f.start(mech, &[]);
     assert_eq!(outcome(&mut f.cg.command(&f.forbidden)), blocked(mech));
-    write_profile(
-        &f.profiles,
-        &f.cg.path,
-        "enforce",
-        &[&f.allowed, &f.forbidden],
-        &[],
-    );
+    f.allow_forbidden_too();
     enforcer.signal(nix::sys::signal::Signal::SIGHUP);
     enforcer.wait_for_line("fingerprint: reloaded");
     assert_eq!(outcome(&mut f.cg.command(&f.forbidden)), Outcome::Ran(0));

@@ -13,6 +13,7 @@ mod install;
 mod kubeapi;
 mod learn;
 mod manifests;
+mod metrics;
 mod preempt;
 mod reliability;
 mod storage;
