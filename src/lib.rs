@@ -8,6 +8,7 @@ pub mod digest;
 pub mod enforce;
 pub mod event;
 pub mod learn;
+pub mod peer_formats;
 pub mod profile;
 pub mod progress;
 pub mod show;

@@ -1,0 +1,357 @@
+//! Profiles as policies of other tools: `export --format tetragon|kubearmor|falco`.
+//!
+//! Many users already run Tetragon, KubeArmor or Falco; a learned profile they can hand
+//! to those tools is the fastest way in. Each Kubernetes workload's profile becomes one
+//! document for that tool (a TracingPolicyNamespaced, a KubeArmorPolicy, a Falco rules
+//! file) that allows, or alerts on everything but, the profile's executables in the
+//! workload's pods ([`selector`]).
+//!
+//! The formats say less than a profile: no `*` patterns, no content digests, no path
+//! that is not UTF-8 (YAML holds text), no workload outside Kubernetes (they select
+//! pods), and each has limits of its own. What a policy cannot say is never dropped
+//! silently: every [`Loss`] is listed per workload, with what it does to the policy
+//! (refused there, or allowed by path only). Leaving an entry out makes a policy
+//! stricter, never looser; only a lost digest widens an entry (to any content).
+
+mod falco;
+mod kubearmor;
+pub mod selector;
+mod tetragon;
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::Serialize;
+use sha2::{Digest as _, Sha256};
+
+use crate::profile::{escape_bytes, file_name_with_suffix, ExecPath, Mode, Pattern, Profile};
+use crate::profile::{ProfileSet, WorkloadMatch};
+use crate::workload::kubeapi::{is_object_name, ApiReader};
+use crate::workload::WorkloadId;
+use selector::WorkloadSelector;
+
+/// The tools whose policies `export --format` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum PeerFormat {
+    /// A Tetragon TracingPolicyNamespaced (cilium.io/v1alpha1).
+    Tetragon,
+    /// A KubeArmorPolicy (security.kubearmor.com/v1).
+    KubeArmor,
+    /// A Falco rules file: a list and a rule.
+    Falco,
+}
+
+impl PeerFormat {
+    pub fn name(self) -> &'static str {
+        match self {
+            PeerFormat::Tetragon => "tetragon",
+            PeerFormat::KubeArmor => "kubearmor",
+            PeerFormat::Falco => "falco",
+        }
+    }
+
+    fn tool(self) -> &'static str {
+        match self {
+            PeerFormat::Tetragon => "Tetragon",
+            PeerFormat::KubeArmor => "KubeArmor",
+            PeerFormat::Falco => "Falco",
+        }
+    }
+
+    /// The end of each file name: `<escaped workload name>.tetragon.yaml`.
+    pub fn file_suffix(self) -> String {
+        format!(".{}.yaml", self.name())
+    }
+
+    /// Why this format cannot hold `path` (valid UTF-8) exactly, if it cannot.
+    fn refuses(self, path: &str) -> Option<String> {
+        match self {
+            PeerFormat::Tetragon => None,
+            PeerFormat::KubeArmor => kubearmor::refuses(path),
+            PeerFormat::Falco => falco::refuses(path),
+        }
+    }
+}
+
+/// Something a policy cannot say that its profile says, and what that does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Loss {
+    /// A `*` pattern: the formats match exact paths. Refused by the policy.
+    Pattern(Pattern),
+    /// Content digests: the formats check paths only. Allowed by path, any content.
+    Digests(ExecPath),
+    /// A path that is not UTF-8: YAML holds text only. Refused by the policy.
+    NotUtf8(ExecPath),
+    /// A path the format has no way to write (the reason). Refused by the policy.
+    Refused(ExecPath, String),
+    /// The pods are not selected as the profile's workload (why, and the effect).
+    Selector(String),
+    /// The profile's mode is not what the policy does (what it does instead).
+    Mode(String),
+}
+
+impl fmt::Display for Loss {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Loss::Pattern(pattern) => write!(
+                f,
+                "pattern {pattern}: only exact paths can be listed; what only it allowed is refused"
+            ),
+            Loss::Digests(path) => write!(
+                f,
+                "sha256 of {path}: contents cannot be checked; allowed by path only (any content)"
+            ),
+            Loss::NotUtf8(path) => {
+                write!(f, "path {path}: not UTF-8, and the policy is text; refused")
+            }
+            Loss::Refused(path, why) => write!(f, "path {path}: {why}; refused"),
+            Loss::Selector(what) => write!(f, "selector: {what}"),
+            Loss::Mode(what) => write!(f, "mode: {what}"),
+        }
+    }
+}
+
+/// A profile that has no policy in the format, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    pub workload: String,
+    pub reason: String,
+}
+
+/// The policies of one format for a set of profiles.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerExport {
+    pub format: PeerFormat,
+    /// File name -> bytes, ready for [`crate::profile::write_file_set`].
+    pub files: BTreeMap<String, Vec<u8>>,
+    /// Per workload (with a policy), what its policy loses.
+    pub losses: BTreeMap<String, Vec<Loss>>,
+    pub skipped: Vec<Skipped>,
+}
+
+impl fmt::Display for PeerExport {
+    /// What was lost or left out, one line each, for stderr; nothing when nothing was.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let format = self.format.name();
+        for (workload, losses) in self.losses.iter().filter(|(_, l)| !l.is_empty()) {
+            let workload = escape_bytes(workload.as_bytes());
+            writeln!(
+                f,
+                "note: the {format} policy of {workload} cannot say {} thing(s) of its profile:",
+                losses.len()
+            )?;
+            for loss in losses {
+                writeln!(f, "  {loss}")?;
+            }
+        }
+        for skipped in &self.skipped {
+            let workload = escape_bytes(skipped.workload.as_bytes());
+            writeln!(
+                f,
+                "note: {workload} has no {format} policy: {}",
+                skipped.reason
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Where the selectors' labels come from: an API, or why there is none.
+pub type LabelSourceChoice<'a> = Result<&'a ApiReader, &'a str>;
+
+/// The policies of `format` for every profile of `set` that the format can select.
+pub fn export(
+    set: &ProfileSet,
+    format: PeerFormat,
+    api: LabelSourceChoice<'_>,
+) -> Result<PeerExport, serde_yaml_ng::Error> {
+    let mut export = PeerExport {
+        format,
+        files: BTreeMap::new(),
+        losses: BTreeMap::new(),
+        skipped: Vec::new(),
+    };
+    for profile in set {
+        let selector = match kubernetes_workload(profile, format) {
+            Ok((namespace, kind, owner, container)) => {
+                selector::resolve(api, namespace, kind, owner, container)
+            }
+            Err(reason) => {
+                export.skipped.push(Skipped {
+                    workload: profile.name.clone(),
+                    reason,
+                });
+                continue;
+            }
+        };
+        let allowed = Allowlist::of(profile, format);
+        if allowed.paths.is_empty() && format == PeerFormat::KubeArmor {
+            export.skipped.push(Skipped {
+                workload: profile.name.clone(),
+                reason: "it allows no executable KubeArmor can list, and an Allow policy \
+                         must list something"
+                    .to_owned(),
+            });
+            continue;
+        }
+        let mut losses = allowed.losses.clone();
+        if let selector::LabelSource::Placeholder(_) = selector.source {
+            losses.push(Loss::Selector(selector.describe()));
+        }
+        let policy = Policy {
+            workload: &profile.name,
+            mode: profile.mode,
+            selector: &selector,
+            paths: &allowed.paths,
+        };
+        let bytes = match format {
+            PeerFormat::Tetragon => tetragon::render(&policy)?,
+            PeerFormat::KubeArmor => kubearmor::render(&policy, &mut losses)?,
+            PeerFormat::Falco => falco::render(&policy, &mut losses)?,
+        };
+        let file = file_name_with_suffix(&profile.name, &format.file_suffix());
+        export.files.insert(file, bytes);
+        export.losses.insert(profile.name.clone(), losses);
+    }
+    Ok(export)
+}
+
+/// `(namespace, owner kind, owner name, container)` of a profile's Kubernetes
+/// workload, or why the format cannot select its processes.
+fn kubernetes_workload(
+    profile: &Profile,
+    format: PeerFormat,
+) -> Result<(&str, &str, &str, &str), String> {
+    let tool = format.tool();
+    let outside = |what: &str| {
+        format!(
+            "{what}; the {tool} policy selects pods by namespace, labels and container \
+             name, which name none of its processes"
+        )
+    };
+    let id = match &profile.matcher {
+        WorkloadMatch::Exact(id) => id,
+        WorkloadMatch::CgroupPattern(_) => return Err(outside("it matches cgroups by pattern")),
+    };
+    match id {
+        WorkloadId::KubernetesWorkload {
+            namespace,
+            owner_kind,
+            owner_name,
+            container,
+            ..
+        } => {
+            for (what, name) in [("namespace", namespace), ("container", container)] {
+                if !is_object_name(name) {
+                    return Err(format!("its {what} `{name}` is not a Kubernetes name"));
+                }
+            }
+            Ok((namespace, owner_kind, owner_name, container))
+        }
+        WorkloadId::KubernetesContainer { .. } => Err(format!(
+            "a pod's container known only by its cgroup path (no namespace, owner or \
+             container name): learn with the container runtime's metadata \
+             (--containerd-state) so that it is named as a Kubernetes workload; {tool} \
+             selects pods by namespace and labels"
+        )),
+        WorkloadId::SystemdUnit { .. } => Err(outside("a systemd unit outside Kubernetes")),
+        WorkloadId::Container { .. } => Err(outside("a container outside Kubernetes")),
+        WorkloadId::Cgroup { .. } => Err(outside("a cgroup outside Kubernetes")),
+    }
+}
+
+/// What one policy says: the workload, its pods and the paths it allows.
+struct Policy<'a> {
+    workload: &'a str,
+    mode: Mode,
+    selector: &'a WorkloadSelector,
+    /// Sorted, UTF-8, each one the format can write.
+    paths: &'a [String],
+}
+
+impl Policy<'_> {
+    /// A Kubernetes object name for the policy: readable, and unique per workload by a
+    /// hash of the full workload name (two workloads can sanitise to the same text).
+    fn object_name(&self) -> String {
+        let s = self.selector;
+        let readable = format!(
+            "fingerprint-{}-{}-{}",
+            s.owner_kind, s.owner_name, s.container
+        )
+        .to_ascii_lowercase()
+        .replace(
+            |c: char| !c.is_ascii_alphanumeric() && c != '-' && c != '.',
+            "-",
+        );
+        // Room for `-` and the hash within the 253 bytes of a name.
+        let readable = readable
+            .get(..240)
+            .unwrap_or(&readable)
+            .trim_end_matches(['-', '.']);
+        format!("{readable}-{}", self.hash())
+    }
+
+    /// 8 hex digits of SHA-256 of the workload name.
+    fn hash(&self) -> String {
+        let digest = Sha256::digest(self.workload.as_bytes());
+        digest[..4].iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// The annotations every Kubernetes policy carries: where it came from.
+    fn annotations(&self) -> BTreeMap<&'static str, String> {
+        BTreeMap::from([
+            ("fingerprint.io/workload", self.workload.to_owned()),
+            ("fingerprint.io/mode", self.mode.as_str().to_owned()),
+            ("fingerprint.io/selector", self.selector.describe()),
+        ])
+    }
+}
+
+/// The paths of a profile that a format can list, and what it cannot.
+struct Allowlist {
+    paths: Vec<String>,
+    losses: Vec<Loss>,
+}
+
+impl Allowlist {
+    fn of(profile: &Profile, format: PeerFormat) -> Allowlist {
+        let mut allowed = Allowlist {
+            paths: Vec::new(),
+            losses: Vec::new(),
+        };
+        for exec in &profile.executables {
+            let Ok(text) = std::str::from_utf8(exec.as_bytes()) else {
+                allowed.losses.push(Loss::NotUtf8(exec.clone()));
+                continue;
+            };
+            if let Some(why) = format.refuses(text) {
+                allowed.losses.push(Loss::Refused(exec.clone(), why));
+                continue;
+            }
+            allowed.paths.push(text.to_owned());
+            if profile.content.contains_key(exec) {
+                allowed.losses.push(Loss::Digests(exec.clone()));
+            }
+        }
+        let patterns = profile.patterns.iter().cloned().map(Loss::Pattern);
+        allowed.losses.extend(patterns);
+        allowed
+    }
+}
+
+/// YAML bytes of a document, with a header comment naming the source.
+fn yaml_bytes<T: Serialize>(
+    policy: &Policy<'_>,
+    document: &T,
+) -> Result<Vec<u8>, serde_yaml_ng::Error> {
+    let body = serde_yaml_ng::to_string(document)?;
+    let workload = escape_bytes(policy.workload.as_bytes());
+    Ok(format!(
+        "# Written by `fingerprint export` from the profile of {workload}.\n\
+         # See docs/export-formats.md for what this format cannot express.\n{body}"
+    )
+    .into_bytes())
+}
+
+#[cfg(test)]
+mod tests;
