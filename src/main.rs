@@ -21,7 +21,7 @@ use fingerprint::bpf::pinned;
 use fingerprint::diff;
 use fingerprint::enforce::run::{EnforceOptions, EnforceSummary, Signals};
 use fingerprint::learn::{self, LearnOptions, LearnSummary};
-use fingerprint::peer_formats::{self, PeerFormat};
+use fingerprint::peer_formats::{self, Labels, PeerFormat};
 use fingerprint::profile::{write_file_set, ExportOptions, ProfileSet, WriteReport};
 use fingerprint::show;
 use fingerprint::storage::{self, Database};
@@ -274,20 +274,8 @@ fn export_peer_command(args: ExportArgs, format: PeerFormat) -> Result<ExitCode>
         }
     };
     let api = ApiReader::open(&args.kube.settings());
-    let unusable;
-    let labels = match &api {
-        Ok(Some(api)) => Ok(api),
-        Ok(None) => Err(
-            "no Kubernetes API to ask (--kube-api is off, or auto outside a pod; \
-                         pass --kube-api https://HOST:PORT with --kube-token-file and \
-                         --kube-ca-file)",
-        ),
-        Err(e) => {
-            unusable = format!("the Kubernetes API cannot be used: {e}");
-            Err(unusable.as_str())
-        }
-    };
-    let export = peer_formats::export(&set, format, labels)
+    let labels = Labels::from_opened(&api);
+    let export = peer_formats::export(&set, format, &labels)
         .with_context(|| format!("rendering the {} policies", format.name()))?;
     eprint!("{export}");
     let out = args

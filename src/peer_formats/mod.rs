@@ -26,7 +26,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::profile::{escape_bytes, file_name_with_suffix, ExecPath, Mode, Pattern, Profile};
 use crate::profile::{ProfileSet, WorkloadMatch};
-use crate::workload::kubeapi::{is_object_name, ApiReader};
+use crate::workload::kubeapi::{is_object_name, ApiError, ApiReader};
 use crate::workload::WorkloadId;
 use selector::WorkloadSelector;
 
@@ -157,13 +157,32 @@ impl fmt::Display for PeerExport {
 }
 
 /// Where the selectors' labels come from: an API, or why there is none.
-pub type LabelSourceChoice<'a> = Result<&'a ApiReader, &'a str>;
+#[derive(Debug)]
+pub enum Labels<'a> {
+    Api(&'a ApiReader),
+    Unavailable(String),
+}
+
+impl<'a> Labels<'a> {
+    /// From what [`ApiReader::open`] gave; the reason says how to get an API.
+    pub fn from_opened(opened: &'a Result<Option<ApiReader>, ApiError>) -> Labels<'a> {
+        match opened {
+            Ok(Some(api)) => Labels::Api(api),
+            Ok(None) => Labels::Unavailable(
+                "no Kubernetes API to ask (--kube-api is off, or auto outside a pod; pass \
+                 --kube-api https://HOST:PORT with --kube-token-file and --kube-ca-file)"
+                    .to_owned(),
+            ),
+            Err(e) => Labels::Unavailable(format!("the Kubernetes API cannot be used: {e}")),
+        }
+    }
+}
 
 /// The policies of `format` for every profile of `set` that the format can select.
 pub fn export(
     set: &ProfileSet,
     format: PeerFormat,
-    api: LabelSourceChoice<'_>,
+    labels: &Labels<'_>,
 ) -> Result<PeerExport, serde_yaml_ng::Error> {
     let mut export = PeerExport {
         format,
@@ -174,7 +193,7 @@ pub fn export(
     for profile in set {
         let selector = match kubernetes_workload(profile, format) {
             Ok((namespace, kind, owner, container)) => {
-                selector::resolve(api, namespace, kind, owner, container)
+                selector::resolve(labels, namespace, kind, owner, container)
             }
             Err(reason) => {
                 export.skipped.push(Skipped {

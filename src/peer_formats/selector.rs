@@ -13,7 +13,8 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use crate::workload::kubeapi::{is_object_name, ApiReader};
+use super::Labels;
+use crate::workload::kubeapi::is_object_name;
 
 /// The label a placeholder selector requires; no pod carries it.
 pub const PLACEHOLDER_LABEL: &str = "fingerprint.placeholder/replace-with-workload-labels";
@@ -174,7 +175,7 @@ fn string_map(value: &Value) -> BTreeMap<String, String> {
 
 /// The selector of a workload: from the API when `api` answers, else a placeholder.
 pub fn resolve(
-    api: Result<&ApiReader, &str>,
+    labels: &Labels<'_>,
     namespace: &str,
     owner_kind: &str,
     owner_name: &str,
@@ -183,9 +184,9 @@ pub fn resolve(
     let placeholder = |reason: String| {
         WorkloadSelector::placeholder(namespace, owner_kind, owner_name, container, reason)
     };
-    let api = match api {
-        Ok(api) => api,
-        Err(why) => return placeholder(why.to_owned()),
+    let api = match labels {
+        Labels::Api(api) => api,
+        Labels::Unavailable(why) => return placeholder(why.clone()),
     };
     if !is_object_name(namespace) || !is_object_name(owner_name) {
         return placeholder(format!(
@@ -270,13 +271,8 @@ mod tests {
 
     #[test]
     fn without_an_api_the_selector_is_a_placeholder_that_says_why() {
-        let selector = resolve(
-            Err("no API (--kube-api off)"),
-            "default",
-            "Deployment",
-            "web",
-            "server",
-        );
+        let no_api = Labels::Unavailable("no API (--kube-api off)".into());
+        let selector = resolve(&no_api, "default", "Deployment", "web", "server");
         assert_eq!(selector.match_labels[PLACEHOLDER_LABEL], PLACEHOLDER_VALUE);
         let said = selector.describe();
         assert!(
