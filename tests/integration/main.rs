@@ -12,6 +12,7 @@ mod install;
 mod kubeapi;
 mod learn;
 mod manifests;
+mod peer_formats;
 mod preempt;
 mod reliability;
 mod storage;
