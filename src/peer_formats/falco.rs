@@ -129,10 +129,9 @@ pub(super) fn render(
         ),
         condition,
         output: format!(
-            "Exec outside the fingerprint profile of {} (exe=%proc.exepath \
-             cmdline=%proc.cmdline pod=%k8s.pod.name ns=%k8s.ns.name \
-             container=%container.name)",
-            policy.workload
+            "{} (exe=%proc.exepath cmdline=%proc.cmdline pod=%k8s.pod.name \
+             ns=%k8s.ns.name container=%container.name)",
+            policy.message()
         ),
         priority: "WARNING",
         tags: vec!["fingerprint", "process"],

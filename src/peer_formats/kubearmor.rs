@@ -29,22 +29,6 @@ pub(super) fn refuses(path: &str) -> Option<String> {
 }
 
 #[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Document<'a> {
-    api_version: &'static str,
-    kind: &'static str,
-    metadata: Metadata<'a>,
-    spec: Spec,
-}
-
-#[derive(Serialize)]
-struct Metadata<'a> {
-    name: String,
-    namespace: &'a str,
-    annotations: BTreeMap<&'static str, String>,
-}
-
-#[derive(Serialize)]
 struct Spec {
     selector: Selector,
     process: Process,
@@ -91,15 +75,10 @@ pub(super) fn render(
          kubearmor-file-posture: block or audit) to execs outside an Allow list",
         policy.mode
     )));
-    let document = Document {
-        api_version: "security.kubearmor.com/v1",
-        kind: "KubeArmorPolicy",
-        metadata: Metadata {
-            name: policy.object_name(),
-            namespace: &selector.namespace,
-            annotations: policy.annotations(),
-        },
-        spec: Spec {
+    let document = policy.kubernetes_object(
+        "security.kubearmor.com/v1",
+        "KubeArmorPolicy",
+        Spec {
             selector: Selector { match_labels },
             process: Process {
                 match_paths: policy
@@ -109,11 +88,8 @@ pub(super) fn render(
                     .collect(),
             },
             action: "Allow",
-            message: format!(
-                "exec outside the fingerprint profile of {}",
-                policy.workload
-            ),
+            message: policy.message(),
         },
-    };
+    );
     yaml_bytes(policy, &document)
 }

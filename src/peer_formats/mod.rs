@@ -316,14 +316,51 @@ impl Policy<'_> {
         digest[..4].iter().map(|b| format!("{b:02x}")).collect()
     }
 
-    /// The annotations every Kubernetes policy carries: where it came from.
-    fn annotations(&self) -> BTreeMap<&'static str, String> {
-        BTreeMap::from([
-            ("fingerprint.io/workload", self.workload.to_owned()),
-            ("fingerprint.io/mode", self.mode.as_str().to_owned()),
-            ("fingerprint.io/selector", self.selector.describe()),
-        ])
+    /// What the tool says when the policy matches an exec.
+    fn message(&self) -> String {
+        format!("exec outside the fingerprint profile of {}", self.workload)
     }
+
+    /// The policy as a namespaced Kubernetes object in the workload's namespace, with
+    /// annotations saying where it came from.
+    fn kubernetes_object<S: Serialize>(
+        &self,
+        api_version: &'static str,
+        kind: &'static str,
+        spec: S,
+    ) -> KubernetesObject<'_, S> {
+        KubernetesObject {
+            api_version,
+            kind,
+            metadata: ObjectMeta {
+                name: self.object_name(),
+                namespace: &self.selector.namespace,
+                annotations: BTreeMap::from([
+                    ("fingerprint.io/workload", self.workload.to_owned()),
+                    ("fingerprint.io/mode", self.mode.as_str().to_owned()),
+                    ("fingerprint.io/selector", self.selector.describe()),
+                ]),
+            },
+            spec,
+        }
+    }
+}
+
+/// A namespaced Kubernetes object: Tetragon's and KubeArmor's policies.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct KubernetesObject<'a, S> {
+    api_version: &'static str,
+    kind: &'static str,
+    metadata: ObjectMeta<'a>,
+    spec: S,
+}
+
+#[derive(Serialize)]
+struct ObjectMeta<'a> {
+    name: String,
+    namespace: &'a str,
+    annotations: BTreeMap<&'static str, String>,
 }
 
 /// The paths of a profile that a format can list, and what it cannot.

@@ -21,22 +21,6 @@ const EPERM: i32 = -1;
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct Document<'a> {
-    api_version: &'static str,
-    kind: &'static str,
-    metadata: Metadata<'a>,
-    spec: Spec,
-}
-
-#[derive(Serialize)]
-struct Metadata<'a> {
-    name: String,
-    namespace: &'a str,
-    annotations: BTreeMap<&'static str, String>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
 struct Spec {
     pod_selector: LabelSelector,
     container_selector: LabelSelector,
@@ -141,24 +125,16 @@ pub(super) fn render(policy: &Policy<'_>) -> Result<Vec<u8>, serde_yaml_ng::Erro
             arg_error: None,
         }],
     };
-    let document = Document {
-        api_version: "cilium.io/v1alpha1",
-        kind: "TracingPolicyNamespaced",
-        metadata: Metadata {
-            name: policy.object_name(),
-            namespace: &selector.namespace,
-            annotations: policy.annotations(),
-        },
-        spec: Spec {
+    let document = policy.kubernetes_object(
+        "cilium.io/v1alpha1",
+        "TracingPolicyNamespaced",
+        Spec {
             pod_selector,
             container_selector,
             kprobes: vec![Kprobe {
                 call: "security_bprm_creds_for_exec",
                 syscall: false,
-                message: format!(
-                    "exec outside the fingerprint profile of {}",
-                    policy.workload
-                ),
+                message: policy.message(),
                 args: vec![Arg {
                     index: 0,
                     kind: "linux_binprm",
@@ -169,6 +145,6 @@ pub(super) fn render(policy: &Policy<'_>) -> Result<Vec<u8>, serde_yaml_ng::Erro
                 }],
             }],
         },
-    };
+    );
     yaml_bytes(policy, &document)
 }

@@ -270,16 +270,9 @@ fn api_url(choice: &ApiChoice) -> Option<String> {
 
 /// Reads whole objects from the API, for callers that need more than pod owners
 /// (`export --format` reads the workloads' label selectors).
+#[derive(Debug)]
 pub struct ApiReader {
     client: Client,
-}
-
-impl std::fmt::Debug for ApiReader {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ApiReader")
-            .field("url", &self.client.base)
-            .finish_non_exhaustive()
-    }
 }
 
 impl ApiReader {
@@ -310,6 +303,15 @@ struct Client {
     base: String,
     token_file: PathBuf,
     agent: ureq::Agent,
+}
+
+/// The URL only: the agent holds TLS state, and the token is a secret.
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("url", &self.base)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Client {
@@ -424,7 +426,7 @@ pub struct ApiOwners {
 impl std::fmt::Debug for ApiOwners {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ApiOwners")
-            .field("url", &self.client.base)
+            .field("client", &self.client)
             .finish_non_exhaustive()
     }
 }

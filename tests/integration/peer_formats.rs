@@ -5,7 +5,7 @@
 //! would check it.
 
 use std::collections::BTreeMap;
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 
 use fingerprint::workload::kubeapi::is_object_name;
@@ -76,9 +76,22 @@ fn validated_documents(format: &str, dir: &Path) -> BTreeMap<String, Value> {
     documents
 }
 
-fn export(args: &[&OsStr]) -> (String, String) {
+/// `export --format FORMAT --from-profiles <the golden profiles> --out OUT`.
+fn from_golden_profiles(format: &str, out: &Path) -> Vec<OsString> {
+    let profiles = repo("tests/golden/peer-formats/profiles");
+    vec![
+        "--format".into(),
+        format.into(),
+        "--from-profiles".into(),
+        profiles.into(),
+        "--out".into(),
+        out.into(),
+    ]
+}
+
+fn export(args: &[OsString]) -> (String, String) {
     let mut full = vec![OsStr::new("export")];
-    full.extend_from_slice(args);
+    full.extend(args.iter().map(OsString::as_os_str));
     let output = fingerprint(&full);
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     assert!(output.status.success(), "export {args:?}: {stderr}");
@@ -88,19 +101,11 @@ fn export(args: &[&OsStr]) -> (String, String) {
 #[test]
 fn exported_policies_are_the_golden_files_and_validate_against_the_tools_schemas() {
     let (_keep, tmp) = temp_dir();
-    let profiles = repo("tests/golden/peer-formats/profiles");
     for format in FORMATS {
         let out = tmp.join(format);
-        let (_, stderr) = export(&[
-            OsStr::new("--format"),
-            OsStr::new(format),
-            OsStr::new("--from-profiles"),
-            profiles.as_os_str(),
-            OsStr::new("--kube-api"),
-            OsStr::new("off"),
-            OsStr::new("--out"),
-            out.as_os_str(),
-        ]);
+        let mut args = from_golden_profiles(format, &out);
+        args.extend(["--kube-api".into(), "off".into()]);
+        let (_, stderr) = export(&args);
         let golden = repo("tests/golden/peer-formats").join(format);
         let documents = validated_documents(format, &out);
         let golden_files: Vec<String> = std::fs::read_dir(&golden)
@@ -192,20 +197,19 @@ fn a_learned_database_exports_with_pod_labels_from_the_kubernetes_api() {
     );
     let api = FakeApi::start();
     api.add(deployment("shop", "web"));
-    let api_args = api.args();
     for format in FORMATS {
         let out = tmp.join(format);
-        let mut args = vec![
-            OsStr::new("--format"),
-            OsStr::new(format),
-            OsStr::new("--db"),
-            db.as_os_str(),
-            OsStr::new("--mode"),
-            OsStr::new("enforce"),
-            OsStr::new("--out"),
-            out.as_os_str(),
+        let mut args: Vec<OsString> = vec![
+            "--format".into(),
+            format.into(),
+            "--db".into(),
+            db.clone().into(),
+            "--mode".into(),
+            "enforce".into(),
+            "--out".into(),
+            out.clone().into(),
         ];
-        args.extend(api_args.iter().map(|a| a.as_os_str()));
+        args.extend(api.args());
         let (stdout, stderr) = export(&args);
         assert!(stdout.contains("1 files written"), "{stdout}");
         assert!(!stderr.contains("PLACEHOLDER"), "{stderr}");
@@ -266,17 +270,8 @@ fn an_api_that_refuses_gives_a_placeholder_that_says_so() {
     let api = FakeApi::start();
     api.fail_with(403);
     let out = tmp.join("out");
-    let profiles = repo("tests/golden/peer-formats/profiles");
-    let mut args = vec![
-        OsStr::new("--format"),
-        OsStr::new("tetragon"),
-        OsStr::new("--from-profiles"),
-        profiles.as_os_str(),
-        OsStr::new("--out"),
-        out.as_os_str(),
-    ];
-    let api_args = api.args();
-    args.extend(api_args.iter().map(|a| a.as_os_str()));
+    let mut args = from_golden_profiles("tetragon", &out);
+    args.extend(api.args());
     let (_, stderr) = export(&args);
     assert!(
         stderr.contains("PLACEHOLDER: the Kubernetes API failed"),
