@@ -275,7 +275,7 @@ fn export_peer_command(args: ExportArgs, format: PeerFormat) -> Result<ExitCode>
     };
     let api = ApiReader::open(&args.kube.settings());
     let labels = Labels::from_opened(&api);
-    let export = peer_formats::export(&set, format, &labels)
+    let export = peer_formats::export(&set, format, labels)
         .with_context(|| format!("rendering the {} policies", format.name()))?;
     eprint!("{export}");
     let out = args

@@ -179,10 +179,11 @@ impl<'a> Labels<'a> {
 }
 
 /// The policies of `format` for every profile of `set` that the format can select.
+/// After the API fails once it is not asked again (one timeout, not one per workload).
 pub fn export(
     set: &ProfileSet,
     format: PeerFormat,
-    labels: &Labels<'_>,
+    mut labels: Labels<'_>,
 ) -> Result<PeerExport, serde_yaml_ng::Error> {
     let mut export = PeerExport {
         format,
@@ -191,10 +192,8 @@ pub fn export(
         skipped: Vec::new(),
     };
     for profile in set {
-        let selector = match kubernetes_workload(profile, format) {
-            Ok((namespace, kind, owner, container)) => {
-                selector::resolve(labels, namespace, kind, owner, container)
-            }
+        let workload = match kubernetes_workload(profile, format) {
+            Ok(workload) => workload,
             Err(reason) => {
                 export.skipped.push(Skipped {
                     workload: profile.name.clone(),
@@ -203,8 +202,8 @@ pub fn export(
                 continue;
             }
         };
-        let allowed = Allowlist::of(profile, format);
-        if allowed.paths.is_empty() && format == PeerFormat::KubeArmor {
+        let Allowlist { paths, mut losses } = Allowlist::of(profile, format);
+        if paths.is_empty() && format == PeerFormat::KubeArmor {
             export.skipped.push(Skipped {
                 workload: profile.name.clone(),
                 reason: "it allows no executable KubeArmor can list, and an Allow policy \
@@ -213,7 +212,8 @@ pub fn export(
             });
             continue;
         }
-        let mut losses = allowed.losses.clone();
+        let (namespace, kind, owner, container) = workload;
+        let selector = selector::resolve(&mut labels, namespace, kind, owner, container);
         if let selector::LabelSource::Placeholder(_) = selector.source {
             losses.push(Loss::Selector(selector.describe()));
         }
@@ -221,7 +221,7 @@ pub fn export(
             workload: &profile.name,
             mode: profile.mode,
             selector: &selector,
-            paths: &allowed.paths,
+            paths: &paths,
         };
         let bytes = match format {
             PeerFormat::Tetragon => tetragon::render(&policy)?,

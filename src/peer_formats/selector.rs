@@ -173,9 +173,10 @@ fn string_map(value: &Value) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// The selector of a workload: from the API when `api` answers, else a placeholder.
+/// The selector of a workload: from the API when it answers, else a placeholder. An
+/// API that fails is replaced in `labels` by the reason, so it is not asked again.
 pub fn resolve(
-    labels: &Labels<'_>,
+    labels: &mut Labels<'_>,
     namespace: &str,
     owner_kind: &str,
     owner_name: &str,
@@ -185,7 +186,7 @@ pub fn resolve(
         WorkloadSelector::placeholder(namespace, owner_kind, owner_name, container, reason)
     };
     let api = match labels {
-        Labels::Api(api) => api,
+        Labels::Api(api) => *api,
         Labels::Unavailable(why) => return placeholder(why.clone()),
     };
     if !is_object_name(namespace) || !is_object_name(owner_name) {
@@ -204,10 +205,12 @@ pub fn resolve(
             Ok(Some(object)) => object,
             Ok(None) => continue,
             Err(e) => {
-                return placeholder(format!(
+                let why = format!(
                     "the Kubernetes API failed ({e}; export needs get on pods, deployments, \
                      statefulsets, daemonsets, replicasets, jobs and cronjobs)"
-                ))
+                );
+                *labels = Labels::Unavailable(format!("{why}; not asked again in this export"));
+                return placeholder(why);
             }
         };
         let kind = object["kind"].as_str().unwrap_or(owner_kind);
@@ -271,8 +274,8 @@ mod tests {
 
     #[test]
     fn without_an_api_the_selector_is_a_placeholder_that_says_why() {
-        let no_api = Labels::Unavailable("no API (--kube-api off)".into());
-        let selector = resolve(&no_api, "default", "Deployment", "web", "server");
+        let mut no_api = Labels::Unavailable("no API (--kube-api off)".into());
+        let selector = resolve(&mut no_api, "default", "Deployment", "web", "server");
         assert_eq!(selector.match_labels[PLACEHOLDER_LABEL], PLACEHOLDER_VALUE);
         let said = selector.describe();
         assert!(

@@ -34,7 +34,7 @@ fn every_loss_is_listed_with_its_effect() {
     let digest = crate::content::Sha256::of(b"server v1");
     web.content.insert(exec(b"/app/server"), [digest].into());
     web.patterns.insert(pattern("/opt/app-*/bin/server"));
-    let export = export(&set_of([web]), PeerFormat::Tetragon, &no_api()).unwrap();
+    let export = export(&set_of([web]), PeerFormat::Tetragon, no_api()).unwrap();
     let losses = &export.losses["shop/Deployment/web/server"];
     let said: Vec<String> = losses.iter().map(ToString::to_string).collect();
     assert_eq!(said.len(), 4, "{said:#?}");
@@ -61,7 +61,7 @@ fn every_loss_is_listed_with_its_effect() {
 #[test]
 fn workloads_outside_kubernetes_have_no_policy_and_say_why() {
     let unit = crate::profile::testing::profile("nginx.service", Mode::Enforce, &["/a"], &[]);
-    let export = export(&set_of([unit]), PeerFormat::Falco, &no_api()).unwrap();
+    let export = export(&set_of([unit]), PeerFormat::Falco, no_api()).unwrap();
     assert!(export.files.is_empty());
     assert_eq!(export.skipped.len(), 1);
     assert!(
@@ -82,7 +82,7 @@ fn format_limits_are_losses_of_that_format_only() {
     );
     let set = set_of([profile]);
     let refused = |format| {
-        let export = export(&set, format, &no_api()).unwrap();
+        let export = export(&set, format, no_api()).unwrap();
         export.losses["ns/Deployment/d/c"]
             .iter()
             .filter(|loss| matches!(loss, Loss::Refused(..)))
@@ -97,19 +97,19 @@ fn format_limits_are_losses_of_that_format_only() {
 #[test]
 fn an_empty_allowlist_refuses_everything_or_has_no_kubearmor_policy() {
     let set = set_of([kubernetes("ns/Deployment/d/c", Mode::Enforce, &[])]);
-    let tetragon = export(&set, PeerFormat::Tetragon, &no_api()).unwrap();
+    let tetragon = export(&set, PeerFormat::Tetragon, no_api()).unwrap();
     let text = String::from_utf8(tetragon.files.values().next().unwrap().clone()).unwrap();
     assert!(
         !text.contains("matchArgs") && text.contains("Override"),
         "{text}"
     );
-    let falco = export(&set, PeerFormat::Falco, &no_api()).unwrap();
+    let falco = export(&set, PeerFormat::Falco, no_api()).unwrap();
     let text = String::from_utf8(falco.files.values().next().unwrap().clone()).unwrap();
     assert!(
         !text.contains("proc.exepath in") && !text.contains("- list:"),
         "{text}"
     );
-    let kubearmor = export(&set, PeerFormat::KubeArmor, &no_api()).unwrap();
+    let kubearmor = export(&set, PeerFormat::KubeArmor, no_api()).unwrap();
     assert!(kubearmor.files.is_empty() && kubearmor.skipped.len() == 1);
 }
 
@@ -119,7 +119,7 @@ fn object_names_are_kubernetes_names_unique_per_workload() {
         .iter()
         .map(|name| {
             let set = set_of([kubernetes(name, Mode::Audit, &[b"/a"])]);
-            let export = export(&set, PeerFormat::KubeArmor, &no_api()).unwrap();
+            let export = export(&set, PeerFormat::KubeArmor, no_api()).unwrap();
             let text = String::from_utf8(export.files.values().next().unwrap().clone()).unwrap();
             let line = text.lines().find(|l| l.starts_with("  name: ")).unwrap();
             line.trim_start_matches("  name: ").to_owned()
@@ -145,13 +145,13 @@ fn golden_profiles() -> ProfileSet {
 
 #[test]
 fn policies_and_their_losses_match_golden_files() {
-    let no_api = Labels::from_opened(&Ok(None));
+    let opened = Ok(None);
     for format in [
         PeerFormat::Tetragon,
         PeerFormat::KubeArmor,
         PeerFormat::Falco,
     ] {
-        let export = export(&golden_profiles(), format, &no_api).unwrap();
+        let export = export(&golden_profiles(), format, Labels::from_opened(&opened)).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("out");
         crate::profile::write_file_set(&out, &export.files, &format.file_suffix()).unwrap();

@@ -278,6 +278,12 @@ fn an_api_that_refuses_gives_a_placeholder_that_says_so() {
         "{stderr}"
     );
     assert!(stderr.contains("HTTP 403"), "{stderr}");
+    // Asked once: the second workload is not another wait for a failing API.
+    assert_eq!(api.requests().len(), 1, "{:?}", api.requests());
+    assert!(
+        stderr.contains("not asked again in this export"),
+        "{stderr}"
+    );
     let documents = validated_documents("tetragon", &out);
     for document in documents.values() {
         let labels = &document["spec"]["podSelector"]["matchLabels"];
