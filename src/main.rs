@@ -48,6 +48,10 @@ fn main() -> ExitCode {
         Command::Enforce(args) => enforce_command(args),
         Command::Export(args) => match args.format.peer() {
             Some(format) => export_peer_command(args, format),
+            None if args.from_profiles.is_some() => Err(anyhow::anyhow!(
+                "--from-profiles converts profiles to another tool's policies: add --format \
+                 tetragon, kubearmor or falco (profiles are merged with `fingerprint merge`)"
+            )),
             None => export_command(args),
         },
         Command::Diff(args) => diff_command(args),
@@ -257,6 +261,13 @@ fn print_not_exported(written: &WriteReport) {
 /// `export --format tetragon|kubearmor|falco`: the profiles (learned, or read with
 /// --from-profiles) as another tool's policies, written all or nothing.
 fn export_peer_command(args: ExportArgs, format: PeerFormat) -> Result<ExitCode> {
+    if args.with_stats || args.replace {
+        anyhow::bail!(
+            "--with-stats and --replace apply to profiles only; --format {} writes whole \
+             policies from them (remove the flag)",
+            format.name()
+        );
+    }
     let set = match &args.from_profiles {
         Some(path) => {
             ProfileSet::load(path).with_context(|| format!("loading {}", path.display()))?

@@ -293,3 +293,24 @@ fn an_api_that_refuses_gives_a_placeholder_that_says_so() {
         );
     }
 }
+
+#[test]
+fn flags_that_mean_nothing_for_the_format_are_refused() {
+    let (_keep, tmp) = temp_dir();
+    let out = tmp.join("out");
+    for (args, said) in [
+        (vec!["--from-profiles", "profiles"], "add --format"),
+        (
+            vec!["--format", "falco", "--replace"],
+            "apply to profiles only",
+        ),
+    ] {
+        let mut full = vec![OsStr::new("export"), OsStr::new("--out"), out.as_os_str()];
+        full.extend(args.iter().map(OsStr::new));
+        let output = fingerprint(&full);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(said), "{args:?}: {stderr}");
+        assert!(!out.exists(), "{args:?} wrote {}", out.display());
+    }
+}
