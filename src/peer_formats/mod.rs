@@ -10,7 +10,7 @@
 //! that is not UTF-8 (YAML holds text), no workload outside Kubernetes (they select
 //! pods), and each has limits of its own. What a policy cannot say is never dropped
 //! silently: every [`Loss`] is listed per workload, with what it does to the policy
-//! (refused there, or allowed by path only). Leaving an entry out makes a policy
+//! (not allowed there, or allowed by path only). Leaving an entry out makes a policy
 //! stricter, never looser; only a lost digest widens an entry (to any content).
 
 mod falco;
@@ -76,13 +76,13 @@ impl PeerFormat {
 /// Something a policy cannot say that its profile says, and what that does.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Loss {
-    /// A `*` pattern: the formats match exact paths. Refused by the policy.
+    /// A `*` pattern: the formats match exact paths. Not allowed by the policy.
     Pattern(Pattern),
     /// Content digests: the formats check paths only. Allowed by path, any content.
     Digests(ExecPath),
-    /// A path that is not UTF-8: YAML holds text only. Refused by the policy.
+    /// A path that is not UTF-8: YAML holds text only. Not allowed by the policy.
     NotUtf8(ExecPath),
-    /// A path the format has no way to write (the reason). Refused by the policy.
+    /// A path the format has no way to write (the reason). Not allowed by the policy.
     Refused(ExecPath, String),
     /// The pods are not selected as the profile's workload (why, and the effect).
     Selector(String),
@@ -92,19 +92,22 @@ pub enum Loss {
 
 impl fmt::Display for Loss {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // "Not allowed": refused by Tetragon and KubeArmor, alerted on by Falco.
         match self {
             Loss::Pattern(pattern) => write!(
                 f,
-                "pattern {pattern}: only exact paths can be listed; what only it allowed is refused"
+                "pattern {pattern}: only exact paths can be listed; left out, so what only \
+                 it allowed is not allowed"
             ),
             Loss::Digests(path) => write!(
                 f,
                 "sha256 of {path}: contents cannot be checked; allowed by path only (any content)"
             ),
-            Loss::NotUtf8(path) => {
-                write!(f, "path {path}: not UTF-8, and the policy is text; refused")
-            }
-            Loss::Refused(path, why) => write!(f, "path {path}: {why}; refused"),
+            Loss::NotUtf8(path) => write!(
+                f,
+                "path {path}: not UTF-8, and the policy is text; left out (not allowed)"
+            ),
+            Loss::Refused(path, why) => write!(f, "path {path}: {why}; left out (not allowed)"),
             Loss::Selector(what) => write!(f, "selector: {what}"),
             Loss::Mode(what) => write!(f, "mode: {what}"),
         }
