@@ -182,7 +182,8 @@ impl<'a> Labels<'a> {
 }
 
 /// The policies of `format` for every profile of `set` that the format can select.
-/// After the API fails once it is not asked again (one timeout, not one per workload).
+/// Each owner is asked for once, and after the API fails once it is not asked again
+/// (one timeout, not one per workload).
 pub fn export(
     set: &ProfileSet,
     format: PeerFormat,
@@ -194,6 +195,7 @@ pub fn export(
         losses: BTreeMap::new(),
         skipped: Vec::new(),
     };
+    let mut owners: BTreeMap<(String, String, String), WorkloadSelector> = BTreeMap::new();
     for profile in set {
         let workload = match kubernetes_workload(profile, format) {
             Ok(workload) => workload,
@@ -216,7 +218,19 @@ pub fn export(
             continue;
         }
         let (namespace, kind, owner, container) = workload;
-        let selector = selector::resolve(&mut labels, namespace, kind, owner, container);
+        // The containers of one owner share its pods: one request for all of them.
+        let key = (namespace.to_owned(), kind.to_owned(), owner.to_owned());
+        let selector = match owners.get(&key) {
+            Some(known) => WorkloadSelector {
+                container: container.to_owned(),
+                ..known.clone()
+            },
+            None => {
+                let fresh = selector::resolve(&mut labels, namespace, kind, owner, container);
+                owners.insert(key, fresh.clone());
+                fresh
+            }
+        };
         if let selector::LabelSource::Placeholder(_) = selector.source {
             losses.push(Loss::Selector(selector.describe()));
         }

@@ -185,6 +185,14 @@ fn a_learned_database_exports_with_pod_labels_from_the_kubernetes_api() {
         container: "server".into(),
         owner_source: "kubernetes-api".into(),
     };
+    // A second container of the same pods: the Deployment is asked for once.
+    let sidecar = WorkloadId::KubernetesWorkload {
+        namespace: "shop".into(),
+        owner_kind: "Deployment".into(),
+        owner_name: "web".into(),
+        container: "proxy".into(),
+        owner_source: "kubernetes-api".into(),
+    };
     let unit = WorkloadId::SystemdUnit {
         unit: "nginx.service".into(),
     };
@@ -192,6 +200,7 @@ fn a_learned_database_exports_with_pod_labels_from_the_kubernetes_api() {
         &db,
         &[
             (web, &["/app/server", "/usr/bin/curl"]),
+            (sidecar, &["/usr/local/bin/envoy"]),
             (unit, &["/usr/sbin/nginx"]),
         ],
     );
@@ -211,7 +220,7 @@ fn a_learned_database_exports_with_pod_labels_from_the_kubernetes_api() {
         ];
         args.extend(api.args());
         let (stdout, stderr) = export(&args);
-        assert!(stdout.contains("1 files written"), "{stdout}");
+        assert!(stdout.contains("2 files written"), "{stdout}");
         assert!(!stderr.contains("PLACEHOLDER"), "{stderr}");
         assert!(stderr.contains("nginx.service has no"), "{stderr}");
         let documents = validated_documents(format, &out);
@@ -255,13 +264,16 @@ fn a_learned_database_exports_with_pod_labels_from_the_kubernetes_api() {
         assert!(text.contains("shop/Deployment/web/server"), "{text}");
         // The same export again changes nothing on disk.
         let (again, _) = export(&args);
-        assert!(again.contains("0 files written, 1 unchanged"), "{again}");
+        assert!(again.contains("0 files written, 2 unchanged"), "{again}");
+        let proxy = &documents[&format!("shop%2FDeployment%2Fweb%2Fproxy.{format}.yaml")];
+        let proxy = serde_json::to_string(proxy).unwrap();
+        assert!(!proxy.contains("replace-with-workload-labels"), "{proxy}");
     }
+    // Once per export (one per format), whatever the number of containers.
+    let deployment = "/apis/apps/v1/namespaces/shop/deployments/web";
     let asked = api.requests();
-    assert!(
-        asked.contains(&"/apis/apps/v1/namespaces/shop/deployments/web".to_owned()),
-        "{asked:?}"
-    );
+    let times = asked.iter().filter(|path| *path == deployment).count();
+    assert_eq!(times, 2 * FORMATS.len(), "{asked:?}");
 }
 
 #[test]
