@@ -10,6 +10,7 @@ use fingerprint::bpf::enforce::MechanismChoice;
 use fingerprint::bpf::learn::HookChoice;
 use fingerprint::bpf::pinned::DEFAULT_PIN_DIR;
 use fingerprint::enforce::lock::DEFAULT_LOCK_FILE;
+use fingerprint::peer_formats::PeerFormat;
 use fingerprint::profile::Mode;
 use fingerprint::workload::kubeapi::{ApiChoice, ApiSettings, DEFAULT_CA_FILE, DEFAULT_TOKEN_FILE};
 use fingerprint::workload::runtime::{ContainerNames, EngineSettings};
@@ -217,7 +218,8 @@ pub struct EnforceArgs {
     pub metrics_addr: Option<String>,
 }
 
-/// Where the owners of Kubernetes pods come from (learn and enforce).
+/// Where the owners of Kubernetes pods come from (learn and enforce), and the pod
+/// labels of workloads (export --format).
 #[derive(Debug, clap::Args)]
 pub struct KubeApiArgs {
     /// Kubernetes API server to name pod owners from: the pod's controller
@@ -227,7 +229,8 @@ pub struct KubeApiArgs {
     /// pod names only (the controllers' naming conventions); or an https:// URL, with
     /// --kube-token-file and --kube-ca-file. If the API fails, pods are named from their
     /// names instead (said once on stderr, never fatal); each workload records which
-    /// was used as owner_source ("kubernetes-api" or "pod-name").
+    /// was used as owner_source ("kubernetes-api" or "pod-name"). For export --format:
+    /// where the workloads' label selectors are read (a placeholder without it).
     #[arg(long, default_value = "auto", value_name = "auto|off|URL")]
     pub kube_api: ApiChoice,
     /// File holding the bearer token for --kube-api (re-read at each request, as
@@ -365,14 +368,53 @@ pub struct MergeArgs {
     pub sources: Vec<PathBuf>,
 }
 
+/// What `export` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    /// fingerprint's own JSON profiles (docs/profile-format.md).
+    Profiles,
+    /// A Tetragon TracingPolicyNamespaced per Kubernetes workload.
+    Tetragon,
+    /// A KubeArmorPolicy per Kubernetes workload.
+    Kubearmor,
+    /// A Falco rules file (a list and a rule) per Kubernetes workload.
+    Falco,
+}
+
+impl ExportFormat {
+    /// The other tool's format, or None for fingerprint's profiles.
+    pub fn peer(self) -> Option<PeerFormat> {
+        match self {
+            ExportFormat::Profiles => None,
+            ExportFormat::Tetragon => Some(PeerFormat::Tetragon),
+            ExportFormat::Kubearmor => Some(PeerFormat::KubeArmor),
+            ExportFormat::Falco => Some(PeerFormat::Falco),
+        }
+    }
+}
+
 #[derive(Debug, clap::Args)]
 pub struct ExportArgs {
     /// Learning database to export.
     #[arg(long, default_value = "fingerprint.db", value_name = "PATH")]
     pub db: PathBuf,
-    /// Directory of profiles to write (created if missing).
-    #[arg(long, default_value = "profiles", value_name = "DIR")]
-    pub out: PathBuf,
+    /// Directory to write (created if missing). Default: profiles, or for another
+    /// tool's format <format>-policies (e.g. tetragon-policies).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// What to write: fingerprint's profiles, or per Kubernetes workload the equivalent
+    /// policy of Tetragon, KubeArmor or Falco (YAML, one file each). What those cannot
+    /// express (patterns, content digests, paths that are not UTF-8, workloads outside
+    /// Kubernetes) is said on stderr per workload; see docs/export-formats.md. Pod
+    /// labels come from the Kubernetes API (--kube-api), else a placeholder label.
+    #[arg(long, value_enum, default_value_t = ExportFormat::Profiles)]
+    pub format: ExportFormat,
+    /// With --format tetragon|kubearmor|falco: convert these profiles (a file or a
+    /// directory, e.g. the reviewed ones) instead of what the database learned.
+    #[arg(long, value_name = "PATH")]
+    pub from_profiles: Option<PathBuf>,
+    #[command(flatten)]
+    pub kube: KubeApiArgs,
     /// Mode of newly created profiles. Review before choosing enforce.
     #[arg(long, value_enum, default_value_t = Mode::Audit)]
     pub mode: Mode,

@@ -9,6 +9,7 @@ pub mod enforce;
 pub mod event;
 pub mod learn;
 pub mod metrics;
+pub mod peer_formats;
 pub mod profile;
 pub mod progress;
 pub mod show;

@@ -5,6 +5,7 @@
 mod cli;
 mod manual;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -20,9 +21,11 @@ use fingerprint::bpf::pinned;
 use fingerprint::diff;
 use fingerprint::enforce::run::{EnforceOptions, EnforceSummary, Signals};
 use fingerprint::learn::{self, LearnOptions, LearnSummary};
-use fingerprint::profile::{ExportOptions, ProfileSet};
+use fingerprint::peer_formats::{self, Labels, PeerFormat};
+use fingerprint::profile::{write_file_set, ExportOptions, ProfileSet, WriteReport};
 use fingerprint::show;
 use fingerprint::storage::{self, Database};
+use fingerprint::workload::kubeapi::ApiReader;
 
 /// Exit status for errors (diff(1) convention: 0 same, 1 different, 2 trouble).
 const EXIT_ERROR: u8 = 2;
@@ -43,7 +46,14 @@ fn main() -> ExitCode {
         Command::Merge(args) => merge_command(args),
         Command::Show(args) => show_command(args),
         Command::Enforce(args) => enforce_command(args),
-        Command::Export(args) => export_command(args),
+        Command::Export(args) => match args.format.peer() {
+            Some(format) => export_peer_command(args, format),
+            None if args.from_profiles.is_some() => Err(anyhow::anyhow!(
+                "--from-profiles converts profiles to another tool's policies: add --format \
+                 tetragon, kubearmor or falco (profiles are merged with `fingerprint merge`)"
+            )),
+            None => export_command(args),
+        },
         Command::Diff(args) => diff_command(args),
         Command::Status(args) => status_command(args),
         Command::Stop(args) => stop_command(args),
@@ -221,26 +231,79 @@ fn export_command(args: ExportArgs) -> Result<ExitCode> {
     if !report.is_empty() {
         eprint!("{report}");
     }
-    let existing = match args.out.is_dir() && !args.replace {
-        true => ProfileSet::load(&args.out)?,
+    let out = args.out.unwrap_or_else(|| PathBuf::from("profiles"));
+    let existing = match out.is_dir() && !args.replace {
+        true => ProfileSet::load(&out)?,
         false => ProfileSet::new(),
     };
     // Keep what reviewers set by hand (modes, patterns): merge, then write.
     let set = ProfileSet::merge(&[existing, exported])?;
-    let written = set.write_dir(&args.out)?;
+    let written = set.write_dir(&out)?;
     println!(
         "exported {} workloads to {}: {} files written, {} unchanged",
         set.len(),
-        args.out.display(),
+        out.display(),
         written.written.len(),
         written.unchanged.len()
     );
+    print_not_exported(&written);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_not_exported(written: &WriteReport) {
     for stale in &written.not_exported {
         eprintln!(
             "note: {} is not part of this export (remove it if the workload is gone)",
             stale.display()
         );
     }
+}
+
+/// `export --format tetragon|kubearmor|falco`: the profiles (learned, or read with
+/// --from-profiles) as another tool's policies, written all or nothing.
+fn export_peer_command(args: ExportArgs, format: PeerFormat) -> Result<ExitCode> {
+    if args.with_stats || args.replace {
+        anyhow::bail!(
+            "--with-stats and --replace apply to profiles only; --format {} writes whole \
+             policies from them (remove the flag)",
+            format.name()
+        );
+    }
+    let set = match &args.from_profiles {
+        Some(path) => {
+            ProfileSet::load(path).with_context(|| format!("loading {}", path.display()))?
+        }
+        None => {
+            let learned = Database::open_read_only(&args.db)?.learned_workloads()?;
+            let options = ExportOptions {
+                mode: args.mode,
+                with_stats: false,
+                include_host: args.include_host,
+            };
+            let (set, report) = ProfileSet::from_learned_with(&learned, options);
+            eprint!("{report}");
+            set
+        }
+    };
+    let api = ApiReader::open(&args.kube.settings());
+    let labels = Labels::from_opened(&api);
+    let export = peer_formats::export(&set, format, labels)
+        .with_context(|| format!("rendering the {} policies", format.name()))?;
+    eprint!("{export}");
+    let out = args
+        .out
+        .unwrap_or_else(|| PathBuf::from(format!("{}-policies", format.name())));
+    let written = write_file_set(&out, &export.files, &format.file_suffix())?;
+    println!(
+        "exported {} {} policies (of {} profiles) to {}: {} files written, {} unchanged",
+        export.files.len(),
+        format.name(),
+        set.len(),
+        out.display(),
+        written.written.len(),
+        written.unchanged.len()
+    );
+    print_not_exported(&written);
     Ok(ExitCode::SUCCESS)
 }
 

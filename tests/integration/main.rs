@@ -14,6 +14,7 @@ mod kubeapi;
 mod learn;
 mod manifests;
 mod metrics;
+mod peer_formats;
 mod preempt;
 mod reliability;
 mod storage;
