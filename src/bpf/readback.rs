@@ -36,6 +36,9 @@ pub struct EnforceCounters {
     pub bound_at_mkdir: u64,
     /// Execs held in a new container cgroup until user space named it.
     pub held: u64,
+    /// Violations only counted (a violation of the same kind was sent within the
+    /// fold window): reported as repeats.
+    pub folded: u64,
 }
 
 impl EnforceCounters {
@@ -48,6 +51,7 @@ impl EnforceCounters {
             dropped: read(fp_enforce_counter::FP_ENFORCE_DROPPED)?,
             bound_at_mkdir: read(fp_enforce_counter::FP_ENFORCE_BOUND)?,
             held: read(fp_enforce_counter::FP_ENFORCE_HELD)?,
+            folded: read(fp_enforce_counter::FP_ENFORCE_FOLDED)?,
         })
     }
 }

@@ -7,7 +7,8 @@ use std::collections::VecDeque;
 use serde_json::json;
 
 use super::event_log::EventLog;
-use crate::bpf::abi::DENY_ALL_PROFILE;
+use super::repeats::{repeats_json, LastOfKind, ViolationKind};
+use crate::bpf::abi::{fp_fold_key, DENY_ALL_PROFILE};
 use crate::bpf::enforce::Mechanism;
 use crate::event::{describe_path_flags, path_flags, Action, ExecEvent, Reason, Verdict};
 use crate::learn::Clock;
@@ -31,7 +32,12 @@ pub struct ViolationSink {
     clock: Clock,
     host: String,
     mechanism: Mechanism,
+    /// The last violation event of each kind, to name the kernel's repeat counts.
+    last_of_kind: LastOfKind,
+    /// Violation lines of one exec each.
     pub reported: u64,
+    /// Violations the kernel only counted, reported as `repeats` (see `repeats`).
+    pub repeats: u64,
     pub undecodable: u64,
 }
 
@@ -41,6 +47,7 @@ impl ViolationSink {
         db: Option<Database>,
         names: CgroupNames,
         mechanism: Mechanism,
+        fold_window: std::time::Duration,
     ) -> Self {
         ViolationSink {
             log,
@@ -52,7 +59,9 @@ impl ViolationSink {
             clock: Clock::new(),
             host: crate::learn::host_and_kernel().0,
             mechanism,
+            last_of_kind: LastOfKind::new(fold_window),
             reported: 0,
+            repeats: 0,
             undecodable: 0,
         }
     }
@@ -75,17 +84,21 @@ impl ViolationSink {
         if verdict.action == Action::Held {
             return Some(event);
         }
-        self.report(&event, verdict, profile_name);
+        let record = self.report(&event, verdict, profile_name);
+        if let Some(kind) = ViolationKind::of_event(&event) {
+            self.last_of_kind.remember(kind, &record);
+        }
         None
     }
 
     /// Report one violation: a JSON line, and a database row at the next flush.
+    /// Returns what was reported.
     pub fn report(
         &mut self,
         event: &ExecEvent,
         verdict: Verdict,
         profile_name: impl Fn(u32) -> Option<String>,
-    ) {
+    ) -> ViolationRecord {
         let (cgroup_path, workload) = self.names.name(event.cgroup_id);
         let reason = if verdict.profile_id == DENY_ALL_PROFILE {
             Reason::NoProfile
@@ -120,8 +133,51 @@ impl ViolationSink {
                 self.pending.pop_front();
                 self.rows_lost += 1;
             }
-            self.pending.push_back(record);
+            self.pending.push_back(record.clone());
         }
+        record
+    }
+
+    /// Report `count` violations of the kind in `key` that the kernel only counted:
+    /// one line, named after the last event of that kind (or, if it is forgotten,
+    /// after what the key says: the cgroup, profile, action and reason).
+    pub fn report_repeats(
+        &mut self,
+        key: &fp_fold_key,
+        count: u64,
+        profile_name: impl Fn(u32) -> Option<String>,
+    ) {
+        let kind = ViolationKind::of_key(key);
+        let last = match kind.as_ref().and_then(|k| self.last_of_kind.get(k)) {
+            Some(record) => violation_json(record),
+            None => {
+                let (cgroup_path, workload) = self.names.name(key.cgroup_id);
+                let verdict = kind.map(|k| k.verdict);
+                json!({
+                    "host": self.host,
+                    "workload": workload.name(),
+                    "profile": profile_name(key.profile_id),
+                    "cgroup": cgroup_path,
+                    "cgroup_id": key.cgroup_id,
+                    "executable": null,
+                    "executable_flags": "",
+                    "action": verdict.map(|v| v.action.name()),
+                    "reason": verdict.map(|v| v.reason.name()),
+                    "mechanism": self.mechanism.name(),
+                })
+            }
+        };
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let line = repeats_json(&last, now_ms, count);
+        self.log.write_line(line.to_string().into_bytes());
+        self.repeats += count;
+    }
+
+    /// Forget the kinds the kernel no longer folds into (after a take).
+    pub fn forget_old_kinds(&mut self) {
+        self.last_of_kind.forget_old();
     }
 
     /// The cgroup's path (None when gone), with the names violations are reported under.
@@ -189,10 +245,16 @@ impl Unwritten {
     }
 }
 
+/// A wall-clock time in milliseconds since the epoch, as violation lines write it.
+pub fn time_json(time_ms: i64) -> serde_json::Value {
+    let time = std::time::UNIX_EPOCH + std::time::Duration::from_millis(time_ms.max(0) as u64);
+    humantime::format_rfc3339_millis(time).to_string().into()
+}
+
+/// The line of one violating exec (`repeats` 0; see `repeats::repeats_json`).
 pub fn violation_json(v: &ViolationRecord) -> serde_json::Value {
-    let time = std::time::UNIX_EPOCH + std::time::Duration::from_millis(v.time_ms.max(0) as u64);
     json!({
-        "time": humantime::format_rfc3339_millis(time).to_string(),
+        "time": time_json(v.time_ms),
         "host": v.host,
         "workload": v.workload,
         "profile": v.profile,
@@ -207,5 +269,6 @@ pub fn violation_json(v: &ViolationRecord) -> serde_json::Value {
         "action": v.action,
         "reason": v.reason,
         "mechanism": v.mechanism,
+        "repeats": 0,
     })
 }

@@ -98,6 +98,7 @@ impl<'p> Session<'p> {
         self.handle_records();
         self.resolve_held()?;
         if self.last_flush.elapsed() >= FLUSH_EVERY {
+            self.take_repeats();
             self.sink.flush();
             self.say_unwritten();
             self.say_dropped();
@@ -113,6 +114,23 @@ impl<'p> Session<'p> {
         for data in self.records.try_iter() {
             let held = self.sink.on_event(&data, |id| names.get(&id).cloned());
             self.held.extend(held);
+        }
+    }
+
+    /// Report the violations the kernel only counted since the last take, after the
+    /// events read so far (so each count is named after the last event of its kind).
+    /// A take that fails is said, and its counts are taken at the next one.
+    fn take_repeats(&mut self) {
+        match self.probe.take_repeats() {
+            Ok(taken) => {
+                let names = &self.profile_names;
+                for (key, count) in taken {
+                    self.sink
+                        .report_repeats(&key, count, |id| names.get(&id).cloned());
+                }
+                self.sink.forget_old_kinds();
+            }
+            Err(e) => eprintln!("fingerprint: {e}; repeated violations are counted later"),
         }
     }
 
@@ -164,6 +182,9 @@ impl<'p> Session<'p> {
     /// load the profiles again. Neither failing stops enforcement: a bad profile
     /// leaves the loaded set in place.
     pub fn reload(&mut self) {
+        // Repeats counted under the profiles loaded until now are said as such.
+        self.handle_records();
+        self.take_repeats();
         if let Err(e) = self.sink.reopen_events() {
             eprintln!("fingerprint: {e:#}; events still go to the file opened before");
         }
@@ -195,6 +216,7 @@ impl<'p> Session<'p> {
             }
             self.resolve_held()?;
         }
+        self.take_repeats();
         self.sink.flush();
         self.update_state();
         Ok(EnforceSummary {
@@ -202,6 +224,7 @@ impl<'p> Session<'p> {
             profiles: self.enforcer.state.profiles(),
             counters: self.probe.counters()?,
             reported: self.sink.reported,
+            repeats: self.sink.repeats,
             unwritten: self.sink.unwritten(),
             write_error: self.sink.write_error(),
             reloads: self.reloads,
