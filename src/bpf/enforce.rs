@@ -429,19 +429,8 @@ impl EnforceProbe {
             {
                 continue;
             }
-            // SAFETY: fp_take_args is Plain; the kernel writes at most its size back.
-            let ctx = unsafe { plain::as_mut_bytes(&mut args) };
-            let run = libbpf_rs::ProgramInput {
-                context_in: Some(ctx),
-                ..Default::default()
-            };
-            let out = self
-                .skel
-                .progs
-                .take_repeats
-                .test_run(run)
-                .map_err(|e| refused("take_repeats", format!("test run failed: {e}")))?;
-            if out.return_value != 0 {
+            let ret = run_syscall(&self.skel.progs.take_repeats, "take_repeats", &mut args)?;
+            if ret != 0 {
                 return Err(BpfError::Map {
                     map: "fp_folds",
                     reason: "no scratch memory free to take a count; taken next time".into(),
@@ -479,22 +468,12 @@ impl EnforceProbe {
             profile_id: id,
             ..Default::default()
         };
-        // SAFETY: fp_test_args is Plain; the kernel writes at most its size back.
-        let ctx = unsafe { plain::as_mut_bytes(&mut args) };
-        let run = libbpf_rs::ProgramInput {
-            context_in: Some(ctx),
-            ..Default::default()
-        };
-        let out = self
-            .skel
-            .progs
-            .test_profile_allows
-            .test_run(run)
-            .map_err(|e| refused("test_profile_allows", format!("test run failed: {e}")))?;
-        if out.return_value != 0 {
+        let prog = &self.skel.progs.test_profile_allows;
+        let ret = run_syscall(prog, "test_profile_allows", &mut args)?;
+        if ret != 0 {
             return Err(BpfError::Map {
                 map: "fp_test_path",
-                reason: format!("test program returned {}", out.return_value as i32),
+                reason: format!("test program returned {ret}"),
             });
         }
         Ok((
@@ -505,6 +484,25 @@ impl EnforceProbe {
             },
         ))
     }
+}
+
+/// Run the `syscall` program `prog` once through BPF_PROG_TEST_RUN on `args`, which
+/// the kernel reads and writes back; the program's return value.
+fn run_syscall<T: plain::Plain>(
+    prog: &libbpf_rs::ProgramMut<'static>,
+    name: &'static str,
+    args: &mut T,
+) -> Result<i32, BpfError> {
+    // SAFETY: T is Plain; the kernel writes at most its size back.
+    let ctx = unsafe { plain::as_mut_bytes(args) };
+    let run = libbpf_rs::ProgramInput {
+        context_in: Some(ctx),
+        ..Default::default()
+    };
+    let out = prog
+        .test_run(run)
+        .map_err(|e| refused(name, format!("test run failed: {e}")))?;
+    Ok(out.return_value as i32)
 }
 
 /// `fp_allow` (a `BPF_F_MMAPABLE` array) mapped into this process, unmapped on drop.
