@@ -1,8 +1,9 @@
 //! Repeated violations, coalesced in the kernel (`fp_fold` in bpf/enforce.bpf.c): the
 //! first violation of a kind in a window is sent as an event; the others are only
 //! counted, and `Session` takes the counts every second, at a reload and at the end.
-//! Each count taken becomes one line with `repeats`, named after the last event of
-//! its kind, so that event lines plus the sum of `repeats` is every violation.
+//! Each count taken becomes one line (and database row) with `repeats`, named after
+//! the last event of its kind, so that event lines plus the sum of `repeats` is every
+//! violation.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -86,24 +87,24 @@ impl LastOfKind {
     }
 }
 
-/// The line of `count` repeats of the violation `last` (its own line was written
-/// before): what they share, with `repeats`; pid, ppid, uid and parent are null,
-/// since each repeat had its own.
-pub fn repeats_json(last: &serde_json::Value, time_ms: i64, count: u64) -> serde_json::Value {
-    let mut line = last.clone();
-    if let Some(fields) = line.as_object_mut() {
-        fields.insert("time".into(), super::report::time_json(time_ms));
-        for field in ["pid", "ppid", "uid", "parent"] {
-            fields.insert(field.into(), serde_json::Value::Null);
-        }
-        fields.insert("repeats".into(), count.into());
+/// `count` repeats of the violation `last` (reported before), as of `time_ms`: what
+/// they share, with no pid, ppid, uid or parent, since each repeat had its own.
+pub fn as_repeats(last: ViolationRecord, time_ms: i64, count: u64) -> ViolationRecord {
+    ViolationRecord {
+        time_ms,
+        pid: 0,
+        ppid: 0,
+        uid: 0,
+        parent: Vec::new(),
+        repeats: count,
+        ..last
     }
-    line
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::enforce::report::violation_json;
     use crate::event::{Action, Reason};
 
     fn kind(cgroup_id: u64) -> ViolationKind {
@@ -118,47 +119,53 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_repeats_line_keeps_what_repeats_share_and_nulls_what_varies() {
-        let last = serde_json::json!({
-            "time": "x", "workload": "w", "pid": 7, "ppid": 1, "uid": 0,
-            "parent": "/bin/sh", "executable": "/bin/x", "repeats": 0,
-        });
-        let line = repeats_json(&last, 0, 41);
-        assert_eq!(line["repeats"], 41);
-        assert_eq!(line["executable"], "/bin/x");
-        assert_eq!(line["workload"], "w");
-        assert!(line["pid"].is_null() && line["ppid"].is_null());
-        assert!(line["uid"].is_null() && line["parent"].is_null());
-        assert_eq!(line["time"], "1970-01-01T00:00:00.000Z");
-    }
-
-    #[test]
-    fn kinds_are_remembered_only_while_folding_is_on() {
-        let record = ViolationRecord {
+    fn record() -> ViolationRecord {
+        ViolationRecord {
             time_ms: 0,
             host: "h".into(),
             workload: "w".into(),
             profile: None,
             cgroup_id: 1,
             cgroup_path: "/w".into(),
-            pid: 1,
-            ppid: 0,
-            uid: 0,
+            pid: 7,
+            ppid: 1,
+            uid: 1000,
             executable: b"/bin/x".to_vec(),
             executable_flags: 0,
-            parent: Vec::new(),
+            parent: b"/bin/sh".to_vec(),
             action: "killed".into(),
             reason: "not_in_profile".into(),
             mechanism: "kill".into(),
-        };
+            repeats: 0,
+        }
+    }
+
+    #[test]
+    fn a_repeats_line_keeps_what_repeats_share_and_nulls_what_varies() {
+        let line = violation_json(&as_repeats(record(), 0, 41));
+        assert_eq!(line["repeats"], 41);
+        assert_eq!(line["executable"], "/bin/x");
+        assert_eq!(line["workload"], "w");
+        assert!(line["pid"].is_null() && line["ppid"].is_null());
+        assert!(line["uid"].is_null() && line["parent"].is_null());
+        assert_eq!(line["time"], "1970-01-01T00:00:00.000Z");
+        let own = violation_json(&record());
+        assert_eq!(
+            (own["repeats"].clone(), own["pid"].clone()),
+            (0.into(), 7.into())
+        );
+        assert_eq!(own["parent"], "/bin/sh");
+    }
+
+    #[test]
+    fn kinds_are_remembered_only_while_folding_is_on() {
         let mut off = LastOfKind::new(Duration::ZERO);
-        off.remember(kind(1), &record);
+        off.remember(kind(1), &record());
         assert!(off.get(&kind(1)).is_none());
         let mut on = LastOfKind::new(Duration::from_secs(60));
-        on.remember(kind(1), &record);
+        on.remember(kind(1), &record());
         on.forget_old();
-        assert_eq!(on.get(&kind(1)), Some(&record));
+        assert_eq!(on.get(&kind(1)), Some(&record()));
         assert!(on.get(&kind(2)).is_none());
     }
 }

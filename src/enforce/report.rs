@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 use serde_json::json;
 
 use super::event_log::EventLog;
-use super::repeats::{repeats_json, LastOfKind, ViolationKind};
+use super::repeats::{as_repeats, LastOfKind, ViolationKind};
 use crate::bpf::abi::{fp_fold_key, DENY_ALL_PROFILE};
 use crate::bpf::enforce::Mechanism;
 use crate::event::{describe_path_flags, path_flags, Action, ExecEvent, Reason, Verdict};
@@ -124,23 +124,16 @@ impl ViolationSink {
             action: verdict.action.name().into(),
             reason: reason.name().into(),
             mechanism: self.mechanism.name().into(),
+            repeats: 0,
         };
-        self.log
-            .write_line(violation_json(&record).to_string().into_bytes());
+        self.write(&record);
         self.reported += 1;
-        if self.db.is_some() {
-            if self.pending.len() >= PENDING_ROWS {
-                self.pending.pop_front();
-                self.rows_lost += 1;
-            }
-            self.pending.push_back(record.clone());
-        }
         record
     }
 
     /// Report `count` violations of the kind in `key` that the kernel only counted:
-    /// one line, named after the last event of that kind (or, if it is forgotten,
-    /// after what the key says: the cgroup, profile, action and reason).
+    /// one line and one row, named after the last event of that kind (or, if it is
+    /// forgotten, after what the key says: cgroup, profile, action and reason).
     pub fn report_repeats(
         &mut self,
         key: &fp_fold_key,
@@ -149,30 +142,48 @@ impl ViolationSink {
     ) {
         let kind = ViolationKind::of_key(key);
         let last = match kind.as_ref().and_then(|k| self.last_of_kind.get(k)) {
-            Some(record) => violation_json(record),
+            Some(record) => record.clone(),
             None => {
                 let (cgroup_path, workload) = self.names.name(key.cgroup_id);
                 let verdict = kind.map(|k| k.verdict);
-                json!({
-                    "host": self.host,
-                    "workload": workload.name(),
-                    "profile": profile_name(key.profile_id),
-                    "cgroup": cgroup_path,
-                    "cgroup_id": key.cgroup_id,
-                    "executable": null,
-                    "executable_flags": "",
-                    "action": verdict.map(|v| v.action.name()),
-                    "reason": verdict.map(|v| v.reason.name()),
-                    "mechanism": self.mechanism.name(),
-                })
+                ViolationRecord {
+                    time_ms: 0,
+                    host: self.host.clone(),
+                    workload: workload.name(),
+                    profile: profile_name(key.profile_id),
+                    cgroup_id: key.cgroup_id,
+                    cgroup_path,
+                    pid: 0,
+                    ppid: 0,
+                    uid: 0,
+                    executable: Vec::new(),
+                    executable_flags: 0,
+                    parent: Vec::new(),
+                    action: verdict.map_or("unknown", |v| v.action.name()).into(),
+                    reason: verdict.map_or("unknown", |v| v.reason.name()).into(),
+                    mechanism: self.mechanism.name().into(),
+                    repeats: 0,
+                }
             }
         };
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
-        let line = repeats_json(&last, now_ms, count);
-        self.log.write_line(line.to_string().into_bytes());
+        self.write(&as_repeats(last, now_ms, count));
         self.repeats += count;
+    }
+
+    /// A JSON line now, and a database row at the next flush.
+    fn write(&mut self, record: &ViolationRecord) {
+        self.log
+            .write_line(violation_json(record).to_string().into_bytes());
+        if self.db.is_some() {
+            if self.pending.len() >= PENDING_ROWS {
+                self.pending.pop_front();
+                self.rows_lost += 1;
+            }
+            self.pending.push_back(record.clone());
+        }
     }
 
     /// Forget the kinds the kernel no longer folds into (after a take).
@@ -245,30 +256,35 @@ impl Unwritten {
     }
 }
 
-/// A wall-clock time in milliseconds since the epoch, as violation lines write it.
-pub fn time_json(time_ms: i64) -> serde_json::Value {
-    let time = std::time::UNIX_EPOCH + std::time::Duration::from_millis(time_ms.max(0) as u64);
-    humantime::format_rfc3339_millis(time).to_string().into()
-}
-
-/// The line of one violating exec (`repeats` 0; see `repeats::repeats_json`).
+/// The line of a violation. A line of repeats (`repeats` > 0) has null where each
+/// repeat had its own value: pid, ppid, uid and parent (and the executable, when
+/// its kind was forgotten before its count was taken).
 pub fn violation_json(v: &ViolationRecord) -> serde_json::Value {
+    let time = std::time::UNIX_EPOCH + std::time::Duration::from_millis(v.time_ms.max(0) as u64);
+    let own = |value: serde_json::Value| match v.repeats {
+        0 => value,
+        _ => serde_json::Value::Null,
+    };
+    let executable = match v.repeats > 0 && v.executable.is_empty() {
+        true => serde_json::Value::Null,
+        false => path_json(&v.executable),
+    };
     json!({
-        "time": time_json(v.time_ms),
+        "time": humantime::format_rfc3339_millis(time).to_string(),
         "host": v.host,
         "workload": v.workload,
         "profile": v.profile,
         "cgroup": v.cgroup_path,
         "cgroup_id": v.cgroup_id,
-        "pid": v.pid,
-        "ppid": v.ppid,
-        "uid": v.uid,
-        "executable": path_json(&v.executable),
+        "pid": own(v.pid.into()),
+        "ppid": own(v.ppid.into()),
+        "uid": own(v.uid.into()),
+        "executable": executable,
         "executable_flags": describe_path_flags(v.executable_flags),
-        "parent": path_json(&v.parent),
+        "parent": own(path_json(&v.parent)),
         "action": v.action,
         "reason": v.reason,
         "mechanism": v.mechanism,
-        "repeats": 0,
+        "repeats": v.repeats,
     })
 }

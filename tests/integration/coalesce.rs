@@ -43,7 +43,7 @@ pub fn a_flood_of_one_violation_costs_one_event(mech: Mech) {
     // A window longer than the test: one event, whatever the machine's speed.
     let enforcer = f.start(mech, &["--coalesce-window", "1h"]);
     flood(&f.cg, &f.forbidden, N, mech);
-    let events_file = enforcer.events.clone();
+    let (events_file, db) = (enforcer.events.clone(), enforcer.db.clone());
     let (code, stderr) = enforcer.stop_with_status();
     assert!(code.success(), "{stderr}");
     let events = crate::enforce::read_events(&events_file);
@@ -56,6 +56,16 @@ pub fn a_flood_of_one_violation_costs_one_event(mech: Mech) {
         assert_eq!(repeat["profile"], f.cg.path.as_str(), "{repeat:#}");
         assert!(repeat["pid"].is_null(), "{repeat:#}");
     }
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let rows: (i64, i64) = conn
+        .query_row(
+            "SELECT COUNT(*), SUM(CASE repeats WHEN 0 THEN 1 ELSE repeats END) FROM violations",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(rows.1, N as i64, "rows of the database: {rows:?}");
+    assert_eq!(rows.0 as usize, events.len(), "one row per line");
     let summary = format!(
         "{N} violations (1 reported one by one, {} as repeats, 0 dropped)",
         N - 1
