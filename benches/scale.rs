@@ -646,7 +646,7 @@ fn load_fingerprint(
     let sizes = MapSizes::for_profiles(&planned, None, bindings);
 
     let started = Instant::now();
-    let mut probe = EnforceProbe::load(config.mechanism, sizes, None)?;
+    let mut probe = EnforceProbe::load(config.mechanism, sizes, Duration::from_secs(10), None)?;
     probe.write_config(key, None)?;
     probe.attach_cgroup_tracking()?;
     let prog_load = started.elapsed();

@@ -55,6 +55,7 @@ static __always_inline int fp_is_active(void)
 struct fp_enforce_slot {
 	__u64 busy;
 	struct fp_check_mem check;
+	struct fp_fold_key fold;
 	struct fp_event_buf event;
 };
 
@@ -74,6 +75,23 @@ struct fp_test_args {
 	struct fp_digest digest; /* out */
 };
 
+/*
+ * Repeated violations, by kind (struct fp_fold_key): when the last event of that kind
+ * was sent, and how many were folded since. LRU: a full map forgets the kind used
+ * least recently; what it had folded and user space had not taken yet is lost, and
+ * user space tells how many from FP_ENFORCE_FOLDED (docs/architecture.md).
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct fp_fold_key);
+	__type(value, struct fp_fold);
+} fp_folds SEC(".maps");
+
+/* Set by user space before load: how long after an event later violations of the
+ * same kind are only counted. 0: every violation is sent. */
+const volatile __u64 fp_fold_window_ns = 0;
+
 /* Keep the shared types in BTF for the skeleton. */
 struct fp_exec_event _fp_exec_event = {};
 struct fp_config _fp_config = {};
@@ -90,22 +108,78 @@ enum fp_reason _fp_reason = 0;
 enum fp_profile_flags _fp_profile_flags = 0;
 enum fp_rule_kind _fp_rule_kind = 0;
 enum fp_enforce_counter _fp_enforce_counter = 0;
+struct fp_fold _fp_fold = {};
+struct fp_take_args _fp_take_args = {};
 
-/* Report the exec of `bprm`: built in the run's own slot, then copied into the ring
- * buffer while the slot is still held. */
+/*
+ * Whether this violation, of the kind in `key`, is only counted: within the window
+ * of the last event of its kind. Otherwise it opens a new window and is sent; *fold
+ * is then its entry (NULL if none could be made), so that a send that fails can
+ * reopen the window for the next one. Every count is an atomic add, and the window
+ * is opened by one compare-and-exchange: runs preempted half way (scratch.h) on
+ * this CPU or running on others neither lose a count nor both send.
+ */
+static __always_inline int fp_fold(struct fp_fold_key *key, struct fp_fold **fold)
+{
+	struct fp_fold fresh = {};
+	struct fp_fold *f;
+	__u64 now, start;
+
+	*fold = NULL;
+	if (!fp_fold_window_ns)
+		return 0;
+	now = bpf_ktime_get_ns();
+	f = bpf_map_lookup_elem(&fp_folds, key);
+	if (!f) {
+		fresh.window_start_ns = now;
+		/* Lost a race to create it: another run sends its own event; so do we. */
+		bpf_map_update_elem(&fp_folds, key, &fresh, BPF_NOEXIST);
+		*fold = bpf_map_lookup_elem(&fp_folds, key);
+		return 0;
+	}
+	start = *(volatile __u64 *)&f->window_start_ns;
+	if ((start && now - start < fp_fold_window_ns) ||
+	    __sync_val_compare_and_swap(&f->window_start_ns, start, now) != start) {
+		__sync_fetch_and_add(&f->pending, 1);
+		fp_enforce_count(FP_ENFORCE_FOLDED);
+		return 1;
+	}
+	*fold = f;
+	return 0;
+}
+
+/* Report the exec of `bprm`, unless a violation of its kind was sent within the
+ * window (then it is only counted, fp_fold): built in the run's own slot, then
+ * copied into the ring buffer while the slot is still held. A held exec is never
+ * folded: user space decides on each one. */
 static __always_inline void fp_report(struct linux_binprm *bprm, __u16 hook,
 				      struct fp_verdict *v, __u16 action,
 				      struct fp_enforce_slot *slot)
 {
 	struct fp_event_buf *ev = &slot->event;
+	struct fp_fold_key *key = &slot->fold;
+	struct fp_fold *fold = NULL;
 	__u32 size;
 
+	if (action != FP_ACTION_HELD) {
+		key->cgroup_id = bpf_get_current_cgroup_id();
+		fp_read_file_id(&key->exe_id, BPF_CORE_READ(bprm, file));
+		key->profile_id = v->profile_id;
+		key->action = action;
+		key->reason = v->reason;
+		if (fp_fold(key, &fold))
+			return;
+	}
 	size = fp_build_exec_event(bprm, hook, ev, &slot->check.path);
 	ev->hdr.profile_id = v->profile_id;
 	ev->hdr.action = action;
 	ev->hdr.reason = v->reason;
-	if (size > sizeof(*ev) || bpf_ringbuf_output(&fp_violations, ev, size, 0))
+	if (size > sizeof(*ev) || bpf_ringbuf_output(&fp_violations, ev, size, 0)) {
 		fp_enforce_count(FP_ENFORCE_DROPPED);
+		/* Nothing of this kind reached user space: the next one is sent. */
+		if (fold)
+			fold->window_start_ns = 0;
+	}
 }
 
 /*
@@ -408,4 +482,25 @@ int test_profile_allows(struct fp_test_args *args)
 	}
 	fp_scratch_release(slot);
 	return ret;
+}
+
+/*
+ * Take (and reset) the count of violations folded of one kind, run by user space
+ * with BPF_PROG_TEST_RUN: an atomic exchange, so a count added meanwhile by an exec
+ * on another CPU is either taken now or left for the next take, never lost.
+ */
+SEC("syscall")
+int take_repeats(struct fp_take_args *args)
+{
+	struct fp_enforce_slot *slot;
+	struct fp_fold *f;
+
+	slot = fp_scratch_claim(&fp_enforce_slots);
+	if (!slot)
+		return -1;
+	__builtin_memcpy(&slot->fold, &args->key, sizeof(slot->fold));
+	f = bpf_map_lookup_elem(&fp_folds, &slot->fold);
+	args->taken = f ? __sync_lock_test_and_set(&f->pending, 0) : 0;
+	fp_scratch_release(slot);
+	return 0;
 }

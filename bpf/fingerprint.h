@@ -205,7 +205,33 @@ enum fp_enforce_counter {
 	FP_ENFORCE_BOUND = 3,      /* cgroups bound at creation by the kernel */
 	FP_ENFORCE_HELD = 4,       /* execs held in a cgroup not yet classified */
 	FP_ENFORCE_MOVES = 5,      /* cgroup moves out of a workload refused or audited */
-	FP_ENFORCE_COUNTER_MAX = 6,
+	FP_ENFORCE_FOLDED = 6,     /* violations folded into a repeat count, not sent */
+	FP_ENFORCE_COUNTER_MAX = 7,
+};
+
+/*
+ * Repeated violations are coalesced in the kernel (fp_folds in enforce.bpf.c): one
+ * kind of violation is one cgroup running one version of one file, checked against
+ * one profile, with one outcome. The first of a window is sent as an event; the
+ * others only count, and user space takes the count (take_repeats).
+ */
+struct fp_fold_key {
+	__u64 cgroup_id;
+	struct fp_file_id exe_id;
+	__u32 profile_id;
+	__u16 action;
+	__u16 reason;
+};
+
+struct fp_fold {
+	__u64 window_start_ns; /* when the last event of this kind was sent; 0: none */
+	__u64 pending;         /* violations folded since user space last took them */
+};
+
+/* take_repeats' argument: the kind of violation, and (out) the count taken. */
+struct fp_take_args {
+	struct fp_fold_key key;
+	__u64 taken;
 };
 
 /* The verdict of the BPF LSM programs that ran before ours on the same hook, kept

@@ -162,6 +162,14 @@ pub struct EnforceArgs {
     /// owner; the node from $FINGERPRINT_NODE_NAME): see docs/events.md.
     #[arg(long, value_name = "FILE")]
     pub events: Option<PathBuf>,
+    /// Coalesce repeated violations in the kernel: the first of a kind (one cgroup
+    /// running one version of one file, against one profile, with one outcome) is
+    /// sent at once; the same violation again within this long after it is only
+    /// counted, and the count is reported every second as one line with `repeats`
+    /// (a flood costs one event per distinct exec). 0s sends every violation. Held
+    /// execs are never coalesced.
+    #[arg(long, default_value = "10s", value_parser = parse_window, value_name = "DURATION")]
+    pub coalesce_window: Duration,
     /// Database to record violations in.
     #[arg(long, default_value = "fingerprint.db", value_name = "PATH")]
     pub db: PathBuf,
@@ -472,6 +480,25 @@ pub struct DiffArgs {
 /// Durations like `500ms`, `30s`, `10m`, `2h`, or a plain number of seconds; longer
 /// than zero (a zero-length session would record nothing) and representable.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let without = "leave --duration out to learn until Ctrl-C or SIGTERM";
+    match parse_span(text)? {
+        Some(duration) if duration.is_zero() => Err(format!(
+            "{:?} must be longer than 0 (it would record nothing); {without}",
+            text.trim()
+        )),
+        Some(duration) => Ok(duration),
+        None => Err(format!("{:?} is too long; {without}", text.trim())),
+    }
+}
+
+/// `--coalesce-window`: a duration as `parse_duration` reads it, where 0 turns
+/// coalescing off.
+pub fn parse_window(text: &str) -> Result<Duration, String> {
+    parse_span(text)?.ok_or_else(|| format!("{:?} is too long; use e.g. 10s", text.trim()))
+}
+
+/// A duration with its unit; None when it is too long to represent.
+fn parse_span(text: &str) -> Result<Option<Duration>, String> {
     let text = text.trim();
     let split = text
         .find(|c: char| !c.is_ascii_digit() && c != '.')
@@ -491,14 +518,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             ))
         }
     };
-    let without = "leave --duration out to learn until Ctrl-C or SIGTERM";
-    match Duration::try_from_secs_f64(seconds) {
-        Ok(duration) if duration.is_zero() => Err(format!(
-            "{text:?} must be longer than 0 (it would record nothing); {without}"
-        )),
-        Ok(duration) => Ok(duration),
-        Err(_) => Err(format!("{text:?} is too long; {without}")),
-    }
+    Ok(Duration::try_from_secs_f64(seconds).ok())
 }
 
 #[cfg(test)]

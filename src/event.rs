@@ -78,14 +78,14 @@ pub struct ExecEvent {
 }
 
 /// What enforcement did about an exec (`enum fp_action`, `enum fp_reason`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Verdict {
     pub profile_id: u32,
     pub action: Action,
     pub reason: Reason,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Action {
     Audited,
     Denied,
@@ -94,7 +94,7 @@ pub enum Action {
     Held,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Reason {
     NotAllowed,
     Unnameable,
@@ -103,6 +103,18 @@ pub enum Reason {
     Unclassified,
     /// A task tried to leave its workload's cgroups (the cgroup move guard).
     CgroupMove,
+}
+
+impl Verdict {
+    /// From the kernel's profile id, `enum fp_action` and `enum fp_reason`; None when
+    /// either is not one (an event of learning, or of a newer program).
+    pub fn from_raw(profile_id: u32, action: u16, reason: u16) -> Option<Verdict> {
+        Some(Verdict {
+            profile_id,
+            action: Action::from_raw(action)?,
+            reason: Reason::from_raw(reason)?,
+        })
+    }
 }
 
 impl Action {
@@ -213,13 +225,7 @@ impl ExecEvent {
             parent,
             filename,
             cwd,
-            verdict: Action::from_raw(header.action)
-                .zip(Reason::from_raw(header.reason))
-                .map(|(action, reason)| Verdict {
-                    profile_id: header.profile_id,
-                    action,
-                    reason,
-                }),
+            verdict: Verdict::from_raw(header.profile_id, header.action, header.reason),
         })
     }
 

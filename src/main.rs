@@ -367,6 +367,7 @@ fn enforce_command(args: EnforceArgs) -> Result<ExitCode> {
             cli::DefaultPolicy::Deny => Some(args.default_scope),
         },
         events: args.events,
+        coalesce_window: args.coalesce_window,
         db: (!args.no_db).then_some(args.db),
         lock_file: args.lock_file,
         max_cgroups: args.max_cgroups,
@@ -411,13 +412,15 @@ fn enforce_command(args: EnforceArgs) -> Result<ExitCode> {
 fn print_enforce_summary(s: &EnforceSummary) {
     eprintln!(
         "fingerprint: enforced {} profiles for {:.1}s with the {} mechanism: {} execs checked, \
-         {} violations ({} reported, {} dropped), {} cgroups bound at creation, {} reloads",
+         {} violations ({} reported one by one, {} as repeats, {} dropped), {} cgroups bound \
+         at creation, {} reloads",
         s.profiles,
         s.elapsed.as_secs_f64(),
         s.mechanism.name(),
         s.counters.checks,
         s.counters.violations,
         s.reported,
+        s.repeats,
         s.counters.dropped,
         s.counters.bound_at_mkdir,
         s.reloads
@@ -466,7 +469,8 @@ fn status_command(args: StatusArgs) -> Result<ExitCode> {
             }
             println!(
                 "pinned at {}: links {}; {} profiles loaded, {} cgroups bound ({} at creation)\n\
-                 {} execs checked, {} violations ({} cgroup moves), {} violation events dropped",
+                 {} execs checked, {} violations ({} coalesced into repeat counts, {} cgroup \
+                 moves), {} violation events dropped",
                 args.pin_dir.display(),
                 status.links.join(", "),
                 status.profiles_loaded,
@@ -474,6 +478,7 @@ fn status_command(args: StatusArgs) -> Result<ExitCode> {
                 status.bound_at_mkdir,
                 status.checks,
                 status.violations,
+                status.folded,
                 status.cgroup_moves,
                 status.dropped
             );

@@ -7,16 +7,18 @@ use std::os::fd::{AsFd, AsRawFd};
 use std::path::Path;
 use std::ptr::NonNull;
 use std::sync::atomic::{fence, Ordering};
+use std::time::Duration;
 
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 use libbpf_rs::{Link, MapCore, MapFlags, MapHandle, RingBuffer, RingBufferBuilder};
 
 use super::abi::{
-    fp_config, fp_digest, fp_mode, fp_path, fp_pattern, fp_pattern_key, fp_profile,
-    fp_profile_flags, fp_rule_key, fp_test_args, MapSizes, RuleKind, PATH_MAX, PATTERN_MAX,
+    fp_config, fp_digest, fp_fold, fp_fold_key, fp_mode, fp_path, fp_pattern, fp_pattern_key,
+    fp_profile, fp_profile_flags, fp_rule_key, fp_take_args, fp_test_args, MapSizes, RuleKind,
+    PATH_MAX, PATTERN_MAX,
 };
 use super::enforce_skel::{EnforceSkel, EnforceSkelBuilder, OpenEnforceSkel};
-use super::pinned::CARRIED_MAPS;
+use super::pinned::{CARRIED_MAPS, OPTIONAL_CARRIED_MAPS};
 use super::readback::{self, EnforceCounters, MapHandles};
 use super::{load_reason, object_storage, refused, BpfError};
 use crate::digest::{Digest, DigestKey};
@@ -126,13 +128,16 @@ fn bytes_of<T: plain::Plain>(value: &T) -> &[u8] {
 impl EnforceProbe {
     /// Load (not yet attach) with maps of the given sizes. `carry_from`: a pinned
     /// enforcement to take over, whose `CARRIED_MAPS` this one uses.
+    /// `fold_window`: how long after a violation event later violations of the same
+    /// kind are only counted (zero: every violation is sent; see `take_repeats`).
     pub fn load(
         choice: MechanismChoice,
         sizes: MapSizes,
+        fold_window: Duration,
         carry_from: Option<&Path>,
     ) -> Result<EnforceProbe, BpfError> {
         let carried = Carried::open(carry_from)?;
-        let load = |mechanism| load(mechanism, sizes, &carried);
+        let load = |mechanism| load(mechanism, sizes, fold_window, &carried);
         let (skel, mechanism, lsm_refusal) = match choice {
             MechanismChoice::Lsm => (load(Mechanism::Lsm)?, Mechanism::Lsm, None),
             MechanismChoice::Kill => (load(Mechanism::Kill)?, Mechanism::Kill, None),
@@ -396,7 +401,7 @@ impl EnforceProbe {
             reason: format!("creating {}: {e}", dir.display()),
         })?;
         let maps = &mut self.skel.maps;
-        let handles: [&mut libbpf_rs::MapMut<'static>; 9] = [
+        let handles: [&mut libbpf_rs::MapMut<'static>; 10] = [
             &mut maps.fp_config_map,
             &mut maps.fp_bindings,
             &mut maps.fp_profiles,
@@ -406,6 +411,7 @@ impl EnforceProbe {
             &mut maps.fp_enforce_counters,
             &mut maps.fp_violations,
             &mut maps.fp_handover,
+            &mut maps.fp_folds,
         ];
         for (map, name) in handles.into_iter().zip(MAPS) {
             if !self.carried.contains(name) {
@@ -440,6 +446,42 @@ impl EnforceProbe {
         builder.build().map_err(map_error("fp_violations"))
     }
 
+    /// Take the violations folded since the last take (see `fp_fold` in
+    /// bpf/enforce.bpf.c), by kind: each count is taken with an atomic exchange in
+    /// the kernel (the `take_repeats` program), so a violation folded meanwhile is
+    /// taken now or at the next take, never twice and never lost.
+    pub fn take_repeats(&self) -> Result<Vec<(fp_fold_key, u64)>, BpfError> {
+        let folds = &self.skel.maps.fp_folds;
+        let mut taken = Vec::new();
+        for key in folds.keys() {
+            let Some(value) = folds
+                .lookup(&key, MapFlags::ANY)
+                .map_err(map_error("fp_folds"))?
+            else {
+                continue; // forgotten while we iterated
+            };
+            let mut fold = fp_fold::default();
+            let mut args = fp_take_args::default();
+            if plain::copy_from_bytes(&mut fold, &value).is_err()
+                || plain::copy_from_bytes(&mut args.key, &key).is_err()
+                || fold.pending == 0
+            {
+                continue;
+            }
+            let ret = run_syscall(&self.skel.progs.take_repeats, "take_repeats", &mut args)?;
+            if ret != 0 {
+                return Err(BpfError::Map {
+                    map: "fp_folds",
+                    reason: "no scratch memory free to take a count; taken next time".into(),
+                });
+            }
+            if args.taken > 0 {
+                taken.push((args.key, args.taken));
+            }
+        }
+        Ok(taken)
+    }
+
     /// Run the very decision the exec hook runs on `path` for profile `id`, through
     /// BPF_PROG_TEST_RUN. Returns (allowed, the kernel's digest of the path).
     pub fn test_path(&self, id: u32, path: &[u8]) -> Result<(bool, Digest), BpfError> {
@@ -465,22 +507,12 @@ impl EnforceProbe {
             profile_id: id,
             ..Default::default()
         };
-        // SAFETY: fp_test_args is Plain; the kernel writes at most its size back.
-        let ctx = unsafe { plain::as_mut_bytes(&mut args) };
-        let run = libbpf_rs::ProgramInput {
-            context_in: Some(ctx),
-            ..Default::default()
-        };
-        let out = self
-            .skel
-            .progs
-            .test_profile_allows
-            .test_run(run)
-            .map_err(|e| refused("test_profile_allows", format!("test run failed: {e}")))?;
-        if out.return_value != 0 {
+        let prog = &self.skel.progs.test_profile_allows;
+        let ret = run_syscall(prog, "test_profile_allows", &mut args)?;
+        if ret != 0 {
             return Err(BpfError::Map {
                 map: "fp_test_path",
-                reason: format!("test program returned {}", out.return_value as i32),
+                reason: format!("test program returned {ret}"),
             });
         }
         Ok((
@@ -491,6 +523,25 @@ impl EnforceProbe {
             },
         ))
     }
+}
+
+/// Run the `syscall` program `prog` once through BPF_PROG_TEST_RUN on `args`, which
+/// the kernel reads and writes back; the program's return value.
+fn run_syscall<T: plain::Plain>(
+    prog: &libbpf_rs::ProgramMut<'static>,
+    name: &'static str,
+    args: &mut T,
+) -> Result<i32, BpfError> {
+    // SAFETY: T is Plain; the kernel writes at most its size back.
+    let ctx = unsafe { plain::as_mut_bytes(args) };
+    let run = libbpf_rs::ProgramInput {
+        context_in: Some(ctx),
+        ..Default::default()
+    };
+    let out = prog
+        .test_run(run)
+        .map_err(|e| refused(name, format!("test run failed: {e}")))?;
+    Ok(out.return_value as i32)
 }
 
 /// `fp_allow` (a `BPF_F_MMAPABLE` array) mapped into this process, unmapped on drop.
@@ -586,8 +637,10 @@ impl Carried {
         };
         for &name in CARRIED_MAPS {
             let path = dir.join(name);
-            if name == "fp_handover" && !path.exists() {
-                continue; // pinned by a version without it: its programs always act
+            if OPTIONAL_CARRIED_MAPS.contains(&name) && !path.exists() {
+                // Pinned by a version without it: its programs always act, or send
+                // every violation.
+                continue;
             }
             let map = MapHandle::from_pinned_path(&path).map_err(|e| BpfError::Map {
                 map: "pinned enforcement",
@@ -615,6 +668,7 @@ impl Carried {
 fn load(
     mechanism: Mechanism,
     sizes: MapSizes,
+    fold_window: Duration,
     carried: &Carried,
 ) -> Result<EnforceSkel<'static>, BpfError> {
     let refused = |reason: String| refused(mechanism.hook(), reason);
@@ -626,6 +680,7 @@ fn load(
             "fp_enforce_counters" => &mut open.maps.fp_enforce_counters,
             "fp_violations" => &mut open.maps.fp_violations,
             "fp_handover" => &mut open.maps.fp_handover,
+            "fp_folds" => &mut open.maps.fp_folds,
             other => return Err(refused(format!("no map {other} to carry over"))),
         };
         map.reuse_fd(pinned.as_fd()).map_err(map_error(name))?;
@@ -638,6 +693,7 @@ fn load(
         .as_deref_mut()
         .ok_or_else(|| refused("the enforcement object has no .rodata".into()))?;
     rodata.fp_generation = carried.next_generation();
+    rodata.fp_fold_window_ns = fold_window.as_nanos().try_into().unwrap_or(u64::MAX);
     open.progs
         .enforce_bprm_check_security
         .set_autoload(mechanism == Mechanism::Lsm);

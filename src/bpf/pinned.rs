@@ -8,7 +8,9 @@
 //! buffer, so events the old programs wrote and nobody read yet (a held exec whose
 //! enforcer died included) are read by the new enforcer, and the counters. And it
 //! carries the handover word, which lets only one of the two programs act at a time
-//! (`fp_handover` in bpf/enforce.bpf.c), so no exec is reported or counted twice.
+//! (`fp_handover` in bpf/enforce.bpf.c), so no exec is reported or counted twice;
+//! and the repeated violations counted and not taken yet (`fp_folds`), which the new
+//! enforcer takes and reports.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -46,9 +48,17 @@ pub const MAPS: &[&str] = &[
     "fp_enforce_counters",
     "fp_violations",
     "fp_handover",
+    "fp_folds",
 ];
 /// Maps a takeover keeps instead of creating (see the module docs).
-pub const CARRIED_MAPS: &[&str] = &["fp_enforce_counters", "fp_violations", "fp_handover"];
+pub const CARRIED_MAPS: &[&str] = &[
+    "fp_enforce_counters",
+    "fp_violations",
+    "fp_handover",
+    "fp_folds",
+];
+/// Carried maps an older version did not pin: a takeover of it creates them.
+pub const OPTIONAL_CARRIED_MAPS: &[&str] = &["fp_handover", "fp_folds"];
 
 /// Recorded beside the pins.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -92,6 +102,8 @@ pub struct Status {
     pub checks: u64,
     pub violations: u64,
     pub dropped: u64,
+    /// Violations only counted in the kernel, reported as repeats of an event.
+    pub folded: u64,
     pub bound_at_mkdir: u64,
     pub cgroup_moves: u64,
 }
@@ -179,6 +191,7 @@ pub fn status(dir: &Path) -> Result<Option<Status>, BpfError> {
         checks: counts.checks,
         violations: counts.violations,
         dropped: counts.dropped,
+        folded: counts.folded,
         bound_at_mkdir: counts.bound_at_mkdir,
         cgroup_moves: counts.cgroup_moves,
     }))

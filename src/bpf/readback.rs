@@ -39,6 +39,9 @@ pub struct EnforceCounters {
     /// Cgroup moves out of a workload refused (or audited) by the move guard; also
     /// counted in `violations`.
     pub cgroup_moves: u64,
+    /// Violations only counted (a violation of the same kind was sent within the
+    /// fold window): reported as repeats.
+    pub folded: u64,
 }
 
 impl EnforceCounters {
@@ -52,6 +55,7 @@ impl EnforceCounters {
             bound_at_mkdir: read(fp_enforce_counter::FP_ENFORCE_BOUND)?,
             held: read(fp_enforce_counter::FP_ENFORCE_HELD)?,
             cgroup_moves: read(fp_enforce_counter::FP_ENFORCE_MOVES)?,
+            folded: read(fp_enforce_counter::FP_ENFORCE_FOLDED)?,
         })
     }
 }

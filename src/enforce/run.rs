@@ -47,6 +47,9 @@ pub struct EnforceOptions {
     /// Bind unprofiled cgroups at or below this cgroup path to deny-all.
     pub default_deny_scope: Option<String>,
     pub events: Option<PathBuf>,
+    /// Repeats of a violation within this long after its event are only counted in
+    /// the kernel, and reported as counts (zero: every violation is sent).
+    pub coalesce_window: Duration,
     pub db: Option<PathBuf>,
     /// Without `pin_dir`: the lock that keeps a second enforcer from running beside
     /// this one (with `pin_dir`, the pin directory is the lock).
@@ -81,6 +84,8 @@ pub struct EnforceSummary {
     pub profiles: usize,
     pub counters: EnforceCounters,
     pub reported: u64,
+    /// Violations the kernel only counted, reported as repeats of an earlier event.
+    pub repeats: u64,
     /// Violations that could not be written (a full disk), and why, if it still fails.
     pub unwritten: Unwritten,
     pub write_error: Option<String>,
@@ -220,7 +225,13 @@ pub fn run(opts: &EnforceOptions, signals: &Signals) -> Result<EnforceSummary> {
         None => None,
     };
     let names = CgroupNames::with_metadata(started.cgroups, enforcer.metadata.clone());
-    let mut sink = ViolationSink::new(started.log, started.db, names, probe.mechanism());
+    let mut sink = ViolationSink::new(
+        started.log,
+        started.db,
+        names,
+        probe.mechanism(),
+        opts.coalesce_window,
+    );
     sink.count_into(enforce_metrics.clone());
     let mut session = Session::new(opts, probe, enforcer, sink, started.state)?
         .with_metrics(health, enforce_metrics);
@@ -279,7 +290,7 @@ fn start(opts: &EnforceOptions) -> Result<Started> {
     let log = EventLog::open(opts.events.as_deref())?;
     let metadata = ContainerMetadata::from_flags(&opts.engines, &opts.kube_api)?;
 
-    let mut probe = EnforceProbe::load(opts.mechanism, sizes, takeover)?;
+    let mut probe = EnforceProbe::load(opts.mechanism, sizes, opts.coalesce_window, takeover)?;
     if let Some(reason) = probe.lsm_refusal() {
         warn_fallback(reason);
     }

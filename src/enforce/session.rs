@@ -117,6 +117,7 @@ impl<'p> Session<'p> {
         self.handle_records();
         self.resolve_held()?;
         if self.last_flush.elapsed() >= FLUSH_EVERY {
+            self.take_repeats();
             self.sink.flush();
             self.say_unwritten();
             self.say_dropped();
@@ -132,6 +133,23 @@ impl<'p> Session<'p> {
         for data in self.records.try_iter() {
             let held = self.sink.on_event(&data, |id| names.get(&id).cloned());
             self.held.extend(held);
+        }
+    }
+
+    /// Report the violations the kernel only counted since the last take, after the
+    /// events read so far (so each count is named after the last event of its kind).
+    /// A take that fails is said, and its counts are taken at the next one.
+    fn take_repeats(&mut self) {
+        match self.probe.take_repeats() {
+            Ok(taken) => {
+                let names = &self.profile_names;
+                for (key, count) in taken {
+                    self.sink
+                        .report_repeats(&key, count, |id| names.get(&id).cloned());
+                }
+                self.sink.forget_old_kinds();
+            }
+            Err(e) => eprintln!("fingerprint: {e}; repeated violations are counted later"),
         }
     }
 
@@ -183,6 +201,9 @@ impl<'p> Session<'p> {
     /// load the profiles again. Neither failing stops enforcement: a bad profile
     /// leaves the loaded set in place.
     pub fn reload(&mut self) {
+        // Repeats counted under the profiles loaded until now are said as such.
+        self.handle_records();
+        self.take_repeats();
         if let Err(e) = self.sink.reopen_events() {
             eprintln!("fingerprint: {e:#}; events still go to the file opened before");
         }
@@ -221,6 +242,7 @@ impl<'p> Session<'p> {
             }
             self.resolve_held()?;
         }
+        self.take_repeats();
         self.sink.flush();
         self.update_state();
         Ok(EnforceSummary {
@@ -228,6 +250,7 @@ impl<'p> Session<'p> {
             profiles: self.enforcer.state.profiles(),
             counters: self.probe.counters()?,
             reported: self.sink.reported,
+            repeats: self.sink.repeats,
             unwritten: self.sink.unwritten(),
             write_error: self.sink.write_error(),
             reloads: self.reloads,

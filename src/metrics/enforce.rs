@@ -82,7 +82,14 @@ impl EnforceMetrics {
     }
 
     /// One violation reported.
-    pub fn violation(&self, workload: &str, reason: &'static str, action: &'static str) {
+    /// Count `count` violations of one workload, reason and action.
+    pub fn violations(
+        &self,
+        workload: &str,
+        reason: &'static str,
+        action: &'static str,
+        count: u64,
+    ) {
         let workload = match self.workloads.lock() {
             Ok(mut workloads) => workloads.label(workload),
             Err(_) => OTHER.to_owned(),
@@ -93,7 +100,7 @@ impl EnforceMetrics {
                 reason,
                 action,
             })
-            .inc();
+            .inc_by(count);
     }
 
     pub fn reload(&self, ok: bool) {

@@ -848,10 +848,57 @@ pub fn a_held_script_is_decided_with_its_interpreter(mech: Mech) {
     assert_eq!(events[0]["executable"], DASH, "{events:#?}");
 }
 
+/// Whether process `pid` is stopped (state T in /proc/PID/stat).
+fn is_stopped(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let state = stat.rsplit_once(')')?.1.trim_start().chars().next()?;
+            Some(state == 'T')
+        })
+        .unwrap_or(false)
+}
+
+/// Two identical held execs (one file, one pending cgroup, both held before the
+/// enforcer could decide either) are never coalesced: each is its own event, decided
+/// and released. Folded, the second would send nothing and stay stopped for good.
+pub fn identical_held_execs_are_not_coalesced(mech: Mech) {
+    let mut setup = ContainerBeingSetUp::new();
+    let enforcer = setup.enforce(mech, &["--coalesce-window", "1h"]);
+    setup.create_container();
+    let cgroup = setup.cgroup.as_ref().unwrap();
+    enforcer.signal(nix::sys::signal::Signal::SIGSTOP);
+    let mut children: Vec<Child> = (0..2)
+        .map(|_| cgroup.command(TRUE).stdout(Stdio::null()).spawn().unwrap())
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !children.iter().all(|c| is_stopped(c.id())) {
+        assert!(Instant::now() < deadline, "the execs were not held");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    enforcer.signal(nix::sys::signal::Signal::SIGCONT);
+    for child in &mut children {
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("a held exec was never released (pid {})", child.id());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        // Same mount namespace as its parent: the runtime's set-up exec, let run.
+        assert!(status.success(), "{status}");
+    }
+    assert!(enforcer.stop().is_empty());
+}
+
 // Held first execs with both mechanisms: these need no container runtime (the
 // container is simulated), so they also run in the qemu VM with the BPF LSM.
 with_both_mechanisms!(
     a_reload_leaves_containers_being_set_up_pending,
     a_takeover_leaves_containers_being_set_up_pending,
     a_held_script_is_decided_with_its_interpreter,
+    identical_held_execs_are_not_coalesced,
 );

@@ -5,6 +5,7 @@
 mod common;
 mod boundaries;
 mod cli;
+mod coalesce;
 mod containers;
 mod decision;
 mod enforce;
