@@ -107,7 +107,11 @@ fn learning_counts_what_ran() {
 
 pub fn enforcement_counts_violations_by_workload_reason_and_action(mech: Mech) {
     let f = Fixture::new("enforce");
-    let enforcer = f.start(mech, &["--metrics-addr", "127.0.0.1:0"]);
+    // One line per violation (no repeat counts), so that lines and counters agree.
+    let enforcer = f.start(
+        mech,
+        &["--metrics-addr", "127.0.0.1:0", "--coalesce-window", "0s"],
+    );
     let addr = address_in(&enforcer.wait_for_line("fingerprint: metrics at"));
     assert_eq!(get(&addr, "/healthz").0, 200);
     const FORBIDDEN: u32 = 3;
@@ -192,7 +196,15 @@ fn health_fails_while_events_are_not_read() {
     let fifo_arg = fifo.to_str().unwrap();
     let enforcer = f.start(
         Mech::Kill,
-        &["--events", fifo_arg, "--metrics-addr", "127.0.0.1:0"],
+        // One line per violation: a flood of them is what fills the FIFO.
+        &[
+            "--events",
+            fifo_arg,
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--coalesce-window",
+            "0s",
+        ],
     );
     let addr = address_in(&enforcer.wait_for_line("fingerprint: metrics at"));
     assert_eq!(get(&addr, "/healthz").0, 200);
