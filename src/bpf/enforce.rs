@@ -694,19 +694,16 @@ fn load(
         .ok_or_else(|| refused("the enforcement object has no .rodata".into()))?;
     rodata.fp_generation = carried.next_generation();
     rodata.fp_fold_window_ns = fold_window.as_nanos().try_into().unwrap_or(u64::MAX);
-    open.progs
-        .enforce_bprm_check_security
-        .set_autoload(mechanism == Mechanism::Lsm);
-    open.progs
-        .enforce_sched_process_exec
-        .set_autoload(mechanism == Mechanism::Kill);
+    let lsm = mechanism == Mechanism::Lsm;
     // The cgroup move guard needs LSM hooks; kill mode has none to offer.
-    open.progs
-        .guard_cgroup_file_open
-        .set_autoload(mechanism == Mechanism::Lsm);
-    open.progs
-        .guard_cgroup_clone
-        .set_autoload(mechanism == Mechanism::Lsm);
+    for (prog, wanted) in [
+        (&mut open.progs.enforce_bprm_check_security, lsm),
+        (&mut open.progs.enforce_sched_process_exec, !lsm),
+        (&mut open.progs.guard_cgroup_file_open, lsm),
+        (&mut open.progs.guard_cgroup_clone, lsm),
+    ] {
+        prog.set_autoload(wanted);
+    }
     let resize = [
         (&mut open.maps.fp_profiles, sizes.profiles, "fp_profiles"),
         (&mut open.maps.fp_allow, sizes.allow.max(1), "fp_allow"),
