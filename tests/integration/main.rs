@@ -8,6 +8,7 @@ mod cli;
 mod containers;
 mod decision;
 mod enforce;
+mod identity;
 mod install;
 mod kubeapi;
 mod learn;
