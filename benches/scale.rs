@@ -359,6 +359,7 @@ fn policy_inputs(n: usize, target: &Path, measured_cgroup: &str) -> Vec<PolicyIn
                 workload: Some(WorkloadId::Cgroup { path }),
                 mode: Mode::Enforce,
                 executables,
+                content: Vec::new(),
                 patterns: Vec::new(),
             }
         })
@@ -631,7 +632,7 @@ fn load_fingerprint(
 
     let started = Instant::now();
     let mut probe = EnforceProbe::load(config.mechanism, sizes, None)?;
-    probe.write_config(key, None)?;
+    probe.write_config(key, None, true)?;
     probe.attach_cgroup_tracking()?;
     let prog_load = started.elapsed();
 

@@ -72,6 +72,11 @@ struct fp_test_args {
 	__u32 profile_id;
 	__u32 allowed; /* out */
 	struct fp_digest digest; /* out */
+	/* In: the file's content, when has_content; out: the decision, 0 or enum
+	 * fp_reason (FP_REASON_CONTENT_UNKNOWN: the path is pinned, content needed). */
+	struct fp_sha256 content;
+	__u32 has_content;
+	__u32 reason;
 };
 
 /* Keep the shared types in BTF for the skeleton. */
@@ -82,6 +87,8 @@ struct fp_pattern _fp_pattern = {};
 struct fp_pattern_key _fp_pattern_key = {};
 struct fp_rule_key _fp_rule_key = {};
 struct fp_digest _fp_digest = {};
+struct fp_sha256 _fp_sha256 = {};
+struct fp_content_key _fp_content_key = {};
 struct fp_test_args _fp_test_args = {};
 struct fp_path _fp_path = {};
 enum fp_mode _fp_mode = 0;
@@ -273,14 +280,16 @@ int BPF_PROG(unbind_cgroup_rmdir, struct cgroup *cgrp, const char *path)
 }
 
 /*
- * The decision on a path user space put in fp_test_path, run with BPF_PROG_TEST_RUN:
- * the very code the exec hook runs. User space decides held execs with it, and the
- * tests run it on hosts where LSM programs cannot load.
+ * The decision on a path user space put in fp_test_path (and the content it hashed,
+ * if any), run with BPF_PROG_TEST_RUN: the very code the exec hook runs. User space
+ * decides held execs with it, and the tests run it on hosts where LSM programs cannot
+ * load.
  */
 SEC("syscall")
 int test_profile_allows(struct fp_test_args *args)
 {
 	struct fp_enforce_slot *slot;
+	struct fp_sha256 given = {};
 	struct fp_profile *prof;
 	struct fp_config *cfg;
 	struct fp_path *p;
@@ -298,8 +307,14 @@ int test_profile_allows(struct fp_test_args *args)
 	if (fp_digest_bytes(p, p->start, FP_PATH_MAX - p->start, cfg, &slot->check.match.digest)) {
 		args->digest.hi = slot->check.match.digest.hi;
 		args->digest.lo = slot->check.match.digest.lo;
+		/* A pointer into the context cannot be handed on: copy the content. */
+		if (args->has_content)
+			bpf_probe_read_kernel(&given, sizeof(given), &args->content);
 		prof = bpf_map_lookup_elem(&fp_profiles, &id);
-		args->allowed = prof ? fp_profile_allows(id, prof, p, cfg, &slot->check.match) : 0;
+		args->reason = prof ? fp_profile_decide(id, prof, p, cfg, &slot->check.match, NULL,
+						       args->has_content ? &given : NULL)
+				    : FP_REASON_NO_PROFILE;
+		args->allowed = !args->reason;
 		ret = 0;
 	}
 	fp_scratch_release(slot);

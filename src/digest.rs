@@ -3,6 +3,8 @@
 //! well-kept reference implementation; writing our own would only add risk.
 
 use siphasher::sip128::{Hasher128, SipHasher24};
+
+use crate::content::Sha256;
 use std::hash::Hasher;
 
 /// A secret SipHash key, random per enforcement.
@@ -51,6 +53,17 @@ pub fn digest(key: &DigestKey, bytes: &[u8]) -> Digest {
         hi: hash.h2,
         lo: hash.h1,
     }
+}
+
+/// The allowlist key of a path pinned to one content: the digest of `struct
+/// fp_content_key` (the path's digest as the kernel stores it, then the SHA-256), the
+/// same bytes `fp_digest_content` hashes in `bpf/siphash.h`.
+pub fn content_digest(key: &DigestKey, path: Digest, content: &Sha256) -> Digest {
+    let mut bytes = [0u8; 48];
+    bytes[..8].copy_from_slice(&path.hi.to_ne_bytes());
+    bytes[8..16].copy_from_slice(&path.lo.to_ne_bytes());
+    bytes[16..].copy_from_slice(&content.0);
+    digest(key, &bytes)
 }
 
 #[cfg(test)]

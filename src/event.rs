@@ -94,6 +94,12 @@ pub enum Reason {
     NoProfile,
     /// A new container cgroup that user space had not named yet.
     Unclassified,
+    /// The path is allowed and pinned to content, and the file executed has other
+    /// content (drift).
+    ContentMismatch,
+    /// The path is pinned to content and the file's content could not be known (held
+    /// for hashing; a violation when it could not be hashed).
+    ContentUnknown,
 }
 
 impl Action {
@@ -118,12 +124,15 @@ impl Action {
 }
 
 impl Reason {
-    fn from_raw(raw: u16) -> Option<Reason> {
-        match fp_reason(raw.into()) {
+    /// The reason the kernel wrote (`enum fp_reason`), if it names one.
+    pub fn from_raw(raw: u32) -> Option<Reason> {
+        match fp_reason(raw) {
             fp_reason::FP_REASON_NOT_ALLOWED => Some(Reason::NotAllowed),
             fp_reason::FP_REASON_UNNAMEABLE => Some(Reason::Unnameable),
             fp_reason::FP_REASON_NO_PROFILE => Some(Reason::NoProfile),
             fp_reason::FP_REASON_UNCLASSIFIED => Some(Reason::Unclassified),
+            fp_reason::FP_REASON_CONTENT_MISMATCH => Some(Reason::ContentMismatch),
+            fp_reason::FP_REASON_CONTENT_UNKNOWN => Some(Reason::ContentUnknown),
             _ => None,
         }
     }
@@ -134,6 +143,8 @@ impl Reason {
             Reason::Unnameable => "unnameable_path",
             Reason::NoProfile => "no_profile",
             Reason::Unclassified => "unclassified",
+            Reason::ContentMismatch => "content_mismatch",
+            Reason::ContentUnknown => "content_unknown",
         }
     }
 }
@@ -201,7 +212,7 @@ impl ExecEvent {
             filename,
             cwd,
             verdict: Action::from_raw(header.action)
-                .zip(Reason::from_raw(header.reason))
+                .zip(Reason::from_raw(header.reason.into()))
                 .map(|(action, reason)| Verdict {
                     profile_id: header.profile_id,
                     action,

@@ -12,13 +12,14 @@ use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{Link, MapCore, MapFlags, MapHandle, RingBuffer, RingBufferBuilder};
 
 use super::abi::{
-    fp_config, fp_digest, fp_mode, fp_path, fp_pattern, fp_pattern_key, fp_profile, fp_rule_key,
-    fp_test_args, MapSizes, RuleKind, PATH_MAX, PATTERN_MAX,
+    fp_config, fp_digest, fp_file_id, fp_mode, fp_path, fp_pattern, fp_pattern_key, fp_profile,
+    fp_rule_key, fp_sha256, fp_test_args, MapSizes, RuleKind, PATH_MAX, PATTERN_MAX,
 };
 use super::enforce_skel::{EnforceSkel, EnforceSkelBuilder, OpenEnforceSkel};
 use super::pinned::CARRIED_MAPS;
 use super::readback::{self, EnforceCounters};
 use super::{load_reason, object_storage, refused, BpfError};
+use crate::content::Sha256;
 use crate::digest::{Digest, DigestKey};
 
 /// How enforcement acts on a violation.
@@ -63,6 +64,10 @@ pub struct ProfileDescriptor {
     pub pattern_base: u32,
     pub pattern_count: u32,
     pub mode: fp_mode,
+    /// Paths pinned to content, then (path, content) pairs, after the path-only
+    /// digests of the same region (see `struct fp_profile`).
+    pub pinned_count: u32,
+    pub pair_count: u32,
 }
 
 pub struct EnforceProbe {
@@ -192,15 +197,18 @@ impl EnforceProbe {
         self.exec_link = None;
     }
 
+    /// `check_content`: whether paths pinned to content are checked by content (a
+    /// process of ours decides the execs held for hashing) or by path only.
     pub fn write_config(
         &self,
         key: &DigestKey,
         mode_override: Option<fp_mode>,
+        check_content: bool,
     ) -> Result<(), BpfError> {
         let config = fp_config {
             hash_key: key.0,
             mode_override: mode_override.map_or(0, |mode| mode.0),
-            pad: 0,
+            check_content: check_content.into(),
         };
         self.skel
             .maps
@@ -234,6 +242,8 @@ impl EnforceProbe {
                     pattern_base: desc.pattern_base,
                     pattern_count: desc.pattern_count,
                     mode: desc.mode.0,
+                    pinned_count: desc.pinned_count,
+                    pair_count: desc.pair_count,
                 };
                 bytes_of(&raw).to_vec()
             })
@@ -403,8 +413,21 @@ impl EnforceProbe {
     }
 
     /// Run the very decision the exec hook runs on `path` for profile `id`, through
-    /// BPF_PROG_TEST_RUN. Returns (allowed, the kernel's digest of the path).
+    /// BPF_PROG_TEST_RUN. Returns (allowed, the kernel's digest of the path); a path
+    /// pinned to content is not allowed without its content (see `test_decision`).
     pub fn test_path(&self, id: u32, path: &[u8]) -> Result<(bool, Digest), BpfError> {
+        let (reason, digest) = self.test_decision(id, path, None)?;
+        Ok((reason == 0, digest))
+    }
+
+    /// The decision on `path` for profile `id`, with the file's content if known:
+    /// 0 (allowed) or the `enum fp_reason` of the violation, and the path's digest.
+    pub fn test_decision(
+        &self,
+        id: u32,
+        path: &[u8],
+        content: Option<&Sha256>,
+    ) -> Result<(u32, Digest), BpfError> {
         if path.len() >= PATH_MAX {
             return Err(BpfError::Map {
                 map: "fp_test_path",
@@ -425,6 +448,10 @@ impl EnforceProbe {
             .map_err(map_error("fp_test_path"))?;
         let mut args = fp_test_args {
             profile_id: id,
+            content: fp_sha256 {
+                bytes: content.map_or([0; 32], |c| c.0),
+            },
+            has_content: content.is_some().into(),
             ..Default::default()
         };
         // SAFETY: fp_test_args is Plain; the kernel writes at most its size back.
@@ -446,12 +473,33 @@ impl EnforceProbe {
             });
         }
         Ok((
-            args.allowed != 0,
+            args.reason,
             Digest {
                 hi: args.digest.hi,
                 lo: args.digest.lo,
             },
         ))
+    }
+
+    /// Tell the kernel the content of one file version (`fp_versions`): its next
+    /// execs are decided in the kernel, without a hold.
+    pub fn record_version(&self, version: &fp_file_id, content: &Sha256) -> Result<(), BpfError> {
+        self.skel
+            .maps
+            .fp_versions
+            .update(bytes_of(version), &content.0, MapFlags::ANY)
+            .map_err(map_error("fp_versions"))
+    }
+
+    /// The content the kernel knows for a file version, if any.
+    pub fn known_version(&self, version: &fp_file_id) -> Result<Option<Sha256>, BpfError> {
+        let value = self
+            .skel
+            .maps
+            .fp_versions
+            .lookup(bytes_of(version), MapFlags::ANY)
+            .map_err(map_error("fp_versions"))?;
+        Ok(value.and_then(|v| Sha256::from_slice(&v)))
     }
 }
 

@@ -3,11 +3,12 @@
 //! that bind new cgroups. Pure code, so sizing and layout are unit-tested without
 //! root, and every limit is checked before anything is attached.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::bpf::abi::fp_mode;
 pub use crate::bpf::abi::{MapSizes, RuleKind, MAX_PATTERNS, PATH_MAX, PATTERN_MAX};
-use crate::digest::{digest, Digest, DigestKey};
+use crate::content::Sha256;
+use crate::digest::{content_digest, digest, Digest, DigestKey};
 pub use crate::profile::Mode;
 use crate::workload::{cgroup_path, WorkloadId};
 
@@ -20,6 +21,9 @@ pub struct PolicyInput {
     pub workload: Option<WorkloadId>,
     pub mode: Mode,
     pub executables: Vec<Vec<u8>>,
+    /// The contents an executable may have, (path, digest) per allowed content; an
+    /// executable without one is path-only (any content).
+    pub content: Vec<(Vec<u8>, Sha256)>,
     pub patterns: Vec<Vec<u8>>,
 }
 
@@ -38,9 +42,31 @@ pub struct PlannedProfile {
     pub id: u32,
     pub name: String,
     pub mode: Mode,
+    /// Sorted digests of the path-only paths (any content).
     pub digests: Vec<Digest>,
+    /// Sorted digests of the paths pinned to content.
+    pub pinned: Vec<Digest>,
+    /// Sorted digests of the allowed (path, content) pairs.
+    pub pairs: Vec<Digest>,
     pub patterns: Vec<Vec<u8>>,
     pub rules: Vec<(RuleKind, Vec<u8>)>,
+}
+
+impl PlannedProfile {
+    /// The profile's region of the allowlist, as the kernel reads it (`struct
+    /// fp_profile`): the three sorted runs back to back.
+    pub fn region(&self) -> Vec<Digest> {
+        [&self.digests, &self.pinned, &self.pairs]
+            .into_iter()
+            .flatten()
+            .copied()
+            .collect()
+    }
+
+    /// Allowlist entries the profile takes.
+    pub fn region_len(&self) -> usize {
+        self.digests.len() + self.pinned.len() + self.pairs.len()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -163,7 +189,8 @@ fn plan_one(
             });
         }
     }
-    for path in &input.executables {
+    let content_paths = input.content.iter().map(|(path, _)| path);
+    for path in input.executables.iter().chain(content_paths) {
         if path.first() != Some(&b'/') || path.len() >= PATH_MAX {
             return Err(PlanError::BadPath {
                 file: input.file.clone(),
@@ -172,14 +199,35 @@ fn plan_one(
             });
         }
     }
-    let mut digests: Vec<Digest> = input.executables.iter().map(|p| digest(key, p)).collect();
-    digests.sort_unstable();
-    digests.dedup();
+    let pinned_paths: HashSet<&[u8]> = input.content.iter().map(|(p, _)| &p[..]).collect();
+    let sorted = |mut digests: Vec<Digest>| {
+        digests.sort_unstable();
+        digests.dedup();
+        digests
+    };
+    let digests = sorted(
+        input
+            .executables
+            .iter()
+            .filter(|p| !pinned_paths.contains(&p[..]))
+            .map(|p| digest(key, p))
+            .collect(),
+    );
+    let pinned = sorted(pinned_paths.iter().map(|p| digest(key, p)).collect());
+    let pairs = sorted(
+        input
+            .content
+            .iter()
+            .map(|(path, sha)| content_digest(key, digest(key, path), sha))
+            .collect(),
+    );
     Ok(PlannedProfile {
         id: ids.id(&input.name),
         name: input.name.clone(),
         mode: input.mode,
         digests,
+        pinned,
+        pairs,
         patterns: input.patterns.clone(),
         rules: input
             .workload
@@ -213,7 +261,7 @@ impl MapSizes {
         allow_capacity: Option<u32>,
         bindings: u32,
     ) -> MapSizes {
-        let entries: usize = profiles.iter().map(|p| p.digests.len()).sum();
+        let entries: usize = profiles.iter().map(PlannedProfile::region_len).sum();
         let patterns: usize = profiles.iter().map(|p| p.patterns.len()).sum();
         let rules: usize = profiles.iter().map(|p| p.rules.len()).sum();
         let headroom = |n: usize, min: usize| (n + (n / 4).max(min)).min(u32::MAX as usize) as u32;
@@ -297,6 +345,7 @@ mod tests {
             }),
             mode: Mode::Enforce,
             executables: exes.iter().map(|e| e.as_bytes().to_vec()).collect(),
+            content: Vec::new(),
             patterns: Vec::new(),
         }
     }
