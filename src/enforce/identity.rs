@@ -61,3 +61,16 @@ fn hash_executed(pid: u32, path: &[u8], version: &FileVersion) -> Option<Sha256>
         open_image_of(pid, version).or_else(|| open_in_root_of(&pid.to_string(), path, version))?;
     hash_version(file, version).ok().map(|(digest, _)| digest)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unknown_kernel_reason_fails_closed() {
+        assert_eq!(kernel_reason(0), None);
+        assert_eq!(kernel_reason(5), Some(Reason::ContentMismatch));
+        assert_eq!(kernel_reason(6), Some(Reason::ContentUnknown));
+        assert_eq!(kernel_reason(999), Some(Reason::NotAllowed));
+    }
+}

@@ -366,6 +366,34 @@ mod tests {
     }
 
     #[test]
+    fn pinned_paths_leave_the_path_only_run_for_their_own() {
+        let key = DigestKey([7, 9]);
+        let mut pinned = input("a", &["/usr/bin/any", "/usr/bin/pinned"]);
+        let (one, two) = (Sha256::of(b"1"), Sha256::of(b"2"));
+        pinned.content = vec![
+            (b"/usr/bin/pinned".to_vec(), two),
+            (b"/usr/bin/pinned".to_vec(), one),
+        ];
+        let planned = plan(&[pinned], &key, &mut ProfileIds::default()).unwrap();
+        let p = &planned[0];
+        assert_eq!(p.digests, vec![digest(&key, b"/usr/bin/any")]);
+        assert_eq!(p.pinned, vec![digest(&key, b"/usr/bin/pinned")]);
+        let path = digest(&key, b"/usr/bin/pinned");
+        let mut pairs = vec![
+            content_digest(&key, path, &one),
+            content_digest(&key, path, &two),
+        ];
+        pairs.sort_unstable();
+        assert_eq!(p.pairs, pairs);
+        assert_eq!(p.region_len(), 4);
+        assert_eq!(
+            p.region()[1..2],
+            p.pinned[..],
+            "runs back to back, in order"
+        );
+    }
+
+    #[test]
     fn ids_are_stable_across_reloads() {
         let key = DigestKey([1, 1]);
         let mut ids = ProfileIds::default();
