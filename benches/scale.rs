@@ -74,7 +74,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write as _;
 use std::mem::MaybeUninit;
 use std::os::fd::{BorrowedFd, RawFd};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -85,6 +84,8 @@ use fingerprint::content::{hash_version, FileVersion, Sha256};
 use fingerprint::digest::{digest, DigestKey};
 use fingerprint::enforce::maps::MapState;
 use fingerprint::enforce::plan::{plan, MapSizes, Mode, PolicyInput, ProfileIds};
+use fingerprint::enforce::{hold, identity, YOUNG_CTIME};
+use fingerprint::event::ExecEvent;
 use fingerprint::workload::cgroup::CgroupV2;
 use fingerprint::workload::WorkloadId;
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
@@ -281,13 +282,11 @@ fn run() -> Result<()> {
             for &n in &config.ns {
                 for load in 0..config.loads {
                     eprintln!("bench-scale: {design}, loading N = {n} ({}) ...", load + 1);
-                    let mut point = load_fingerprint(&config, &inputs[..n], &key, &cgroup)
+                    let first = (design == CONTENT).then_some(target.as_path());
+                    let mut point = load_fingerprint(&config, &inputs[..n], &key, &cgroup, first)
                         .with_context(|| format!("{design} at N = {n}"))?;
                     point.0.design = design;
                     point.0.load = load;
-                    if design == CONTENT {
-                        cache_target_version(&point.1, &target)?;
-                    }
                     mechanism = Some(point.0.mechanism);
                     loaded.push(point);
                 }
@@ -438,21 +437,59 @@ fn pinned_inputs(inputs: &[PolicyInput], target: &Path) -> Result<Vec<PolicyInpu
         .collect())
 }
 
-/// Put the target's version in the kernel's cache, as enforcement does after the
-/// first exec's hold: the steady state.
-fn cache_target_version(probe: &EnforceProbe, target: &Path) -> Result<()> {
-    let meta = std::fs::metadata(target).context("stat of the exec target")?;
-    let version = FileVersion {
-        dev: meta.dev(),
-        ino: meta.ino(),
-        generation: 0,
-        ctime_sec: meta.ctime(),
-        ctime_nsec: meta.ctime_nsec() as u32,
-        size: meta.size() as i64,
+/// The target's first exec under enforcement, decided as `enforce` decides it: the
+/// kernel holds it (the version is unknown), user space reads the held event, hashes
+/// and caches the version (`identity::decide_held`) and continues the task. Leaves the
+/// version cached: the steady state the rounds measure. Returns how long the exec took,
+/// fork to exit, hold and hashing included.
+fn held_first_exec(
+    probe: &EnforceProbe,
+    id: u32,
+    cgroup: &BenchCgroup,
+    target: &Path,
+) -> Result<Duration> {
+    // A version changed less than YOUNG_CTIME ago is decided but not cached.
+    let age = std::fs::metadata(target)?
+        .modified()?
+        .elapsed()
+        .unwrap_or_default();
+    std::thread::sleep(YOUNG_CTIME.saturating_sub(age));
+    let (sender, events) = std::sync::mpsc::channel();
+    let ring = probe.violations(move |data| match sender.send(data.to_vec()) {
+        Ok(()) => 0,
+        Err(_) => -1,
+    })?;
+    let started = Instant::now();
+    let mut child = {
+        let _inside = cgroup.enter()?;
+        Command::new(target)
+            .spawn()
+            .context("spawning the exec target")?
     };
-    let content = Sha256::of(&std::fs::read(target).context("reading the exec target")?);
-    probe.record_version(&version.to_kernel(), &content)?;
-    Ok(())
+    hold::wait_until_stopped(child.id(), Duration::from_secs(10));
+    ring.consume().context("reading the held exec")?;
+    let event = events
+        .try_iter()
+        .find_map(|data| {
+            ExecEvent::decode(&data)
+                .ok()
+                .filter(|e| e.pid == child.id())
+        })
+        .ok_or_else(|| anyhow!("the target's first exec was not held"))?;
+    let decision = identity::decide_held(probe, id, &event)?;
+    hold::release(child.id(), &[]);
+    let status = child.wait()?;
+    let took = started.elapsed();
+    if decision.is_some() || !status.success() {
+        bail!("the target's first exec was refused ({decision:?}, {status})");
+    }
+    let version = event
+        .exe_version
+        .ok_or_else(|| anyhow!("held event without a version"))?;
+    if probe.known_version(&version.to_kernel())?.is_none() {
+        bail!("the target's version was not cached");
+    }
+    Ok(took)
 }
 
 /// What a first-seen file version costs user space before the held exec is decided:
@@ -466,15 +503,7 @@ fn hashing_cost(dir: &Path) -> Result<Value> {
             .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
             .collect();
         std::fs::write(&path, &bytes).with_context(|| format!("writing {}", path.display()))?;
-        let meta = std::fs::metadata(&path)?;
-        let version = FileVersion {
-            dev: meta.dev(),
-            ino: meta.ino(),
-            generation: 0,
-            ctime_sec: meta.ctime(),
-            ctime_nsec: meta.ctime_nsec() as u32,
-            size: meta.size() as i64,
-        };
+        let version = FileVersion::of_metadata(&std::fs::metadata(&path)?);
         let mut times = Vec::new();
         for _ in 0..5 {
             let file = std::fs::File::open(&path)?;
@@ -563,6 +592,8 @@ struct Point {
     binds: Duration,
     prog_load: Duration,
     attach: Duration,
+    /// Content points: the target's first exec, held and hashed (fork to exit).
+    first_exec: Option<Duration>,
     /// Per round: this point's block and the same round's block with no program.
     rounds: Vec<(Block, Block)>,
     /// Every timed exec, pooled over rounds.
@@ -590,6 +621,7 @@ impl Point {
             binds: Duration::ZERO,
             prog_load: Duration::ZERO,
             attach: Duration::ZERO,
+            first_exec: None,
             rounds: Vec::new(),
             baseline: ExecStats::default(),
             loaded: ExecStats::default(),
@@ -651,7 +683,7 @@ impl Point {
         format!(
             "N = {} (load {}): exec median {:.0} us ({:.3}x), p99 {:.0} us ({:.3}x), BPF {:.0} ns/exec \
              [IQR {:.0}-{:.0}]{paired}, memory {:.2} MiB, {} progs, {} links, profiles loaded \
-             in {:.1} ms{}",
+             in {:.1} ms{}{}",
             self.n,
             self.load + 1,
             self.loaded.median_ns as f64 / 1e3,
@@ -665,6 +697,10 @@ impl Point {
             self.objects.progs.len(),
             self.objects.links.len(),
             self.load_time().as_secs_f64() * 1e3,
+            self.first_exec.map_or(String::new(), |d| format!(
+                ", first exec of the target (held, hashed) {:.1} ms",
+                d.as_secs_f64() * 1e3
+            )),
             if self.note.is_empty() {
                 String::new()
             } else {
@@ -698,6 +734,7 @@ impl Point {
             "load_ms": ms(self.load_time()),
             "prog_load_ms": ms(self.prog_load),
             "attach_ms": ms(self.attach),
+            "first_exec_ms": self.first_exec.map(ms),
             "baseline": self.baseline.to_json(),
             "loaded": self.loaded.to_json(),
             "ratio_median": self.wall_ratio().to_json(),
@@ -751,11 +788,14 @@ fn run_target(target: &Path) -> Result<()> {
 
 /// Load one point through the library's real path; its exec program is attached
 /// once (to count it) and left detached for the rounds.
+/// `first_exec`: exec this target once while attached, as its first exec under
+/// enforcement (held, hashed, cached: see `first_exec`), and time that.
 fn load_fingerprint(
     config: &Config,
     inputs: &[PolicyInput],
     key: &DigestKey,
     cgroup: &BenchCgroup,
+    first_exec: Option<&Path>,
 ) -> Result<(Point, EnforceProbe)> {
     let n = inputs.len();
     let before = BpfObjects::scan()?;
@@ -796,6 +836,12 @@ fn load_fingerprint(
     probe.attach_exec_hook()?;
     point.attach = started.elapsed();
     point.objects = BpfObjects::scan()?.since(&before);
+    if let Some(target) = first_exec {
+        let id = state
+            .profile_id(&inputs[0].name)
+            .ok_or_else(|| anyhow!("profile {} was not loaded", inputs[0].name))?;
+        point.first_exec = Some(held_first_exec(&probe, id, cgroup, target)?);
+    }
     probe.detach_exec_hook();
     Ok((point, probe))
 }

@@ -119,6 +119,18 @@ impl FileVersion {
         })
     }
 
+    /// The version `stat` reports (without the generation, which it does not show).
+    pub fn of_metadata(m: &std::fs::Metadata) -> FileVersion {
+        FileVersion {
+            dev: m.dev(),
+            ino: m.ino(),
+            generation: 0,
+            ctime_sec: m.ctime(),
+            ctime_nsec: m.ctime_nsec() as u32,
+            size: m.size() as i64,
+        }
+    }
+
     /// The version as the kernel keys it (`struct fp_file_id`), the inverse of
     /// [`Self::from_event`].
     pub fn to_kernel(&self) -> fp_file_id {
@@ -374,15 +386,7 @@ mod tests {
     use std::io::Write;
 
     fn version_of(path: &Path) -> FileVersion {
-        let m = std::fs::metadata(path).unwrap();
-        FileVersion {
-            dev: m.dev(),
-            ino: m.ino(),
-            generation: 0,
-            ctime_sec: m.ctime(),
-            ctime_nsec: m.ctime_nsec() as u32,
-            size: m.size() as i64,
-        }
+        FileVersion::of_metadata(&std::fs::metadata(path).unwrap())
     }
 
     #[test]

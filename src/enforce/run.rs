@@ -73,7 +73,8 @@ pub struct EnforceSummary {
     pub unwritten: Unwritten,
     pub write_error: Option<String>,
     pub reloads: usize,
-    /// Execs held in new container cgroups, and how many of those were killed.
+    /// Execs held (in new container cgroups, or of unknown file versions of paths
+    /// pinned to content), and how many of those were killed.
     pub held: u64,
     pub held_killed: u64,
     pub elapsed: Duration,
