@@ -65,6 +65,8 @@ pub struct MapSizes {
     pub patterns: u32,
     pub rules: u32,
     pub bindings: u32,
+    /// File versions whose content the kernel caches (`fp_versions`, an LRU).
+    pub versions: u32,
 }
 
 #[cfg(test)]

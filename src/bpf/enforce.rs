@@ -660,6 +660,11 @@ fn load(
         (&mut open.maps.fp_patterns, sizes.patterns, "fp_patterns"),
         (&mut open.maps.fp_rules, sizes.rules, "fp_rules"),
         (&mut open.maps.fp_bindings, sizes.bindings, "fp_bindings"),
+        (
+            &mut open.maps.fp_versions,
+            sizes.versions.max(1),
+            "fp_versions",
+        ),
     ];
     for (map, entries, name) in resize {
         map.set_max_entries(entries).map_err(map_error(name))?;

@@ -251,6 +251,13 @@ pub fn binding_rules(workload: &WorkloadId) -> Vec<(RuleKind, Vec<u8>)> {
     }
 }
 
+/// File versions whose content the kernel caches when profiles pin content: some
+/// 2 MiB of kernel memory, whatever the number of workloads; an eviction costs one
+/// more hash (a held exec).
+pub const VERSION_CACHE: u32 = 16384;
+/// The same cache while no loaded profile pins content (about 140 KiB).
+pub const VERSION_CACHE_UNPINNED: u32 = 1024;
+
 /// Map sizes for a set of profiles, with room to reload them. The sizes are plain
 /// data of the BPF layer; how big they must be is this module's knowledge.
 impl MapSizes {
@@ -265,6 +272,7 @@ impl MapSizes {
         let patterns: usize = profiles.iter().map(|p| p.patterns.len()).sum();
         let rules: usize = profiles.iter().map(|p| p.rules.len()).sum();
         let headroom = |n: usize, min: usize| (n + (n / 4).max(min)).min(u32::MAX as usize) as u32;
+        let pinned = profiles.iter().any(|p| !p.pinned.is_empty());
         MapSizes {
             profiles: headroom(profiles.len(), 64),
             allow: allow_capacity.unwrap_or_else(|| headroom(entries, 1024)),
@@ -272,6 +280,13 @@ impl MapSizes {
             patterns: headroom(2 * patterns.max(1), 64),
             rules: headroom(rules, 64),
             bindings,
+            // Preallocated (an LRU cannot be otherwise): full size only where content
+            // is checked; a reload that adds pins starts with the small cache.
+            versions: if pinned {
+                VERSION_CACHE
+            } else {
+                VERSION_CACHE_UNPINNED
+            },
         }
     }
 }
@@ -458,6 +473,7 @@ mod tests {
         let sizes = MapSizes::for_profiles(&planned, None, 100);
         assert_eq!(sizes.allow, 4000 + 1024);
         assert_eq!(sizes.profiles, 65);
+        assert_eq!(sizes.versions, VERSION_CACHE_UNPINNED, "nothing pinned");
         assert_eq!(MapSizes::for_profiles(&planned, Some(9), 100).allow, 9);
     }
 

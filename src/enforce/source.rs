@@ -23,12 +23,16 @@ pub fn content_notices(coverage: &ContentCoverage, checked: bool) -> Vec<String>
     if coverage.pinned() > 0 {
         lines.push(match checked {
             true => format!(
-                "{} of {} executables are pinned to content: an exec of another file under                  their paths is a violation (content_mismatch); the first exec of each file                  version is held until it is hashed",
+                "{} of {} executables are pinned to content: an exec of another file under \
+                 their paths is a violation (content_mismatch); the first exec of each file \
+                 version is held until it is hashed",
                 coverage.pinned(),
                 coverage.executables
             ),
             false => format!(
-                "WARNING: content digests are NOT checked while detached (nobody would hash                  held execs): the {} of {} executables pinned to content are checked by                  path only; run without --detach to check them",
+                "WARNING: content digests are NOT checked while detached (nobody would hash \
+                 held execs): the {} of {} executables pinned to content are checked by \
+                 path only; run without --detach to check them",
                 coverage.pinned(),
                 coverage.executables
             ),

@@ -27,6 +27,7 @@ fn probe() -> EnforceProbe {
         patterns: 64,
         rules: 16,
         bindings: 16,
+        versions: 16,
     };
     let probe =
         EnforceProbe::load(MechanismChoice::Kill, sizes, None).expect("loading enforce.bpf.o");
