@@ -322,6 +322,35 @@ fn overlay_mount_over_the_allowed_directory(mech: Mech) {
     assert_content_mismatches(&enforcer.stop(), &p.allowed, &["killed"]);
 }
 
+/// Host only (`pivot_root` refuses the VM's initramfs root): a new mount namespace whose
+/// root is pivoted to a tree holding the attacker's file at the allowed path.
+fn pivot_root_into_a_tree_with_the_allowed_name(mech: Mech) {
+    let p = Pinned::new();
+    let root = p.tmp.join("newroot");
+    install_binary(BUSYBOX, &root.join(p.allowed.strip_prefix("/").unwrap()));
+    std::fs::create_dir_all(root.join("old")).unwrap();
+    let enforcer = p.start(mech);
+    let mut cmd = p.exec_allowed();
+    in_new_mount_namespace(&mut cmd, vec![MountCall::new(&root, &root, libc::MS_BIND)]);
+    let (new_root, put_old) = (
+        CString::new(bytes(&root)).unwrap(),
+        CString::new(bytes(&root.join("old"))).unwrap(),
+    );
+    let slash = CString::new("/").unwrap();
+    // SAFETY: pivot_root(2) and chdir(2) only, on memory allocated before fork.
+    unsafe {
+        cmd.pre_exec(move || {
+            let pivot = libc::syscall(libc::SYS_pivot_root, new_root.as_ptr(), put_old.as_ptr());
+            if pivot != 0 || libc::chdir(slash.as_ptr()) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    assert_eq!(outcome(&mut cmd), Outcome::Killed);
+    assert_content_mismatches(&enforcer.stop(), &p.allowed, &["killed"]);
+}
+
 /// LSM only: the LSM hook sees the script's own file, so an allowed `#!` script
 /// whose body was edited is stopped. (Kill mode runs after the exec, where only the
 /// interpreter is left: an edited script with an allowed interpreter runs there;
@@ -361,6 +390,13 @@ mod kill_host_only {
     fn overlay_mount_over_the_allowed_directory() {
         if privileged("identity::kill_host_only::overlay_mount_over_the_allowed_directory") {
             super::overlay_mount_over_the_allowed_directory(Mech::Kill);
+        }
+    }
+
+    #[test]
+    fn pivot_root_into_a_tree_with_the_allowed_name() {
+        if privileged("identity::kill_host_only::pivot_root_into_a_tree_with_the_allowed_name") {
+            super::pivot_root_into_a_tree_with_the_allowed_name(Mech::Kill);
         }
     }
 }
