@@ -383,8 +383,50 @@ with_both_mechanisms!(
     lsm only: edited_script_is_stopped
 );
 
+/// Detached, nobody would decide held execs: pinned paths are checked by path only
+/// (the attacker's file under the allowed name runs, another path is still blocked),
+/// and enforce says so when it starts.
+fn detached_enforcement_checks_pinned_paths_by_path_only(mech: Mech) {
+    let p = Pinned::new();
+    let pin_dir = format!("/sys/fs/bpf/{}", unique("fp-test-identity"));
+    let out = fingerprint(&[
+        "enforce".as_ref(),
+        "--detach".as_ref(),
+        "--pin-dir".as_ref(),
+        pin_dir.as_ref(),
+        "--mechanism".as_ref(),
+        match mech {
+            Mech::Lsm => "lsm".as_ref(),
+            Mech::Kill => "kill".as_ref(),
+        },
+        "--profile".as_ref(),
+        p.profiles.as_os_str(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("content digests are NOT checked while detached"),
+        "{stderr}"
+    );
+    std::fs::rename(&p.evil, &p.allowed).unwrap();
+    let ran = outcome(&mut p.exec_allowed());
+    let other = outcome(&mut p.cg.command(TRUE));
+    let stop = fingerprint(&["stop".as_ref(), "--pin-dir".as_ref(), pin_dir.as_ref()]);
+    assert!(stop.status.success());
+    assert_eq!((ran, other), (Outcome::Ran(1), blocked(mech)));
+}
+
 mod kill_host_only {
     use super::*;
+
+    #[test]
+    fn detached_enforcement_checks_pinned_paths_by_path_only() {
+        if privileged(
+            "identity::kill_host_only::detached_enforcement_checks_pinned_paths_by_path_only",
+        ) {
+            super::detached_enforcement_checks_pinned_paths_by_path_only(Mech::Kill);
+        }
+    }
 
     #[test]
     fn overlay_mount_over_the_allowed_directory() {
