@@ -15,6 +15,7 @@ const BPF_HEADERS: &[&str] = &[
     "exec_event.h",
     "file_identity.h",
     "siphash.h",
+    "content.h",
     "policy.h",
     "scratch.h",
 ];

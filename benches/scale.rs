@@ -12,6 +12,13 @@
 //!   program, each with its own cgroup id and its own preallocated allowlist map, and
 //!   attaches every copy to the same exec hook.
 //!
+//! - **content** (fingerprint with every executable pinned to content, issue #12): the
+//!   same profiles, each path with one SHA-256 (the target's real one), and the
+//!   target's file version already in the kernel's cache (`fp_versions`): the steady
+//!   state, where only a version's first exec is held. Measured in the same rounds as
+//!   the path-only points and paired with them round by round (content over path at
+//!   the same N). Also measured: hashing a first-seen version, per MiB.
+//!
 //! Only the measured workload (profile 0) has a real cgroup; the N-1 others are bound
 //! to cgroup ids that do not exist (2^40 + i), which costs the maps and the programs
 //! exactly what real, idle workloads would. The benchmark moves itself into the
@@ -43,7 +50,8 @@
 //!                         (default 40; the VM run uses fewer)
 //!   FP_SCALE_MECHANISM    auto | lsm | kill (default auto: the LSM where the kernel
 //!                         accepts it, else kill mode); both designs use the same hook
-//!   FP_SCALE_DESIGNS      fingerprint,per-policy (default both)
+//!   FP_SCALE_DESIGNS      fingerprint,content,per-policy (default all three; content
+//!                         needs fingerprint: it is paired with it)
 //!   FP_SCALE_PP_MEM_MIB   per-policy: do not load a point whose projected kernel
 //!                         memory exceeds this (default: half of MemAvailable)
 //!   FP_SCALE_PP_SECONDS   per-policy: do not load a point whose projected load time
@@ -74,9 +82,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail, Context, Result};
 use fingerprint::bpf::enforce::{EnforceProbe, Mechanism, MechanismChoice};
+use fingerprint::content::{hash_version, FileVersion, Sha256};
 use fingerprint::digest::{digest, DigestKey};
 use fingerprint::enforce::maps::MapState;
 use fingerprint::enforce::plan::{plan, MapSizes, Mode, PolicyInput, ProfileIds};
+use fingerprint::enforce::{hold, identity, YOUNG_CTIME};
+use fingerprint::event::ExecEvent;
 use fingerprint::workload::cgroup::CgroupV2;
 use fingerprint::workload::WorkloadId;
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
@@ -148,6 +159,8 @@ struct Config {
     execs: usize,
     mechanism: MechanismChoice,
     fingerprint: bool,
+    /// Also fingerprint with every executable pinned to content (cache hits).
+    content: bool,
     per_policy: bool,
     pp_mem_limit: u64,
     pp_seconds: f64,
@@ -183,7 +196,8 @@ impl Config {
             Some("kill") => MechanismChoice::Kill,
             Some(other) => bail!("FP_SCALE_MECHANISM={other:?}: want auto, lsm or kill"),
         };
-        let designs = var("FP_SCALE_DESIGNS").unwrap_or_else(|| "fingerprint,per-policy".into());
+        let designs =
+            var("FP_SCALE_DESIGNS").unwrap_or_else(|| "fingerprint,content,per-policy".into());
         let available = mem_available().unwrap_or(4 << 30);
         Ok(Config {
             ns,
@@ -193,6 +207,7 @@ impl Config {
             execs: number("FP_SCALE_EXECS", 40.0)? as usize,
             mechanism,
             fingerprint: designs.contains("fingerprint"),
+            content: designs.contains("content"),
             per_policy: designs.contains("per-policy"),
             pp_mem_limit: (number("FP_SCALE_PP_MEM_MIB", (available / 2 / (1 << 20)) as f64)?
                 * (1 << 20) as f64) as u64,
@@ -256,21 +271,30 @@ fn run() -> Result<()> {
 
     let mut points = Vec::new();
     let mut pooled = Vec::new();
+    let mut content_vs_path = Vec::new();
+    let mut first_exec = Value::Null;
     let mut mechanism = None;
     let mut open_guard_result = None;
     if config.fingerprint {
         let mut loaded = Vec::new();
-        for &n in &config.ns {
-            for load in 0..config.loads {
-                eprintln!(
-                    "bench-scale: fingerprint, loading N = {n} ({}) ...",
-                    load + 1
-                );
-                let mut point = load_fingerprint(&config, &inputs[..n], &key, &cgroup)
-                    .with_context(|| format!("fingerprint at N = {n}"))?;
-                point.0.load = load;
-                mechanism = Some(point.0.mechanism);
-                loaded.push(point);
+        let pinned = config
+            .content
+            .then(|| pinned_inputs(&inputs, &target))
+            .transpose()?;
+        let designs =
+            std::iter::once((FINGERPRINT, &inputs)).chain(pinned.iter().map(|p| (CONTENT, p)));
+        for (design, inputs) in designs {
+            for &n in &config.ns {
+                for load in 0..config.loads {
+                    eprintln!("bench-scale: {design}, loading N = {n} ({}) ...", load + 1);
+                    let first = (design == CONTENT).then_some(target.as_path());
+                    let mut point = load_fingerprint(&config, &inputs[..n], &key, &cgroup, first)
+                        .with_context(|| format!("{design} at N = {n}"))?;
+                    point.0.design = design;
+                    point.0.load = load;
+                    mechanism = Some(point.0.mechanism);
+                    loaded.push(point);
+                }
             }
         }
         if let Some((point, probe)) = loaded.first_mut() {
@@ -295,6 +319,25 @@ fn run() -> Result<()> {
             );
         }
         pooled = measured.1;
+        for c in &measured.2 {
+            eprintln!(
+                "  content over path at N = {}, {} loads: BPF {:.3} [{:.3}, {:.3}], exec {:.3} \
+                 [{:.3}, {:.3}]",
+                c.n,
+                c.loads,
+                c.bpf.median,
+                c.bpf.ci_lo,
+                c.bpf.ci_hi,
+                c.wall.median,
+                c.wall.ci_lo,
+                c.wall.ci_hi
+            );
+        }
+        content_vs_path = measured.2;
+        if config.content {
+            first_exec = hashing_cost(&dir)?;
+            eprintln!("  {}", first_exec["summary"].as_str().unwrap_or_default());
+        }
     }
     if config.per_policy {
         let mech = match (mechanism, config.mechanism) {
@@ -327,6 +370,8 @@ fn run() -> Result<()> {
         "loads": config.loads,
         "points": points.iter().map(Point::to_json).collect::<Vec<_>>(),
         "pooled": pooled.iter().map(Pooled::to_json).collect::<Vec<_>>(),
+        "content_vs_path": content_vs_path.iter().map(Pooled::to_json).collect::<Vec<_>>(),
+        "first_exec_hashing": first_exec,
         "targets": targets(&points, &pooled),
         "open_guard": open_guard_result,
     });
@@ -375,10 +420,132 @@ fn policy_inputs(n: usize, target: &Path, measured_cgroup: &str) -> Vec<PolicyIn
                 // As for containers, by default: the move guard's full check applies.
                 keep_cgroup: true,
                 executables,
+                content: Vec::new(),
                 patterns: Vec::new(),
             }
         })
         .collect()
+}
+
+/// The design names of fingerprint's points: path-only, and pinned to content.
+const FINGERPRINT: &str = "fingerprint";
+const CONTENT: &str = "fingerprint+content";
+
+/// The same profiles with every executable pinned to one content: the target's real
+/// digest, a made-up one for the others (never executed).
+fn pinned_inputs(inputs: &[PolicyInput], target: &Path) -> Result<Vec<PolicyInput>> {
+    let real = Sha256::of(&std::fs::read(target).context("reading the exec target")?);
+    let target = target.as_os_str().as_encoded_bytes();
+    Ok(inputs
+        .iter()
+        .map(|input| {
+            let mut pinned = input.clone();
+            pinned.content = input
+                .executables
+                .iter()
+                .map(|path| match path.as_slice() == target {
+                    true => (path.clone(), real),
+                    false => (path.clone(), Sha256::of(path)),
+                })
+                .collect();
+            pinned
+        })
+        .collect())
+}
+
+/// The target's first exec under enforcement, decided as `enforce` decides it: the
+/// kernel holds it (the version is unknown), user space reads the held event, hashes
+/// and caches the version (`identity::decide_held`) and continues the task. Leaves the
+/// version cached: the steady state the rounds measure. Returns how long the exec took,
+/// fork to exit, hold and hashing included.
+fn held_first_exec(
+    probe: &EnforceProbe,
+    id: u32,
+    cgroup: &BenchCgroup,
+    target: &Path,
+) -> Result<Duration> {
+    // A version changed less than YOUNG_CTIME ago is decided but not cached.
+    let age = std::fs::metadata(target)?
+        .modified()?
+        .elapsed()
+        .unwrap_or_default();
+    std::thread::sleep(YOUNG_CTIME.saturating_sub(age));
+    let (sender, events) = std::sync::mpsc::channel();
+    let ring = probe.violations(move |data| match sender.send(data.to_vec()) {
+        Ok(()) => 0,
+        Err(_) => -1,
+    })?;
+    let started = Instant::now();
+    let mut child = {
+        let _inside = cgroup.enter()?;
+        Command::new(target)
+            .spawn()
+            .context("spawning the exec target")?
+    };
+    hold::wait_until_stopped(child.id(), Duration::from_secs(10));
+    ring.consume().context("reading the held exec")?;
+    let event = events
+        .try_iter()
+        .find_map(|data| {
+            ExecEvent::decode(&data)
+                .ok()
+                .filter(|e| e.pid == child.id())
+        })
+        .ok_or_else(|| anyhow!("the target's first exec was not held"))?;
+    let decision = identity::decide_held(probe, id, &event)?;
+    hold::release(child.id(), &[]);
+    let status = child.wait()?;
+    let took = started.elapsed();
+    if decision.is_some() || !status.success() {
+        bail!("the target's first exec was refused ({decision:?}, {status})");
+    }
+    let version = event
+        .exe_version
+        .ok_or_else(|| anyhow!("held event without a version"))?;
+    if probe.known_version(&version.to_kernel())?.is_none() {
+        bail!("the target's version was not cached");
+    }
+    Ok(took)
+}
+
+/// What a first-seen file version costs user space before the held exec is decided:
+/// hashing it (open, check the version, read, check again), per MiB, for executables of
+/// 1, 16 and 64 MiB.
+fn hashing_cost(dir: &Path) -> Result<Value> {
+    let mut rows = Vec::new();
+    for mib in [1usize, 16, 64] {
+        let path = dir.join(format!("hash-{mib}m"));
+        let bytes: Vec<u8> = (0..mib << 20)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
+        std::fs::write(&path, &bytes).with_context(|| format!("writing {}", path.display()))?;
+        let version = FileVersion::of_metadata(&std::fs::metadata(&path)?);
+        let mut times = Vec::new();
+        for _ in 0..5 {
+            let file = std::fs::File::open(&path)?;
+            let started = Instant::now();
+            hash_version(file, &version)
+                .map_err(|e| anyhow!("hashing {}: {e:?}", path.display()))?;
+            times.push(started.elapsed().as_nanos() as u64);
+        }
+        std::fs::remove_file(&path)?;
+        let median = ExecStats::of(&mut times).median_ns;
+        rows.push(json!({"mib": mib, "median_ns": median, "ns_per_mib": median / mib as u64}));
+    }
+    let per_mib: Vec<String> = rows
+        .iter()
+        .map(|r| {
+            format!(
+                "{} MiB: {:.2} ms/MiB",
+                r["mib"],
+                r["ns_per_mib"].as_u64().unwrap_or(0) as f64 / 1e6
+            )
+        })
+        .collect();
+    Ok(json!({
+        "summary": format!("first exec of a version, hashing (page cache warm): {}", per_mib.join(", ")),
+        "sizes": rows,
+    }))
 }
 
 fn cgroup_of(i: usize, measured: u64) -> u64 {
@@ -441,6 +608,8 @@ struct Point {
     binds: Duration,
     prog_load: Duration,
     attach: Duration,
+    /// Content points: the target's first exec, held and hashed (fork to exit).
+    first_exec: Option<Duration>,
     /// Per round: this point's block and the same round's block with no program.
     rounds: Vec<(Block, Block)>,
     /// Every timed exec, pooled over rounds.
@@ -468,6 +637,7 @@ impl Point {
             binds: Duration::ZERO,
             prog_load: Duration::ZERO,
             attach: Duration::ZERO,
+            first_exec: None,
             rounds: Vec::new(),
             baseline: ExecStats::default(),
             loaded: ExecStats::default(),
@@ -529,7 +699,7 @@ impl Point {
         format!(
             "N = {} (load {}): exec median {:.0} us ({:.3}x), p99 {:.0} us ({:.3}x), BPF {:.0} ns/exec \
              [IQR {:.0}-{:.0}]{paired}, memory {:.2} MiB, {} progs, {} links, profiles loaded \
-             in {:.1} ms{}",
+             in {:.1} ms{}{}",
             self.n,
             self.load + 1,
             self.loaded.median_ns as f64 / 1e3,
@@ -543,6 +713,10 @@ impl Point {
             self.objects.progs.len(),
             self.objects.links.len(),
             self.load_time().as_secs_f64() * 1e3,
+            self.first_exec.map_or(String::new(), |d| format!(
+                ", first exec of the target (held, hashed) {:.1} ms",
+                d.as_secs_f64() * 1e3
+            )),
             if self.note.is_empty() {
                 String::new()
             } else {
@@ -576,6 +750,7 @@ impl Point {
             "load_ms": ms(self.load_time()),
             "prog_load_ms": ms(self.prog_load),
             "attach_ms": ms(self.attach),
+            "first_exec_ms": self.first_exec.map(ms),
             "baseline": self.baseline.to_json(),
             "loaded": self.loaded.to_json(),
             "ratio_median": self.wall_ratio().to_json(),
@@ -629,11 +804,14 @@ fn run_target(target: &Path) -> Result<()> {
 
 /// Load one point through the library's real path; its exec program is attached
 /// once (to count it) and left detached for the rounds.
+/// `first_exec`: exec this target once while attached, as its first exec under
+/// enforcement (held, hashed, cached: see `first_exec`), and time that.
 fn load_fingerprint(
     config: &Config,
     inputs: &[PolicyInput],
     key: &DigestKey,
     cgroup: &BenchCgroup,
+    first_exec: Option<&Path>,
 ) -> Result<(Point, EnforceProbe)> {
     let n = inputs.len();
     let before = BpfObjects::scan()?;
@@ -647,7 +825,7 @@ fn load_fingerprint(
 
     let started = Instant::now();
     let mut probe = EnforceProbe::load(config.mechanism, sizes, Duration::from_secs(10), None)?;
-    probe.write_config(key, None)?;
+    probe.write_config(key, None, true)?;
     probe.attach_cgroup_tracking()?;
     let prog_load = started.elapsed();
 
@@ -674,18 +852,26 @@ fn load_fingerprint(
     probe.attach_exec_hook()?;
     point.attach = started.elapsed();
     point.objects = BpfObjects::scan()?.since(&before);
+    if let Some(target) = first_exec {
+        let id = state
+            .profile_id(&inputs[0].name)
+            .ok_or_else(|| anyhow!("profile {} was not loaded", inputs[0].name))?;
+        point.first_exec = Some(held_first_exec(&probe, id, cgroup, target)?);
+    }
     probe.detach_exec_hook();
     Ok((point, probe))
 }
 
 /// The rounds over every loaded point and no program; then each point's figures,
 /// paired with the smallest N's.
+/// Also returns, per N, the content points over the path-only ones, paired round by
+/// round.
 fn measure_fingerprint(
     config: &Config,
     loaded: Vec<(Point, EnforceProbe)>,
     cgroup: &BenchCgroup,
     target: &Path,
-) -> Result<(Vec<Point>, Vec<Pooled>)> {
+) -> Result<(Vec<Point>, Vec<Pooled>, Vec<Pooled>)> {
     let (mut points, mut probes): (Vec<Point>, Vec<EnforceProbe>) = loaded.into_iter().unzip();
     let before = probes
         .iter()
@@ -703,7 +889,7 @@ fn measure_fingerprint(
                 }
                 Ok(())
             });
-            let label = format!("N={}#{}", point.n, point.load + 1);
+            let label = format!("{} N={}#{}", point.design, point.n, point.load + 1);
             // The exec program alone: the move guard runs on the exec's open and
             // fork too, and is measured apart (open_guard.rs).
             Arm::hooked(label, hook, point.objects.prog_fds("enforce_"), 1)
@@ -733,9 +919,29 @@ fn measure_fingerprint(
         }
     }
     let mut ns: Vec<usize> = points.iter().map(|p| p.n).collect();
+    ns.sort_unstable();
     ns.dedup();
-    let of_n = |n: usize| points.iter().filter(|p| p.n == n).collect::<Vec<_>>();
+    let of = |design: &str, n: usize| {
+        points
+            .iter()
+            .filter(|p| p.design == design && p.n == n)
+            .collect::<Vec<_>>()
+    };
+    let of_n = |n: usize| of(FINGERPRINT, n);
     let first = round_means(&of_n(ns[0]));
+    let content_vs_path: Vec<Pooled> = ns
+        .iter()
+        .filter(|&&n| !of(CONTENT, n).is_empty())
+        .map(|&n| {
+            let (bpf, wall) = paired(&round_means(&of(CONTENT, n)), &round_means(&of_n(n)));
+            Pooled {
+                n,
+                loads: of(CONTENT, n).len(),
+                bpf,
+                wall,
+            }
+        })
+        .collect();
     let pooled = ns
         .iter()
         .map(|&n| {
@@ -753,15 +959,15 @@ fn measure_fingerprint(
     // the pooled figure is a mean over loads over a mean over loads.
     let firsts: Vec<Vec<(f64, f64)>> = points
         .iter()
-        .filter(|p| p.n == ns[0])
+        .filter(|p| p.design == FINGERPRINT && p.n == ns[0])
         .map(|p| round_means(&[p]))
         .collect();
-    for point in &mut points {
+    for point in points.iter_mut().filter(|p| p.design == FINGERPRINT) {
         if let Some(first) = firsts.get(point.load) {
             point.pair_with(first);
         }
     }
-    Ok((points, pooled))
+    Ok((points, pooled, content_vs_path))
 }
 
 /// Per round, the means over `points` (loads measured in the same rounds) of the

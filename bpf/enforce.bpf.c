@@ -73,6 +73,11 @@ struct fp_test_args {
 	__u32 profile_id;
 	__u32 allowed; /* out */
 	struct fp_digest digest; /* out */
+	/* In: the file's content, when has_content; out: the decision, 0 or enum
+	 * fp_reason (FP_REASON_CONTENT_UNKNOWN: the path is pinned, content needed). */
+	struct fp_sha256 content;
+	__u32 has_content;
+	__u32 reason;
 };
 
 /*
@@ -100,6 +105,8 @@ struct fp_pattern _fp_pattern = {};
 struct fp_pattern_key _fp_pattern_key = {};
 struct fp_rule_key _fp_rule_key = {};
 struct fp_digest _fp_digest = {};
+struct fp_sha256 _fp_sha256 = {};
+struct fp_content_key _fp_content_key = {};
 struct fp_test_args _fp_test_args = {};
 struct fp_path _fp_path = {};
 enum fp_mode _fp_mode = 0;
@@ -258,9 +265,9 @@ static __always_inline int fp_is_real_profile(__u32 id)
  * CLONE_INTO_CGROUP, which takes an O_PATH descriptor: no file is opened for writing).
  * No hook sees the migration itself; these two see both ways in. A profile that keeps
  * its tasks (FP_PROFILE_KEEP_CGROUP) may write only the files of cgroups bound to
- * itself, and may not clone into any cgroup.
+ * itself, and may not clone into any cgroup. The file_open program also keeps the
+ * content cache honest (content.h): a file opened for writing loses its cached digest.
  */
-#define FMODE_WRITE 0x2
 #define CGROUP2_SUPER_MAGIC 0x63677270
 #define CLONE_INTO_CGROUP 0x200000000ULL
 
@@ -313,6 +320,8 @@ int BPF_PROG(guard_cgroup_file_open, struct file *file, int ret)
 {
 	struct file *target = NULL;
 	struct fp_profile *prof;
+	struct fp_config *cfg;
+	__u32 zero = 0;
 	__u32 *bound;
 	__u64 cgroup;
 	__u32 id;
@@ -320,8 +329,12 @@ int BPF_PROG(guard_cgroup_file_open, struct file *file, int ret)
 	if (ret)
 		return FP_LSM_PREVIOUS(ret);
 	/* Cheapest tests first: this runs on every open on the node. */
-	if (!(BPF_CORE_READ(file, f_mode) & FMODE_WRITE) ||
-	    BPF_CORE_READ(file, f_inode, i_sb, s_magic) != CGROUP2_SUPER_MAGIC)
+	if (!(BPF_CORE_READ(file, f_mode) & FP_FMODE_WRITE))
+		return 0;
+	cfg = bpf_map_lookup_elem(&fp_config_map, &zero);
+	if (cfg && cfg->check_content)
+		fp_forget_version_if_written(file);
+	if (BPF_CORE_READ(file, f_inode, i_sb, s_magic) != CGROUP2_SUPER_MAGIC)
 		return 0;
 	prof = fp_keeping_profile(&id);
 	if (!prof)
@@ -451,14 +464,16 @@ int BPF_PROG(unbind_cgroup_rmdir, struct cgroup *cgrp, const char *path)
 }
 
 /*
- * The decision on a path user space put in fp_test_path, run with BPF_PROG_TEST_RUN:
- * the very code the exec hook runs. User space decides held execs with it, and the
- * tests run it on hosts where LSM programs cannot load.
+ * The decision on a path user space put in fp_test_path (and the content it hashed,
+ * if any), run with BPF_PROG_TEST_RUN: the very code the exec hook runs. User space
+ * decides held execs with it, and the tests run it on hosts where LSM programs cannot
+ * load.
  */
 SEC("syscall")
 int test_profile_allows(struct fp_test_args *args)
 {
 	struct fp_enforce_slot *slot;
+	struct fp_sha256 given = {};
 	struct fp_profile *prof;
 	struct fp_config *cfg;
 	struct fp_path *p;
@@ -476,8 +491,14 @@ int test_profile_allows(struct fp_test_args *args)
 	if (fp_digest_bytes(p, p->start, FP_PATH_MAX - p->start, cfg, &slot->check.match.digest)) {
 		args->digest.hi = slot->check.match.digest.hi;
 		args->digest.lo = slot->check.match.digest.lo;
+		/* A pointer into the context cannot be handed on: copy the content. */
+		if (args->has_content)
+			bpf_probe_read_kernel(&given, sizeof(given), &args->content);
 		prof = bpf_map_lookup_elem(&fp_profiles, &id);
-		args->allowed = prof ? fp_profile_allows(id, prof, p, cfg, &slot->check.match) : 0;
+		args->reason = prof ? fp_profile_decide(id, prof, p, cfg, &slot->check.match, NULL,
+						       args->has_content ? &given : NULL)
+				    : FP_REASON_NO_PROFILE;
+		args->allowed = !args->reason;
 		ret = 0;
 	}
 	fp_scratch_release(slot);

@@ -127,6 +127,12 @@ enum fp_reason {
 	FP_REASON_NO_PROFILE = 3,   /* bound to FP_PROFILE_DENY_ALL, or to a profile not loaded */
 	FP_REASON_UNCLASSIFIED = 4, /* a new container cgroup user space has not named yet */
 	FP_REASON_CGROUP_MOVE = 5,  /* a task tried to leave its workload's cgroups */
+	/* The path is allowed, pinned to content, and the file executed has other content
+	 * (drift: an allowed name with another file behind it). */
+	FP_REASON_CONTENT_MISMATCH = 6,
+	/* The path is pinned to content and the kernel does not know this file version's
+	 * digest: held for user space to hash (or, from user space, could not be hashed). */
+	FP_REASON_CONTENT_UNKNOWN = 7,
 };
 
 /* Keyed SipHash-2-4-128 of a canonical path: the allowlist key. */
@@ -135,11 +141,25 @@ struct fp_digest {
 	__u64 lo;
 };
 
+/* The SHA-256 of a file's bytes. */
+struct fp_sha256 {
+	__u8 bytes[32];
+};
+
+/* What a profile's (path, content) pair is keyed by: the path's digest, then the
+ * content's; its keyed SipHash is the pair's entry in the allowlist. */
+struct fp_content_key {
+	struct fp_digest path;
+	struct fp_sha256 content;
+};
+
 /* Settings user space may change while enforcing (one array entry). */
 struct fp_config {
 	__u64 hash_key[2];     /* SipHash key: random per enforcement, never exported */
 	__u32 mode_override;   /* 0: each profile's own mode, else enum fp_mode */
-	__u32 pad;
+	/* 1: entries pinned to content are checked (a user-space enforcer hashes held
+	 * execs); 0: they are checked by path only (detached: nobody would decide). */
+	__u32 check_content;
 };
 
 /* The profile unprofiled cgroups are bound to under --default deny: allows nothing. */
@@ -156,15 +176,20 @@ struct fp_config {
 #define FP_PROFILE_PENDING 0xfffffffe
 #define FP_PROFILE_SCOPE 0xfffffffd
 
-/* A profile as enforced: its digests are allow[offset, offset + count), sorted; its
- * patterns are fp_patterns[{id, pattern_base + i}] for i < pattern_count, so a reload
- * writes a new set beside the old one and switches with this one update. */
+/* A profile as enforced. Its region of the allowlist starts at allow_offset and holds
+ * three sorted runs back to back: allow_count digests of path-only paths (any content),
+ * pinned_count digests of paths pinned to content, and pair_count digests of the
+ * allowed (path, content) pairs (struct fp_content_key). Its patterns are
+ * fp_patterns[{id, pattern_base + i}] for i < pattern_count, so a reload writes a new
+ * set beside the old one and switches with this one update. */
 struct fp_profile {
 	__u32 allow_offset;
 	__u32 allow_count;
 	__u32 pattern_base;
 	__u32 pattern_count;
 	__u32 mode;
+	__u32 pinned_count;
+	__u32 pair_count;
 	__u32 flags; /* enum fp_profile_flags */
 };
 
@@ -203,7 +228,7 @@ enum fp_enforce_counter {
 	FP_ENFORCE_VIOLATIONS = 1, /* of which not allowed */
 	FP_ENFORCE_DROPPED = 2,    /* violation events lost: ring buffer full */
 	FP_ENFORCE_BOUND = 3,      /* cgroups bound at creation by the kernel */
-	FP_ENFORCE_HELD = 4,       /* execs held in a cgroup not yet classified */
+	FP_ENFORCE_HELD = 4,       /* execs held: cgroup not yet classified, or content unknown */
 	FP_ENFORCE_MOVES = 5,      /* cgroup moves out of a workload refused or audited */
 	FP_ENFORCE_FOLDED = 6,     /* violations folded into a repeat count, not sent */
 	FP_ENFORCE_COUNTER_MAX = 7,

@@ -3,7 +3,9 @@
  * The enforcement decision, shared by the LSM program, the kill fallback and the
  * program user space runs on held execs (test_profile_allows): cgroup -> profile (one
  * hash lookup), then the canonical path's keyed digest in the profile's sorted
- * allowlist (binary search), then the profile's own patterns. Nothing here depends on
+ * allowlist (binary search), then the profile's own patterns. A path pinned to content
+ * is allowed only with a listed content: the version's digest (content.h) with the
+ * path, as one more keyed digest in the profile's sorted pairs. Nothing here depends on
  * how many workloads are loaded. The memory a decision works in is handed in by the
  * caller, private to its run (scratch.h).
  */
@@ -16,6 +18,7 @@
 #include "fingerprint.h"
 #include "path.h"
 #include "siphash.h"
+#include "content.h"
 
 /* Most glob steps per pattern; a pattern that needs more does not match (fails closed). */
 #define FP_GLOB_MAX_STEPS 8192
@@ -94,10 +97,14 @@ struct fp_glob {
 
 #define FP_GLOB_NO_STAR 0xffffffff
 
-/* The matchers' state: the path's digest and the glob matcher. */
+/* The matchers' state: the path's digest, the glob matcher, and the content check's
+ * version, (path, content) key and its digest. */
 struct fp_match {
 	struct fp_digest digest;
 	struct fp_glob glob;
+	struct fp_file_id version;
+	struct fp_content_key content;
+	struct fp_digest pair;
 };
 
 /* Everything one exec decision writes: the path and the matchers' state. */
@@ -115,20 +122,19 @@ static __always_inline void fp_enforce_count(__u32 counter)
 		__sync_fetch_and_add(value, 1);
 }
 
-/* Whether `d` is among the profile's sorted digests. */
-__noinline int fp_allowlist_contains(const struct fp_profile *prof, const struct fp_digest *d)
+/* Whether `d` is among the sorted digests fp_allow[offset, offset + count). */
+__noinline int fp_sorted_contains(__u32 offset, __u32 count, const struct fp_digest *d)
 {
-	__u32 lo = 0, hi, mid, index, i;
+	__u32 lo = 0, hi = count, mid, index, i;
 	struct fp_digest *e;
 
-	if (!prof || !d)
+	if (!d)
 		return 0;
-	hi = prof->allow_count;
 	for (i = 0; i < FP_SEARCH_MAX_STEPS; i++) {
 		if (lo >= hi)
 			break;
 		mid = lo + (hi - lo) / 2;
-		index = prof->allow_offset + mid;
+		index = offset + mid;
 		e = bpf_map_lookup_elem(&fp_allow, &index);
 		if (!e)
 			return 0;
@@ -208,31 +214,78 @@ __noinline int fp_glob_match(struct fp_glob *g, const struct fp_pattern *pat,
 	return 0;
 }
 
-/* Whether profile `id` allows the resolved path `p`; `m` is the matchers' memory,
- * and holds the path's digest afterwards. */
-static __always_inline int fp_profile_allows(__u32 id, const struct fp_profile *prof,
-					     const struct fp_path *p,
-					     const struct fp_config *cfg, struct fp_match *m)
+/* What a profile says of a path: nothing, any content, or only pinned contents. */
+enum fp_path_match { FP_PATH_NOT_LISTED = 0, FP_PATH_ANY_CONTENT = 1, FP_PATH_PINNED = 2 };
+
+/* How profile `id` lists the resolved path `p`; `m` is the matchers' memory, and holds
+ * the path's digest afterwards. An exact entry decides before the patterns: a path
+ * pinned to content stays pinned where a pattern would also match it. */
+static __always_inline int fp_profile_lists(__u32 id, const struct fp_profile *prof,
+					    const struct fp_path *p,
+					    const struct fp_config *cfg, struct fp_match *m)
 {
 	struct fp_pattern_key key = { .profile_id = id };
 	struct fp_pattern *pattern;
 	__u32 i;
 
 	if (p->start >= FP_PATH_MAX)
-		return 0;
+		return FP_PATH_NOT_LISTED;
 	if (!fp_digest_bytes(p, p->start, FP_PATH_MAX - p->start, cfg, &m->digest))
-		return 0;
-	if (fp_allowlist_contains(prof, &m->digest))
-		return 1;
+		return FP_PATH_NOT_LISTED;
+	if (fp_sorted_contains(prof->allow_offset, prof->allow_count, &m->digest))
+		return FP_PATH_ANY_CONTENT;
+	if (prof->pinned_count &&
+	    fp_sorted_contains(prof->allow_offset + prof->allow_count, prof->pinned_count,
+			       &m->digest))
+		return FP_PATH_PINNED;
 	for (i = 0; i < FP_MAX_PATTERNS; i++) {
 		if (i >= prof->pattern_count)
 			break;
 		key.index = prof->pattern_base + i;
 		pattern = bpf_map_lookup_elem(&fp_patterns, &key);
 		if (pattern && fp_glob_match(&m->glob, pattern, p))
-			return 1;
+			return FP_PATH_ANY_CONTENT;
 	}
-	return 0;
+	return FP_PATH_NOT_LISTED;
+}
+
+/*
+ * The decision on path `p` under profile `id`: 0 (allowed) or the enum fp_reason of a
+ * violation; FP_REASON_CONTENT_UNKNOWN when the path is pinned and the content is not
+ * known. `content` is the content when the caller knows it (user space, after
+ * hashing); else it is looked up by the version of `file` (NULL: none). Shared by the
+ * exec hooks and test_profile_allows, so user space decides held execs with this code.
+ */
+static __always_inline __u16 fp_profile_decide(__u32 id, const struct fp_profile *prof,
+					       const struct fp_path *p,
+					       const struct fp_config *cfg, struct fp_match *m,
+					       struct file *file,
+					       const struct fp_sha256 *content)
+{
+	__u32 pairs;
+
+	switch (fp_profile_lists(id, prof, p, cfg, m)) {
+	case FP_PATH_ANY_CONTENT:
+		return 0;
+	case FP_PATH_PINNED:
+		break;
+	default:
+		return FP_REASON_NOT_ALLOWED;
+	}
+	if (!cfg->check_content)
+		return 0;
+	if (!content && file)
+		content = fp_known_content(file, &m->version);
+	if (!content)
+		return FP_REASON_CONTENT_UNKNOWN;
+	m->content.path = m->digest;
+	__builtin_memcpy(&m->content.content, content, sizeof(m->content.content));
+	if (!fp_digest_content(&m->content, cfg, &m->pair))
+		return FP_REASON_CONTENT_MISMATCH;
+	pairs = prof->allow_offset + prof->allow_count + prof->pinned_count;
+	if (fp_sorted_contains(pairs, prof->pair_count, &m->pair))
+		return 0;
+	return FP_REASON_CONTENT_MISMATCH;
 }
 
 /* The verdict on one file executed by the current task. */
@@ -313,10 +366,18 @@ static __always_inline void fp_check_exec(struct file *file, __u32 id,
 		if (p->flags & (FP_PATH_TRUNCATED | FP_PATH_DELETED | FP_PATH_UNREACHABLE |
 				FP_PATH_ABSENT))
 			verdict->reason = FP_REASON_UNNAMEABLE;
-		else if (!fp_profile_allows(id, prof, p, cfg, &mem->match))
-			verdict->reason = FP_REASON_NOT_ALLOWED;
 		else
+			verdict->reason = fp_profile_decide(id, prof, p, cfg, &mem->match, file,
+							    NULL);
+		if (!verdict->reason)
 			return;
+		if (verdict->reason == FP_REASON_CONTENT_UNKNOWN) {
+			/* First exec of this version: held, hashed and decided by user
+			 * space (enforce/identity.rs), which then caches its digest. */
+			fp_enforce_count(FP_ENFORCE_HELD);
+			verdict->mode = FP_MODE_HOLD;
+			return;
+		}
 		verdict->mode = prof->mode;
 	}
 	if (cfg->mode_override)

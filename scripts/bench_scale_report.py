@@ -446,6 +446,26 @@ def plot(runs, png):
     fig.savefig(png, dpi=100)
 
 
+def content_lines(run):
+    """Content checking (issue #12): content over path-only at each N, paired round by
+    round, the cache's kernel memory, and the hashing cost of a first-seen version."""
+    rows = run.get("content_vs_path") or []
+    if not rows:
+        return []
+    lines = ["Content checking (every executable pinned, target version cached), over "
+             "path-only at the same N, paired per round [95% CI]:", "",
+             "| N | loads | BPF time | exec median |", "|---:|---:|---|---|"]
+    lines += [f"| {r['n']:,} | {r['loads']} | {ci(r['bpf'])} | {ci(r['exec_median'])} |" for r in rows]
+    cache = [m for p in run["points"] if p["design"] == "fingerprint+content"
+             for m in p.get("map_breakdown", []) if m["map"] == "fp_versions"]
+    if cache:
+        lines += ["", f"- `fp_versions` (the version cache): {fmt_bytes(cache[0]['bytes'])} per load, whatever N."]
+    hashing = run.get("first_exec_hashing") or {}
+    if hashing.get("summary"):
+        lines += [f"- {hashing['summary']}."]
+    return lines
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--host", required=True)
@@ -463,6 +483,8 @@ def main():
         lines += [f"#### {label(run)}", "", f"Machine: {machine_line(run)}.", "", table(run), ""]
         lines += [pooled_table(run), ""]
         lines += ["Targets (fingerprint, largest N against N=1):", ""] + verdicts(run) + [""]
+        content = content_lines(run)
+        lines += content + ([""] if content else [])
         notes = [breakdown(run)] + per_policy_notes(run)
         lines += [f"- {n}" for n in notes if n] + [""]
     lines += [READING.strip(), ""]

@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 
 read -r -a kernels <<<"${FP_VM_KERNELS-6.12 6.1}"
 filters=("$@")
-((${#filters[@]})) || filters=(enforce::lsm:: boundaries::lsm:: containers::lsm:: engines::lsm:: metrics::lsm:: coalesce::lsm:: learn:: decision:: cli::)
+((${#filters[@]})) || filters=(enforce::lsm:: identity::lsm:: boundaries::lsm:: containers::lsm:: engines::lsm:: metrics::lsm:: coalesce::lsm:: learn:: decision:: cli::)
 
 cargo build --locked --quiet
 test_bin=$(cargo test --locked --no-run 2>&1 |

@@ -119,6 +119,42 @@ impl FileVersion {
         })
     }
 
+    /// The version `stat` reports (without the generation, which it does not show).
+    pub fn of_metadata(m: &std::fs::Metadata) -> FileVersion {
+        FileVersion {
+            dev: m.dev(),
+            ino: m.ino(),
+            generation: 0,
+            ctime_sec: m.ctime(),
+            ctime_nsec: m.ctime_nsec() as u32,
+            size: m.size() as i64,
+        }
+    }
+
+    /// The version as the kernel keys it (`struct fp_file_id`), the inverse of
+    /// [`Self::from_event`].
+    pub fn to_kernel(&self) -> fp_file_id {
+        let (major, minor) = (libc::major(self.dev), libc::minor(self.dev));
+        fp_file_id {
+            ino: self.ino,
+            size: self.size,
+            ctime_sec: self.ctime_sec,
+            ctime_nsec: self.ctime_nsec,
+            dev: (major << 20) | (minor & 0xf_ffff),
+            generation: self.generation,
+            pad: 0,
+        }
+    }
+
+    /// How long ago the version's change time was (zero if it is in the future).
+    pub fn age(&self) -> Duration {
+        let ctime = Duration::new(self.ctime_sec.max(0) as u64, self.ctime_nsec);
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .saturating_sub(ctime)
+    }
+
     /// Whether an open file is this version: same device, inode, change time and size.
     /// (stat(2) does not report the generation.) Any write, truncation, chmod or
     /// rename onto the name changes one of them, within the change time's granularity.
@@ -142,24 +178,31 @@ pub fn open_executed(
     cgroup_dir: &Path,
     version: &FileVersion,
 ) -> Option<File> {
-    // The mm's own file: always the executed regular file, never a FIFO or a device.
-    if let Some(file) = File::open(format!("/proc/{pid}/exe"))
-        .ok()
-        .filter(|file| version.is(file))
-    {
+    if let Some(file) = open_image_of(pid, version) {
         return Some(file);
     }
-    let relative = Path::new(std::ffi::OsStr::from_bytes(path.strip_prefix(b"/")?));
     let procs = std::fs::read_to_string(cgroup_dir.join("cgroup.procs")).ok()?;
     procs
         .lines()
         .filter(|line| *line != pid.to_string())
-        .find_map(|live| {
-            open_if_version(
-                &Path::new("/proc").join(live).join("root").join(relative),
-                version,
-            )
-        })
+        .find_map(|live| open_in_root_of(live, path, version))
+}
+
+/// The image process `pid` runs, if it is `version`. The mm's own file: always the
+/// executed regular file, never a FIFO or a device.
+pub fn open_image_of(pid: u32, version: &FileVersion) -> Option<File> {
+    File::open(format!("/proc/{pid}/exe"))
+        .ok()
+        .filter(|file| version.is(file))
+}
+
+/// `path` inside the root (and mount namespace) of process `pid`, if it is `version`.
+pub fn open_in_root_of(pid: &str, path: &[u8], version: &FileVersion) -> Option<File> {
+    let relative = Path::new(std::ffi::OsStr::from_bytes(path.strip_prefix(b"/")?));
+    open_if_version(
+        &Path::new("/proc").join(pid).join("root").join(relative),
+        version,
+    )
 }
 
 /// Open a path the workload controls only once it is known to be `version`: first
@@ -178,14 +221,14 @@ fn open_if_version(path: &Path, version: &FileVersion) -> Option<File> {
 
 /// Why a digest was not accepted.
 #[derive(Debug)]
-enum HashError {
+pub enum HashError {
     Read,
     /// The file changed (or was another version) while it was read.
     Changed,
 }
 
 /// Hash an open file, accepting the digest only if it is `version` before and after.
-fn hash_version(mut file: File, version: &FileVersion) -> Result<(Sha256, u64), HashError> {
+pub fn hash_version(mut file: File, version: &FileVersion) -> Result<(Sha256, u64), HashError> {
     if !version.is(&file) {
         return Err(HashError::Changed);
     }
@@ -343,15 +386,7 @@ mod tests {
     use std::io::Write;
 
     fn version_of(path: &Path) -> FileVersion {
-        let m = std::fs::metadata(path).unwrap();
-        FileVersion {
-            dev: m.dev(),
-            ino: m.ino(),
-            generation: 0,
-            ctime_sec: m.ctime(),
-            ctime_nsec: m.ctime_nsec() as u32,
-            size: m.size() as i64,
-        }
+        FileVersion::of_metadata(&std::fs::metadata(path).unwrap())
     }
 
     #[test]
@@ -376,6 +411,12 @@ mod tests {
         };
         let version = FileVersion::from_event(&id).unwrap();
         assert_eq!(version.dev, libc::makedev(259, 3));
+        let back = version.to_kernel();
+        assert_eq!(
+            (back.dev, back.ino),
+            (id.dev, id.ino),
+            "the kernel's key, back"
+        );
         assert!(FileVersion::from_event(&fp_file_id::default()).is_none());
     }
 

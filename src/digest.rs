@@ -1,8 +1,12 @@
-//! The allowlist key of a path: keyed SipHash-2-4 with a 128-bit result, the same
-//! function as `bpf/siphash.h` (a BPF test run checks they agree). `siphasher` is the
-//! well-kept reference implementation; writing our own would only add risk.
+//! The allowlist key of a path (and of a path with one content): keyed SipHash-2-4 with
+//! a 128-bit result, the same function as `bpf/siphash.h` (a BPF test run checks they
+//! agree). `siphasher` is the well-kept reference implementation; writing our own would
+//! only add risk.
 
 use siphasher::sip128::{Hasher128, SipHasher24};
+
+use crate::bpf::abi::{fp_content_key, fp_digest, fp_sha256};
+use crate::content::Sha256;
 use std::hash::Hasher;
 
 /// A secret SipHash key, random per enforcement.
@@ -51,6 +55,21 @@ pub fn digest(key: &DigestKey, bytes: &[u8]) -> Digest {
         hi: hash.h2,
         lo: hash.h1,
     }
+}
+
+/// The allowlist key of a path pinned to one content: the digest of `struct
+/// fp_content_key` (the path's digest, then the SHA-256), the bytes
+/// `fp_digest_content` hashes in `bpf/siphash.h`.
+pub fn content_digest(key: &DigestKey, path: Digest, content: &Sha256) -> Digest {
+    let pair = fp_content_key {
+        path: fp_digest {
+            hi: path.hi,
+            lo: path.lo,
+        },
+        content: fp_sha256 { bytes: content.0 },
+    };
+    // SAFETY: fp_content_key is Plain (integers and byte arrays, no padding).
+    digest(key, unsafe { plain::as_bytes(&pair) })
 }
 
 #[cfg(test)]

@@ -101,6 +101,12 @@ pub enum Reason {
     NoProfile,
     /// A new container cgroup that user space had not named yet.
     Unclassified,
+    /// The path is allowed and pinned to content, and the file executed has other
+    /// content (drift).
+    ContentMismatch,
+    /// The path is pinned to content and the file's content could not be known (held
+    /// for hashing; a violation when it could not be hashed).
+    ContentUnknown,
     /// A task tried to leave its workload's cgroups (the cgroup move guard).
     CgroupMove,
 }
@@ -112,7 +118,7 @@ impl Verdict {
         Some(Verdict {
             profile_id,
             action: Action::from_raw(action)?,
-            reason: Reason::from_raw(reason)?,
+            reason: Reason::from_raw(reason.into())?,
         })
     }
 }
@@ -139,13 +145,16 @@ impl Action {
 }
 
 impl Reason {
-    fn from_raw(raw: u16) -> Option<Reason> {
-        match fp_reason(raw.into()) {
+    /// The reason the kernel wrote (`enum fp_reason`), if it names one.
+    pub fn from_raw(raw: u32) -> Option<Reason> {
+        match fp_reason(raw) {
             fp_reason::FP_REASON_NOT_ALLOWED => Some(Reason::NotAllowed),
             fp_reason::FP_REASON_UNNAMEABLE => Some(Reason::Unnameable),
             fp_reason::FP_REASON_NO_PROFILE => Some(Reason::NoProfile),
             fp_reason::FP_REASON_UNCLASSIFIED => Some(Reason::Unclassified),
             fp_reason::FP_REASON_CGROUP_MOVE => Some(Reason::CgroupMove),
+            fp_reason::FP_REASON_CONTENT_MISMATCH => Some(Reason::ContentMismatch),
+            fp_reason::FP_REASON_CONTENT_UNKNOWN => Some(Reason::ContentUnknown),
             _ => None,
         }
     }
@@ -157,6 +166,8 @@ impl Reason {
             Reason::NoProfile => "no_profile",
             Reason::Unclassified => "unclassified",
             Reason::CgroupMove => "cgroup_move",
+            Reason::ContentMismatch => "content_mismatch",
+            Reason::ContentUnknown => "content_unknown",
         }
     }
 }

@@ -433,7 +433,8 @@ fn print_enforce_summary(s: &EnforceSummary) {
     }
     if s.held > 0 {
         eprintln!(
-            "fingerprint: {} first execs in new containers were held until named ({} killed)",
+            "fingerprint: {} execs were held until decided (first execs in new containers, first \
+             execs of unknown file versions of pinned paths; {} killed)",
             s.held, s.held_killed
         );
     }

@@ -13,14 +13,15 @@ use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 use libbpf_rs::{Link, MapCore, MapFlags, MapHandle, RingBuffer, RingBufferBuilder};
 
 use super::abi::{
-    fp_config, fp_digest, fp_fold, fp_fold_key, fp_mode, fp_path, fp_pattern, fp_pattern_key,
-    fp_profile, fp_profile_flags, fp_rule_key, fp_take_args, fp_test_args, MapSizes, RuleKind,
-    PATH_MAX, PATTERN_MAX,
+    fp_config, fp_digest, fp_file_id, fp_fold, fp_fold_key, fp_mode, fp_path, fp_pattern,
+    fp_pattern_key, fp_profile, fp_profile_flags, fp_rule_key, fp_sha256, fp_take_args,
+    fp_test_args, MapSizes, RuleKind, PATH_MAX, PATTERN_MAX,
 };
 use super::enforce_skel::{EnforceSkel, EnforceSkelBuilder, OpenEnforceSkel};
 use super::pinned::{CARRIED_MAPS, OPTIONAL_CARRIED_MAPS};
 use super::readback::{self, EnforceCounters, MapHandles};
 use super::{load_reason, object_storage, refused, BpfError};
+use crate::content::Sha256;
 use crate::digest::{Digest, DigestKey};
 
 /// How enforcement acts on a violation.
@@ -66,6 +67,10 @@ pub struct ProfileDescriptor {
     pub pattern_count: u32,
     pub mode: fp_mode,
     pub keep_cgroup: bool,
+    /// Paths pinned to content, then (path, content) pairs, after the path-only
+    /// digests of the same region (see `struct fp_profile`).
+    pub pinned_count: u32,
+    pub pair_count: u32,
 }
 
 pub struct EnforceProbe {
@@ -217,15 +222,18 @@ impl EnforceProbe {
         self.guard_links.clear();
     }
 
+    /// `check_content`: whether paths pinned to content are checked by content (a
+    /// process of ours decides the execs held for hashing) or by path only.
     pub fn write_config(
         &self,
         key: &DigestKey,
         mode_override: Option<fp_mode>,
+        check_content: bool,
     ) -> Result<(), BpfError> {
         let config = fp_config {
             hash_key: key.0,
             mode_override: mode_override.map_or(0, |mode| mode.0),
-            pad: 0,
+            check_content: check_content.into(),
         };
         self.skel
             .maps
@@ -264,6 +272,8 @@ impl EnforceProbe {
                     } else {
                         0
                     },
+                    pinned_count: desc.pinned_count,
+                    pair_count: desc.pair_count,
                 };
                 bytes_of(&raw).to_vec()
             })
@@ -483,8 +493,21 @@ impl EnforceProbe {
     }
 
     /// Run the very decision the exec hook runs on `path` for profile `id`, through
-    /// BPF_PROG_TEST_RUN. Returns (allowed, the kernel's digest of the path).
+    /// BPF_PROG_TEST_RUN. Returns (allowed, the kernel's digest of the path); a path
+    /// pinned to content is not allowed without its content (see `test_decision`).
     pub fn test_path(&self, id: u32, path: &[u8]) -> Result<(bool, Digest), BpfError> {
+        let (reason, digest) = self.test_decision(id, path, None)?;
+        Ok((reason == 0, digest))
+    }
+
+    /// The decision on `path` for profile `id`, with the file's content if known:
+    /// 0 (allowed) or the `enum fp_reason` of the violation, and the path's digest.
+    pub fn test_decision(
+        &self,
+        id: u32,
+        path: &[u8],
+        content: Option<&Sha256>,
+    ) -> Result<(u32, Digest), BpfError> {
         if path.len() >= PATH_MAX {
             return Err(BpfError::Map {
                 map: "fp_test_path",
@@ -505,6 +528,10 @@ impl EnforceProbe {
             .map_err(map_error("fp_test_path"))?;
         let mut args = fp_test_args {
             profile_id: id,
+            content: fp_sha256 {
+                bytes: content.map_or([0; 32], |c| c.0),
+            },
+            has_content: content.is_some().into(),
             ..Default::default()
         };
         let prog = &self.skel.progs.test_profile_allows;
@@ -516,12 +543,33 @@ impl EnforceProbe {
             });
         }
         Ok((
-            args.allowed != 0,
+            args.reason,
             Digest {
                 hi: args.digest.hi,
                 lo: args.digest.lo,
             },
         ))
+    }
+
+    /// Tell the kernel the content of one file version (`fp_versions`): its next
+    /// execs are decided in the kernel, without a hold.
+    pub fn record_version(&self, version: &fp_file_id, content: &Sha256) -> Result<(), BpfError> {
+        self.skel
+            .maps
+            .fp_versions
+            .update(bytes_of(version), &content.0, MapFlags::ANY)
+            .map_err(map_error("fp_versions"))
+    }
+
+    /// The content the kernel knows for a file version, if any.
+    pub fn known_version(&self, version: &fp_file_id) -> Result<Option<Sha256>, BpfError> {
+        let value = self
+            .skel
+            .maps
+            .fp_versions
+            .lookup(bytes_of(version), MapFlags::ANY)
+            .map_err(map_error("fp_versions"))?;
+        Ok(value.and_then(|v| Sha256::from_slice(&v)))
     }
 }
 
@@ -710,6 +758,11 @@ fn load(
         (&mut open.maps.fp_patterns, sizes.patterns, "fp_patterns"),
         (&mut open.maps.fp_rules, sizes.rules, "fp_rules"),
         (&mut open.maps.fp_bindings, sizes.bindings, "fp_bindings"),
+        (
+            &mut open.maps.fp_versions,
+            sizes.versions.max(1),
+            "fp_versions",
+        ),
     ];
     for (map, entries, name) in resize {
         map.set_max_entries(entries).map_err(map_error(name))?;

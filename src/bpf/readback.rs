@@ -34,7 +34,8 @@ pub struct EnforceCounters {
     pub violations: u64,
     pub dropped: u64,
     pub bound_at_mkdir: u64,
-    /// Execs held in a new container cgroup until user space named it.
+    /// Execs held until user space decided: in a new container cgroup not named yet,
+    /// or of a file version whose content the kernel did not know.
     pub held: u64,
     /// Cgroup moves out of a workload refused (or audited) by the move guard; also
     /// counted in `violations`.

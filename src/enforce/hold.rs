@@ -1,5 +1,6 @@
-//! Late binding of containers: deciding on an exec the kernel held because its cgroup
-//! had not been named yet.
+//! Deciding on an exec the kernel held: because its cgroup had not been named yet
+//! (late binding of containers), or because its path is pinned to content and the
+//! kernel did not know this file version's content (see `identity`).
 //!
 //! Why a hold: a container's cgroup is created by runc, and only the runtime's
 //! metadata says which workload it belongs to, so the kernel cannot bind it inside
@@ -28,6 +29,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 use super::binding::BindingPolicy;
+use super::identity;
 use super::plan::Mode;
 use crate::bpf::abi::{DENY_ALL_PROFILE, PENDING_PROFILE, SCOPE_PROFILE};
 use crate::bpf::enforce::EnforceProbe;
@@ -82,12 +84,13 @@ pub fn classify(
     policy.profile_for(name, path, parent)
 }
 
-/// The decision on a held exec in a cgroup now bound to `binding`. `allows` asks
-/// the kernel's decision code; `mode` is the profile's effective mode.
+/// The decision on a held exec in a cgroup now bound to `binding`. `check` asks the
+/// kernel's decision code (with the file's content where the path is pinned to it):
+/// None if allowed, else why not; `mode` is the profile's effective mode.
 pub fn decide(
     binding: Option<u32>,
     event: &ExecEvent,
-    allows: impl FnOnce(u32, &[u8]) -> Result<bool>,
+    check: impl FnOnce(u32) -> Result<Option<Reason>>,
     mode: impl FnOnce(u32) -> Option<Mode>,
 ) -> Result<Outcome> {
     let id = match binding {
@@ -111,10 +114,9 @@ pub fn decide(
     if event.exe.flags & unnameable != 0 {
         return Ok(violation(Reason::Unnameable, Some(mode)));
     }
-    if allows(id, &event.exe.bytes)? {
-        Ok(Outcome::Continue)
-    } else {
-        Ok(violation(Reason::NotAllowed, Some(mode)))
+    match check(id)? {
+        None => Ok(Outcome::Continue),
+        Some(reason) => Ok(violation(reason, Some(mode))),
     }
 }
 
@@ -161,7 +163,7 @@ impl Holds<'_> {
         decide(
             binding,
             event,
-            |id, exe| Ok(self.probe.test_path(id, exe)?.0),
+            |id| identity::decide_held(self.probe, id, event),
             |id| {
                 self.modes
                     .get(&id)
@@ -285,7 +287,7 @@ mod tests {
         decide(
             binding,
             &event(exe, flags),
-            |_, exe| Ok(exe == b"/bin/busybox"),
+            |_| Ok((exe != b"/bin/busybox").then_some(Reason::NotAllowed)),
             |_| mode,
         )
         .unwrap()

@@ -58,7 +58,7 @@ impl MapState {
     }
 
     pub fn entries(&self) -> usize {
-        self.loaded.values().map(|l| l.planned.digests.len()).sum()
+        self.loaded.values().map(|l| l.planned.region_len()).sum()
     }
 
     /// Make the maps hold exactly `planned`.
@@ -95,13 +95,13 @@ impl MapState {
         let mut trial = self.layout.clone();
         let mut offsets = Vec::with_capacity(work.len());
         for profile in work {
-            let len = profile.digests.len() as u32;
+            let len = profile.region_len() as u32;
             match trial.allocate(len) {
                 Some(offset) => offsets.push(offset),
                 None => {
                     return Err(PlanError::AllowlistFull {
                         needed: self.entries()
-                            + work.iter().map(|p| p.digests.len()).sum::<usize>(),
+                            + work.iter().map(PlannedProfile::region_len).sum::<usize>(),
                         capacity: self.layout.capacity(),
                     })
                 }
@@ -122,10 +122,11 @@ impl MapState {
         work: Vec<PlannedProfile>,
         offsets: Vec<u32>,
     ) -> Result<()> {
+        let regions: Vec<Vec<Digest>> = work.iter().map(PlannedProfile::region).collect();
         let runs: Vec<(u32, &[Digest])> = offsets
             .iter()
-            .zip(&work)
-            .map(|(offset, profile)| (*offset, profile.digests.as_slice()))
+            .zip(&regions)
+            .map(|(offset, region)| (*offset, region.as_slice()))
             .collect();
         probe.write_digests(&runs)?;
         let mut descs = Vec::with_capacity(work.len());
@@ -144,6 +145,8 @@ impl MapState {
                 pattern_count: profile.patterns.len() as u32,
                 mode: profile.mode.into(),
                 keep_cgroup: profile.keep_cgroup,
+                pinned_count: profile.pinned.len() as u32,
+                pair_count: profile.pairs.len() as u32,
             };
             descs.push((profile.id, desc));
         }
@@ -199,7 +202,7 @@ impl MapState {
             }
         }
         self.layout
-            .release(old.desc.allow_offset, old.desc.allow_count);
+            .release(old.desc.allow_offset, old.planned.region_len() as u32);
         Ok(())
     }
 

@@ -4,6 +4,7 @@
 pub mod binding;
 pub mod event_log;
 pub mod hold;
+pub mod identity;
 pub mod lock;
 pub mod maps;
 pub mod plan;
@@ -12,3 +13,5 @@ pub mod report;
 pub mod run;
 mod session;
 pub mod source;
+
+pub use identity::YOUNG_CTIME;

@@ -3,11 +3,12 @@
 //! that bind new cgroups. Pure code, so sizing and layout are unit-tested without
 //! root, and every limit is checked before anything is attached.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::bpf::abi::fp_mode;
 pub use crate::bpf::abi::{MapSizes, RuleKind, MAX_PATTERNS, PATH_MAX, PATTERN_MAX};
-use crate::digest::{digest, Digest, DigestKey};
+use crate::content::Sha256;
+use crate::digest::{content_digest, digest, Digest, DigestKey};
 pub use crate::profile::Mode;
 use crate::workload::{cgroup_path, WorkloadId};
 
@@ -22,6 +23,9 @@ pub struct PolicyInput {
     /// Whether its tasks must stay in its cgroups (`cgroup_moves: deny`).
     pub keep_cgroup: bool,
     pub executables: Vec<Vec<u8>>,
+    /// The contents an executable may have, (path, digest) per allowed content; an
+    /// executable without one is path-only (any content).
+    pub content: Vec<(Vec<u8>, Sha256)>,
     pub patterns: Vec<Vec<u8>>,
 }
 
@@ -41,9 +45,31 @@ pub struct PlannedProfile {
     pub name: String,
     pub mode: Mode,
     pub keep_cgroup: bool,
+    /// Sorted digests of the path-only paths (any content).
     pub digests: Vec<Digest>,
+    /// Sorted digests of the paths pinned to content.
+    pub pinned: Vec<Digest>,
+    /// Sorted digests of the allowed (path, content) pairs.
+    pub pairs: Vec<Digest>,
     pub patterns: Vec<Vec<u8>>,
     pub rules: Vec<(RuleKind, Vec<u8>)>,
+}
+
+impl PlannedProfile {
+    /// The profile's region of the allowlist, as the kernel reads it (`struct
+    /// fp_profile`): the three sorted runs back to back.
+    pub fn region(&self) -> Vec<Digest> {
+        [&self.digests, &self.pinned, &self.pairs]
+            .into_iter()
+            .flatten()
+            .copied()
+            .collect()
+    }
+
+    /// Allowlist entries the profile takes.
+    pub fn region_len(&self) -> usize {
+        self.digests.len() + self.pinned.len() + self.pairs.len()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -166,7 +192,8 @@ fn plan_one(
             });
         }
     }
-    for path in &input.executables {
+    let content_paths = input.content.iter().map(|(path, _)| path);
+    for path in input.executables.iter().chain(content_paths) {
         if path.first() != Some(&b'/') || path.len() >= PATH_MAX {
             return Err(PlanError::BadPath {
                 file: input.file.clone(),
@@ -175,15 +202,36 @@ fn plan_one(
             });
         }
     }
-    let mut digests: Vec<Digest> = input.executables.iter().map(|p| digest(key, p)).collect();
-    digests.sort_unstable();
-    digests.dedup();
+    let pinned_paths: HashSet<&[u8]> = input.content.iter().map(|(p, _)| &p[..]).collect();
+    let sorted = |mut digests: Vec<Digest>| {
+        digests.sort_unstable();
+        digests.dedup();
+        digests
+    };
+    let digests = sorted(
+        input
+            .executables
+            .iter()
+            .filter(|p| !pinned_paths.contains(&p[..]))
+            .map(|p| digest(key, p))
+            .collect(),
+    );
+    let pinned = sorted(pinned_paths.iter().map(|p| digest(key, p)).collect());
+    let pairs = sorted(
+        input
+            .content
+            .iter()
+            .map(|(path, sha)| content_digest(key, digest(key, path), sha))
+            .collect(),
+    );
     Ok(PlannedProfile {
         id: ids.id(&input.name),
         name: input.name.clone(),
         mode: input.mode,
         keep_cgroup: input.keep_cgroup,
         digests,
+        pinned,
+        pairs,
         patterns: input.patterns.clone(),
         rules: input
             .workload
@@ -207,6 +255,13 @@ pub fn binding_rules(workload: &WorkloadId) -> Vec<(RuleKind, Vec<u8>)> {
     }
 }
 
+/// File versions whose content the kernel caches when profiles pin content: some
+/// 2 MiB of kernel memory, whatever the number of workloads; an eviction costs one
+/// more hash (a held exec).
+pub const VERSION_CACHE: u32 = 16384;
+/// The same cache while no loaded profile pins content (about 140 KiB).
+pub const VERSION_CACHE_UNPINNED: u32 = 1024;
+
 /// Map sizes for a set of profiles, with room to reload them. The sizes are plain
 /// data of the BPF layer; how big they must be is this module's knowledge.
 impl MapSizes {
@@ -217,10 +272,11 @@ impl MapSizes {
         allow_capacity: Option<u32>,
         bindings: u32,
     ) -> MapSizes {
-        let entries: usize = profiles.iter().map(|p| p.digests.len()).sum();
+        let entries: usize = profiles.iter().map(PlannedProfile::region_len).sum();
         let patterns: usize = profiles.iter().map(|p| p.patterns.len()).sum();
         let rules: usize = profiles.iter().map(|p| p.rules.len()).sum();
         let headroom = |n: usize, min: usize| (n + (n / 4).max(min)).min(u32::MAX as usize) as u32;
+        let pinned = profiles.iter().any(|p| !p.pinned.is_empty());
         MapSizes {
             profiles: headroom(profiles.len(), 64),
             allow: allow_capacity.unwrap_or_else(|| headroom(entries, 1024)),
@@ -228,6 +284,13 @@ impl MapSizes {
             patterns: headroom(2 * patterns.max(1), 64),
             rules: headroom(rules, 64),
             bindings,
+            // Preallocated (an LRU cannot be otherwise): full size only where content
+            // is checked; a reload that adds pins starts with the small cache.
+            versions: if pinned {
+                VERSION_CACHE
+            } else {
+                VERSION_CACHE_UNPINNED
+            },
         }
     }
 }
@@ -302,6 +365,7 @@ mod tests {
             mode: Mode::Enforce,
             keep_cgroup: false,
             executables: exes.iter().map(|e| e.as_bytes().to_vec()).collect(),
+            content: Vec::new(),
             patterns: Vec::new(),
         }
     }
@@ -319,6 +383,34 @@ mod tests {
         assert_eq!(digests.len(), 2);
         assert!(digests.windows(2).all(|w| w[0] < w[1]));
         assert_eq!(planned[0].rules, vec![(RuleKind::Path, b"/a".to_vec())]);
+    }
+
+    #[test]
+    fn pinned_paths_leave_the_path_only_run_for_their_own() {
+        let key = DigestKey([7, 9]);
+        let mut pinned = input("a", &["/usr/bin/any", "/usr/bin/pinned"]);
+        let (one, two) = (Sha256::of(b"1"), Sha256::of(b"2"));
+        pinned.content = vec![
+            (b"/usr/bin/pinned".to_vec(), two),
+            (b"/usr/bin/pinned".to_vec(), one),
+        ];
+        let planned = plan(&[pinned], &key, &mut ProfileIds::default()).unwrap();
+        let p = &planned[0];
+        assert_eq!(p.digests, vec![digest(&key, b"/usr/bin/any")]);
+        assert_eq!(p.pinned, vec![digest(&key, b"/usr/bin/pinned")]);
+        let path = digest(&key, b"/usr/bin/pinned");
+        let mut pairs = vec![
+            content_digest(&key, path, &one),
+            content_digest(&key, path, &two),
+        ];
+        pairs.sort_unstable();
+        assert_eq!(p.pairs, pairs);
+        assert_eq!(p.region_len(), 4);
+        assert_eq!(
+            p.region()[1..2],
+            p.pinned[..],
+            "runs back to back, in order"
+        );
     }
 
     #[test]
@@ -386,6 +478,7 @@ mod tests {
         let sizes = MapSizes::for_profiles(&planned, None, 100);
         assert_eq!(sizes.allow, 4000 + 1024);
         assert_eq!(sizes.profiles, 65);
+        assert_eq!(sizes.versions, VERSION_CACHE_UNPINNED, "nothing pinned");
         assert_eq!(MapSizes::for_profiles(&planned, Some(9), 100).allow, 9);
     }
 

@@ -90,7 +90,8 @@ pub struct EnforceSummary {
     pub unwritten: Unwritten,
     pub write_error: Option<String>,
     pub reloads: usize,
-    /// Execs held in new container cgroups, and how many of those were killed.
+    /// Execs held (in new container cgroups, or of unknown file versions of paths
+    /// pinned to content), and how many of those were killed.
     pub held: u64,
     pub held_killed: u64,
     pub elapsed: Duration,
@@ -272,7 +273,7 @@ fn start(opts: &EnforceOptions) -> Result<Started> {
         .unwrap_or_default();
     let planned = plan(&inputs, &key, &mut ids)?;
     let sizes = MapSizes::for_profiles(&planned, opts.allow_capacity, opts.max_cgroups);
-    let needed: usize = planned.iter().map(|p| p.digests.len()).sum();
+    let needed: usize = planned.iter().map(PlannedProfile::region_len).sum();
     if needed > sizes.allow as usize {
         // Before anything is loaded or attached.
         return Err(PlanError::AllowlistFull {
@@ -294,7 +295,8 @@ fn start(opts: &EnforceOptions) -> Result<Started> {
     if let Some(reason) = probe.lsm_refusal() {
         warn_fallback(reason);
     }
-    probe.write_config(&key, opts.mode.map(Into::into))?;
+    // Content is checked where a process of ours decides the execs held for hashing.
+    probe.write_config(&key, opts.mode.map(Into::into), !opts.detach)?;
     let mut enforcer = Enforcer {
         state: MapState::new(key, sizes.allow),
         ids,
@@ -357,7 +359,7 @@ fn start(opts: &EnforceOptions) -> Result<Started> {
             .map(|m| format!(", every profile in {m} mode"))
             .unwrap_or_default()
     );
-    for notice in content_notices(&content) {
+    for notice in content_notices(&content, !opts.detach) {
         eprintln!("fingerprint: {notice}");
     }
     let keeping = inputs.iter().filter(|i| i.keep_cgroup).count();

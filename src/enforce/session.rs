@@ -340,7 +340,8 @@ fn reload_profiles(
         report.unchanged,
         bound
     );
-    for notice in content_notices(&content) {
+    // A session is the attached process: content is checked.
+    for notice in content_notices(&content, true) {
         eprintln!("fingerprint: {notice}");
     }
     Ok(inputs)

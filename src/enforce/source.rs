@@ -15,17 +15,28 @@ pub fn load_inputs(path: &Path) -> Result<(Vec<PolicyInput>, ContentCoverage)> {
     Ok((inputs_of(&set, path), set.content_coverage()))
 }
 
-/// Startup lines about content: digests are not enforced yet (see docs/architecture.md,
-/// "Executable identity (design)"), and path-only entries are the weaker kind.
-pub fn content_notices(coverage: &ContentCoverage) -> Vec<String> {
+/// Startup lines about content: how many executables are checked by content, and
+/// that path-only entries are the weaker kind. `checked`: false when content is not
+/// checked (a detached enforcement has nobody to hash held execs).
+pub fn content_notices(coverage: &ContentCoverage, checked: bool) -> Vec<String> {
     let mut lines = Vec::new();
     if coverage.pinned() > 0 {
-        lines.push(format!(
-            "content digests are recorded but not yet enforced: only paths are checked \
-             ({} of {} executables carry digests)",
-            coverage.pinned(),
-            coverage.executables
-        ));
+        lines.push(match checked {
+            true => format!(
+                "{} of {} executables are pinned to content: an exec of another file under \
+                 their paths is a violation (content_mismatch); the first exec of each file \
+                 version is held until it is hashed",
+                coverage.pinned(),
+                coverage.executables
+            ),
+            false => format!(
+                "WARNING: content digests are NOT checked while detached (nobody would hash \
+                 held execs): the {} of {} executables pinned to content are checked by \
+                 path only; run without --detach to check them",
+                coverage.pinned(),
+                coverage.executables
+            ),
+        });
     }
     lines.extend(
         coverage
@@ -50,6 +61,11 @@ pub fn inputs_of(set: &ProfileSet, origin: &Path) -> Vec<PolicyInput> {
                 .executables
                 .iter()
                 .map(|e| e.as_bytes().to_vec())
+                .collect(),
+            content: p
+                .content
+                .iter()
+                .flat_map(|(path, digests)| digests.iter().map(|d| (path.as_bytes().to_vec(), *d)))
                 .collect(),
             patterns: p.patterns.iter().map(|e| e.as_bytes().to_vec()).collect(),
         })

@@ -28,10 +28,11 @@ fn probe() -> EnforceProbe {
         patterns: 64,
         rules: 16,
         bindings: 16,
+        versions: 16,
     };
     let probe = EnforceProbe::load(MechanismChoice::Kill, sizes, Duration::ZERO, None)
         .expect("loading enforce.bpf.o");
-    probe.write_config(&KEY, None).expect("config");
+    probe.write_config(&KEY, None, true).expect("config");
     probe
 }
 
@@ -53,6 +54,8 @@ fn load_profile(probe: &EnforceProbe, id: u32, offset: u32, paths: &[&[u8]], pat
         pattern_count: patterns.len() as u32,
         mode: Mode::Enforce.into(),
         keep_cgroup: false,
+        pinned_count: 0,
+        pair_count: 0,
     };
     probe.write_profiles(&[(id, desc)]).expect("profile");
 }
@@ -350,4 +353,52 @@ fn kernel_and_rust_globs_agree() {
         within_budget * 2 > checked,
         "most cases must be checked for equality, not only for failing closed"
     );
+}
+
+/// Paths pinned to content (schema 2): planned and loaded as `enforce` does, decided
+/// by the kernel's code with the content user space would hash. An exact pinned entry
+/// decides before the patterns; without user space to hash (check_content off), the
+/// path alone decides.
+#[test]
+fn pinned_paths_are_decided_by_content() {
+    if !privileged("pinned_paths") {
+        return;
+    }
+    use fingerprint::content::Sha256;
+    use fingerprint::enforce::maps::MapState;
+    use fingerprint::enforce::plan::{plan, PolicyInput, ProfileIds};
+    use fingerprint::event::Reason;
+
+    let probe = probe();
+    let (a, b, other) = (Sha256::of(b"a"), Sha256::of(b"b"), Sha256::of(b"c"));
+    let input = PolicyInput {
+        name: "pinned".into(),
+        file: "pinned.json".into(),
+        workload: None,
+        mode: Mode::Enforce,
+        keep_cgroup: false,
+        executables: vec![b"/bin/pinned".to_vec(), b"/bin/any".to_vec()],
+        content: vec![(b"/bin/pinned".to_vec(), a), (b"/bin/pinned".to_vec(), b)],
+        patterns: vec![b"/bin/*".to_vec()],
+    };
+    let planned = plan(&[input], &KEY, &mut ProfileIds::default()).unwrap();
+    let id = planned[0].id;
+    MapState::new(KEY, 4096).apply(&probe, planned).unwrap();
+    let decide = |path: &[u8], content: Option<&Sha256>| {
+        let raw = probe.test_decision(id, path, content).unwrap().0;
+        (raw != 0).then(|| Reason::from_raw(raw).expect("a known reason"))
+    };
+    assert_eq!(decide(b"/bin/any", None), None, "path-only: any content");
+    assert_eq!(decide(b"/bin/matched-by-pattern", Some(&other)), None);
+    assert_eq!(decide(b"/bin/pinned", None), Some(Reason::ContentUnknown));
+    assert_eq!(decide(b"/bin/pinned", Some(&a)), None);
+    assert_eq!(decide(b"/bin/pinned", Some(&b)), None);
+    assert_eq!(
+        decide(b"/bin/pinned", Some(&other)),
+        Some(Reason::ContentMismatch),
+        "the pattern /bin/* does not unpin an exact entry"
+    );
+    assert_eq!(decide(b"/sbin/x", None), Some(Reason::NotAllowed));
+    probe.write_config(&KEY, None, false).unwrap();
+    assert_eq!(decide(b"/bin/pinned", Some(&other)), None, "path only");
 }

@@ -578,10 +578,26 @@ fn new_content_under_a_learned_path_fails_the_ci_gate() {
     assert_eq!(change["sha256_added"], serde_json::json!([updated]));
     assert_eq!(change["sha256_removed"], serde_json::json!([reviewed]));
 
-    // Enforcement does not check content yet, and says so when it starts.
+    // Enforcement checks content: the reviewed profile (audit mode, as exported)
+    // reports the updated file under the same path as drift.
     let enforcer =
         crate::enforce::Enforcer::start(&tmp, &profiles, crate::enforce::Mech::Kill, &[]);
-    enforcer
-        .wait_for_line("content digests are recorded but not yet enforced: only paths are checked");
-    enforcer.stop();
+    enforcer.wait_for_line("1 of 1 executables are pinned to content");
+    let mut run = cg.command(&exe);
+    run.args(["-c", "exit 0"]);
+    assert_eq!(
+        crate::enforce::outcome(&mut run),
+        crate::enforce::Outcome::Ran(0)
+    );
+    let events = enforcer.stop();
+    let seen: Vec<(&str, &str)> = events
+        .iter()
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap_or_default(),
+                e["reason"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(seen, vec![("audited", "content_mismatch")]);
 }

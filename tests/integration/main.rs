@@ -10,6 +10,7 @@ mod containers;
 mod decision;
 mod enforce;
 mod engines;
+mod identity;
 mod install;
 mod kubeapi;
 mod learn;

@@ -1,0 +1,76 @@
+//! Executable identity at enforcement: the decision on a held exec of a path pinned to
+//! content.
+//!
+//! The exec hook cannot read a file, so the kernel knows a file version's content only
+//! once user space has told it (`fp_versions`, bpf/content.h). The first exec of each
+//! version of a pinned path is held (stopped before its first instruction, as a first
+//! exec in a pending cgroup is); here its file is hashed, checked to be the very version
+//! executed before and after reading (as learning does), recorded for the kernel, and
+//! decided with the kernel's own decision code. Later execs of that version are decided
+//! in the kernel alone: a listed content runs, another one is refused (LSM) or killed.
+
+use std::time::Duration;
+
+use anyhow::Result;
+
+use crate::bpf::enforce::EnforceProbe;
+use crate::content::{hash_version, open_image_of, open_in_root_of, FileVersion, Sha256};
+use crate::event::{ExecEvent, Reason};
+
+/// A file version whose change time is younger than this when it is hashed is decided
+/// but not cached: the change time comes from a coarse clock (one tick, 1 to 10 ms), so
+/// a second write of the same size within that tick would keep the cache key. Hashed
+/// this long after its last change, any later change gets a later change time.
+pub const YOUNG_CTIME: Duration = Duration::from_millis(100);
+
+/// The decision on a held exec's file under profile `id`: None if allowed, else why.
+/// A file that cannot be hashed as the version executed (gone, replaced, unreadable)
+/// is a violation: content unknown.
+pub fn decide_held(probe: &EnforceProbe, id: u32, event: &ExecEvent) -> Result<Option<Reason>> {
+    let path = &event.exe.bytes;
+    let reason = kernel_reason(probe.test_decision(id, path, None)?.0);
+    if reason != Some(Reason::ContentUnknown) {
+        return Ok(reason);
+    }
+    let Some(content) = event
+        .exe_version
+        .and_then(|version| hash_executed(event.pid, path, &version).map(|c| (version, c)))
+    else {
+        return Ok(Some(Reason::ContentUnknown));
+    };
+    let (version, content) = content;
+    if version.age() >= YOUNG_CTIME {
+        probe.record_version(&version.to_kernel(), &content)?;
+    }
+    Ok(kernel_reason(
+        probe.test_decision(id, path, Some(&content))?.0,
+    ))
+}
+
+/// The kernel's decision as a reason: 0 is allowed; a value this build does not know
+/// fails closed.
+fn kernel_reason(raw: u32) -> Option<Reason> {
+    (raw != 0).then(|| Reason::from_raw(raw).unwrap_or(Reason::NotAllowed))
+}
+
+/// The digest of the file held task `pid` executed at `path`, if it is still `version`:
+/// through the task's own image (`/proc/PID/exe`), else (a `#!` script, whose task maps
+/// its interpreter) by the path inside the task's own root and mount namespace.
+fn hash_executed(pid: u32, path: &[u8], version: &FileVersion) -> Option<Sha256> {
+    let file =
+        open_image_of(pid, version).or_else(|| open_in_root_of(&pid.to_string(), path, version))?;
+    hash_version(file, version).ok().map(|(digest, _)| digest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unknown_kernel_reason_fails_closed() {
+        assert_eq!(kernel_reason(0), None);
+        assert_eq!(kernel_reason(5), Some(Reason::ContentMismatch));
+        assert_eq!(kernel_reason(6), Some(Reason::ContentUnknown));
+        assert_eq!(kernel_reason(999), Some(Reason::NotAllowed));
+    }
+}

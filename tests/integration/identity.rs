@@ -1,0 +1,444 @@
+//! Executable identity (issue #12): an allowed path must never run another file. Each
+//! scenario is an attack a root process inside an enforced workload can make against
+//! a path-only allowlist: the profile pins the allowed path to its content (schema 2,
+//! `sha256`), the attacker brings its own file (a copy of static busybox, run as
+//! `false`: exit 1 if it ran) under that path, and the exec must be stopped with a
+//! `content_mismatch` event. Written once for both mechanisms, like `enforce`.
+
+use std::ffi::CString;
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::{json, Value};
+
+use crate::common::*;
+use crate::enforce::{blocked, outcome, Enforcer, Mech, Outcome, TRUE};
+use fingerprint::content::Sha256;
+use fingerprint::enforce::YOUNG_CTIME;
+
+const BUSYBOX: &str = "/bin/busybox";
+
+/// A workload whose profile allows one binary, pinned to its content, and an
+/// attacker's binary ready to take its place.
+struct Pinned {
+    _keep: tempfile::TempDir,
+    tmp: PathBuf,
+    cg: TestCgroup,
+    profiles: PathBuf,
+    /// tmp/bin/fp-allowed: a copy of `true`, pinned to its digest.
+    allowed: PathBuf,
+    /// tmp/evil/fp-allowed: static busybox, under the allowed file's name.
+    evil: PathBuf,
+}
+
+impl Pinned {
+    fn new() -> Pinned {
+        let (keep, tmp) = temp_dir();
+        let allowed = install_binary(TRUE, &tmp.join("bin/fp-allowed"));
+        let evil = install_binary(BUSYBOX, &tmp.join("evil/fp-allowed"));
+        let cg = TestCgroup::new();
+        let profiles = tmp.join("profiles");
+        let pinned = Pinned {
+            _keep: keep,
+            tmp,
+            cg,
+            profiles,
+            allowed,
+            evil,
+        };
+        pinned.write_profile(&[(&pinned.allowed, &[sha256_of(&pinned.allowed)])]);
+        pinned
+    }
+
+    /// Write the workload's profile: these paths, each with these digests.
+    fn write_profile(&self, entries: &[(&Path, &[Sha256])]) {
+        write_pinned_profile(&self.profiles, &self.cg.path, entries);
+    }
+
+    fn start(&self, mech: Mech) -> Enforcer {
+        Enforcer::start(&self.tmp, &self.profiles, mech, &[])
+    }
+
+    /// The allowed path, exec'd in the workload as `false` (busybox's applet name).
+    fn exec_allowed(&self) -> Command {
+        let mut cmd = self.cg.command(&self.allowed);
+        cmd.arg0("false");
+        cmd
+    }
+}
+
+pub fn sha256_of(path: &Path) -> Sha256 {
+    Sha256::of(&std::fs::read(path).unwrap())
+}
+
+/// A schema-2 profile for cgroup `cg_path` in enforce mode.
+pub fn write_pinned_profile(dir: &Path, cg_path: &str, entries: &[(&Path, &[Sha256])]) {
+    std::fs::create_dir_all(dir).unwrap();
+    let executables: Vec<Value> = entries
+        .iter()
+        .map(|(path, digests)| match digests {
+            [] => path_value(&bytes(path)),
+            _ => json!({
+                "path": path_value(&bytes(path)),
+                "sha256": digests.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
+            }),
+        })
+        .collect();
+    let profile = json!({
+        "schema": 2,
+        "workload": {"name": cg_path, "match": {"kind": "cgroup", "path": cg_path}},
+        "mode": "enforce",
+        "executables": executables,
+        "patterns": [],
+    });
+    let file = dir.join(format!(
+        "{}.json",
+        cg_path.trim_start_matches('/').replace('/', "%2F")
+    ));
+    std::fs::write(file, format!("{profile:#}\n")).unwrap();
+}
+
+/// Wait until `path`'s change time is older than what enforcement caches: a file
+/// version younger than that is decided but never cached (docs/architecture.md).
+fn wait_until_cacheable(path: &Path) {
+    let meta = std::fs::metadata(path).unwrap();
+    let ctime = Duration::new(meta.ctime() as u64, meta.ctime_nsec() as u32);
+    loop {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+        if now > ctime + YOUNG_CTIME {
+            return;
+        }
+        std::thread::sleep(ctime + YOUNG_CTIME - now);
+    }
+}
+
+/// Every event is a content mismatch of the allowed path, with `action`.
+fn assert_content_mismatches(events: &[Value], allowed: &Path, actions: &[&str]) {
+    let seen: Vec<(String, String, String)> = events
+        .iter()
+        .map(|e| {
+            (
+                e["executable"].as_str().unwrap_or_default().to_string(),
+                e["action"].as_str().unwrap_or_default().to_string(),
+                e["reason"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    let expected: Vec<(String, String, String)> = actions
+        .iter()
+        .map(|a| {
+            (
+                allowed.to_str().unwrap().to_string(),
+                a.to_string(),
+                "content_mismatch".to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(seen, expected);
+}
+
+/// Raw mount(2) on strings prepared before fork; usable in `pre_exec`.
+struct MountCall {
+    source: CString,
+    target: CString,
+    fstype: Option<CString>,
+    flags: libc::c_ulong,
+    data: Option<CString>,
+}
+
+impl MountCall {
+    fn new(source: &Path, target: &Path, flags: libc::c_ulong) -> MountCall {
+        let c = |p: &Path| CString::new(bytes(p)).unwrap();
+        MountCall {
+            source: c(source),
+            target: c(target),
+            fstype: None,
+            flags,
+            data: None,
+        }
+    }
+
+    /// # Safety
+    /// Only a system call, on memory allocated before fork.
+    unsafe fn call(&self) -> std::io::Result<()> {
+        let opt = |s: &Option<CString>| s.as_ref().map_or(std::ptr::null(), |s| s.as_ptr());
+        let rc = libc::mount(
+            self.source.as_ptr(),
+            self.target.as_ptr(),
+            opt(&self.fstype),
+            self.flags,
+            opt(&self.data).cast(),
+        );
+        match rc {
+            0 => Ok(()),
+            _ => Err(std::io::Error::last_os_error()),
+        }
+    }
+}
+
+/// Before the exec: a private mount namespace, then these mounts in it.
+fn in_new_mount_namespace(cmd: &mut Command, mounts: Vec<MountCall>) {
+    let root = MountCall::new(
+        Path::new("none"),
+        Path::new("/"),
+        libc::MS_REC | libc::MS_PRIVATE,
+    );
+    // SAFETY: unshare(2) and mount(2) only, on memory allocated before fork.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::unshare(libc::CLONE_NEWNS) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            root.call()?;
+            mounts.iter().try_for_each(|m| m.call())
+        });
+    }
+}
+
+// ---- Scenarios -------------------------------------------------------------------
+
+/// The pinned file itself runs, first held and hashed, then from the cache; nothing
+/// is reported.
+pub fn pinned_content_runs(mech: Mech) {
+    let p = Pinned::new();
+    let enforcer = p.start(mech);
+    assert_eq!(outcome(&mut p.cg.command(&p.allowed)), Outcome::Ran(0));
+    wait_until_cacheable(&p.allowed);
+    for _ in 0..2 {
+        assert_eq!(outcome(&mut p.cg.command(&p.allowed)), Outcome::Ran(0));
+    }
+    assert_eq!(enforcer.stop(), Vec::<Value>::new());
+}
+
+/// `chroot DIR /allowed/path`, where DIR/allowed/path is the attacker's file.
+pub fn chroot_into_a_tree_with_the_allowed_name(mech: Mech) {
+    let p = Pinned::new();
+    let root = p.tmp.join("jail");
+    let inside = root.join(p.allowed.strip_prefix("/").unwrap());
+    install_binary(BUSYBOX, &inside);
+    let enforcer = p.start(mech);
+    let mut cmd = p.exec_allowed();
+    let jail = CString::new(bytes(&root)).unwrap();
+    // SAFETY: chroot(2) only, on memory allocated before fork.
+    unsafe {
+        cmd.pre_exec(move || match libc::chroot(jail.as_ptr()) {
+            0 => Ok(()),
+            _ => Err(std::io::Error::last_os_error()),
+        });
+    }
+    assert_eq!(outcome(&mut cmd), Outcome::Killed);
+    assert_content_mismatches(&enforcer.stop(), &p.allowed, &["killed"]);
+}
+
+/// `unshare -m` and the attacker's file bind-mounted over the allowed one.
+pub fn bind_mount_over_the_allowed_file(mech: Mech) {
+    let p = Pinned::new();
+    let enforcer = p.start(mech);
+    let mut cmd = p.exec_allowed();
+    in_new_mount_namespace(
+        &mut cmd,
+        vec![MountCall::new(&p.evil, &p.allowed, libc::MS_BIND)],
+    );
+    assert_eq!(outcome(&mut cmd), Outcome::Killed);
+    assert_content_mismatches(&enforcer.stop(), &p.allowed, &["killed"]);
+}
+
+/// `unshare -m`, a mount of the attacker's directory, moved over the allowed one's.
+pub fn move_mount_over_the_allowed_directory(mech: Mech) {
+    let p = Pinned::new();
+    let staging = p.tmp.join("staging");
+    std::fs::create_dir_all(&staging).unwrap();
+    let evil_dir = p.evil.parent().unwrap();
+    let bin_dir = p.allowed.parent().unwrap();
+    let enforcer = p.start(mech);
+    let mut cmd = p.exec_allowed();
+    in_new_mount_namespace(
+        &mut cmd,
+        vec![
+            MountCall::new(evil_dir, &staging, libc::MS_BIND),
+            MountCall::new(&staging, bin_dir, libc::MS_MOVE),
+        ],
+    );
+    assert_eq!(outcome(&mut cmd), Outcome::Killed);
+    assert_content_mismatches(&enforcer.stop(), &p.allowed, &["killed"]);
+}
+
+/// The attacker's file renamed onto the allowed name. Its first exec is held and
+/// hashed; the version is then old enough to be cached, so the kernel knows its digest
+/// and the next exec is blocked at once (refused with the LSM), without a hold.
+pub fn rename_onto_the_allowed_name(mech: Mech) {
+    let p = Pinned::new();
+    let enforcer = p.start(mech);
+    std::fs::rename(&p.evil, &p.allowed).unwrap();
+    wait_until_cacheable(&p.allowed);
+    assert_eq!(
+        outcome(&mut p.exec_allowed()),
+        Outcome::Killed,
+        "held, then cached"
+    );
+    assert_eq!(outcome(&mut p.exec_allowed()), blocked(mech), "a cache hit");
+    let last = match mech {
+        Mech::Lsm => "denied",
+        Mech::Kill => "killed",
+    };
+    assert_content_mismatches(&enforcer.stop(), &p.allowed, &["killed", last]);
+}
+
+/// New bytes written into the allowed file itself: same inode, same name.
+pub fn overwrite_the_allowed_file_in_place(mech: Mech) {
+    let p = Pinned::new();
+    let enforcer = p.start(mech);
+    assert_eq!(outcome(&mut p.cg.command(&p.allowed)), Outcome::Ran(0));
+    let ino = std::fs::metadata(&p.allowed).unwrap().ino();
+    std::fs::write(&p.allowed, std::fs::read(&p.evil).unwrap()).unwrap();
+    assert_eq!(std::fs::metadata(&p.allowed).unwrap().ino(), ino);
+    assert_eq!(outcome(&mut p.exec_allowed()), Outcome::Killed);
+    assert_content_mismatches(&enforcer.stop(), &p.allowed, &["killed"]);
+}
+
+/// Host only (the VM kernels have no overlayfs): an overlay whose upper layer holds
+/// the attacker's file, mounted over the allowed file's directory.
+fn overlay_mount_over_the_allowed_directory(mech: Mech) {
+    let p = Pinned::new();
+    let bin_dir = p.allowed.parent().unwrap();
+    let work = p.tmp.join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let options = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        bin_dir.display(),
+        p.evil.parent().unwrap().display(),
+        work.display()
+    );
+    let enforcer = p.start(mech);
+    let mut cmd = p.exec_allowed();
+    let mut overlay = MountCall::new(Path::new("overlay"), bin_dir, 0);
+    overlay.fstype = Some(CString::new("overlay").unwrap());
+    overlay.data = Some(CString::new(options).unwrap());
+    in_new_mount_namespace(&mut cmd, vec![overlay]);
+    assert_eq!(outcome(&mut cmd), Outcome::Killed);
+    assert_content_mismatches(&enforcer.stop(), &p.allowed, &["killed"]);
+}
+
+/// Host only (`pivot_root` refuses the VM's initramfs root): a new mount namespace whose
+/// root is pivoted to a tree holding the attacker's file at the allowed path.
+fn pivot_root_into_a_tree_with_the_allowed_name(mech: Mech) {
+    let p = Pinned::new();
+    let root = p.tmp.join("newroot");
+    install_binary(BUSYBOX, &root.join(p.allowed.strip_prefix("/").unwrap()));
+    std::fs::create_dir_all(root.join("old")).unwrap();
+    let enforcer = p.start(mech);
+    let mut cmd = p.exec_allowed();
+    in_new_mount_namespace(&mut cmd, vec![MountCall::new(&root, &root, libc::MS_BIND)]);
+    let (new_root, put_old) = (
+        CString::new(bytes(&root)).unwrap(),
+        CString::new(bytes(&root.join("old"))).unwrap(),
+    );
+    let slash = CString::new("/").unwrap();
+    // SAFETY: pivot_root(2) and chdir(2) only, on memory allocated before fork.
+    unsafe {
+        cmd.pre_exec(move || {
+            let pivot = libc::syscall(libc::SYS_pivot_root, new_root.as_ptr(), put_old.as_ptr());
+            if pivot != 0 || libc::chdir(slash.as_ptr()) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    assert_eq!(outcome(&mut cmd), Outcome::Killed);
+    assert_content_mismatches(&enforcer.stop(), &p.allowed, &["killed"]);
+}
+
+/// LSM only: the LSM hook sees the script's own file, so an allowed `#!` script
+/// whose body was edited is stopped. (Kill mode runs after the exec, where only the
+/// interpreter is left: an edited script with an allowed interpreter runs there;
+/// see docs/architecture.md.)
+pub fn edited_script_is_stopped() {
+    let p = Pinned::new();
+    // Named `sh`: busybox runs the applet its name says.
+    let interpreter = install_binary(BUSYBOX, &p.tmp.join("bin/sh"));
+    let script = p.tmp.join("bin/fp-script");
+    std::fs::write(&script, format!("#!{}\nexit 0\n", interpreter.display())).unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    p.write_profile(&[
+        (&script, &[sha256_of(&script)]),
+        (&interpreter, &[sha256_of(&interpreter)]),
+    ]);
+    let enforcer = p.start(Mech::Lsm);
+    assert_eq!(outcome(&mut p.cg.command(&script)), Outcome::Ran(0));
+    std::fs::write(&script, format!("#!{}\nexit 3\n", interpreter.display())).unwrap();
+    assert_eq!(outcome(&mut p.cg.command(&script)), Outcome::Killed);
+    assert_content_mismatches(&enforcer.stop(), &script, &["killed"]);
+}
+
+with_both_mechanisms!(
+    pinned_content_runs,
+    chroot_into_a_tree_with_the_allowed_name,
+    bind_mount_over_the_allowed_file,
+    move_mount_over_the_allowed_directory,
+    rename_onto_the_allowed_name,
+    overwrite_the_allowed_file_in_place;
+    lsm only: edited_script_is_stopped
+);
+
+/// Detached, nobody would decide held execs: pinned paths are checked by path only
+/// (the attacker's file under the allowed name runs, another path is still blocked),
+/// and enforce says so when it starts.
+fn detached_enforcement_checks_pinned_paths_by_path_only(mech: Mech) {
+    let p = Pinned::new();
+    let pin_dir = format!("/sys/fs/bpf/{}", unique("fp-test-identity"));
+    let out = fingerprint(&[
+        "enforce".as_ref(),
+        "--detach".as_ref(),
+        "--pin-dir".as_ref(),
+        pin_dir.as_ref(),
+        "--mechanism".as_ref(),
+        match mech {
+            Mech::Lsm => "lsm".as_ref(),
+            Mech::Kill => "kill".as_ref(),
+        },
+        "--profile".as_ref(),
+        p.profiles.as_os_str(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("content digests are NOT checked while detached"),
+        "{stderr}"
+    );
+    std::fs::rename(&p.evil, &p.allowed).unwrap();
+    let ran = outcome(&mut p.exec_allowed());
+    let other = outcome(&mut p.cg.command(TRUE));
+    let stop = fingerprint(&["stop".as_ref(), "--pin-dir".as_ref(), pin_dir.as_ref()]);
+    assert!(stop.status.success());
+    assert_eq!((ran, other), (Outcome::Ran(1), blocked(mech)));
+}
+
+mod kill_host_only {
+    use super::*;
+
+    #[test]
+    fn detached_enforcement_checks_pinned_paths_by_path_only() {
+        if privileged(
+            "identity::kill_host_only::detached_enforcement_checks_pinned_paths_by_path_only",
+        ) {
+            super::detached_enforcement_checks_pinned_paths_by_path_only(Mech::Kill);
+        }
+    }
+
+    #[test]
+    fn overlay_mount_over_the_allowed_directory() {
+        if privileged("identity::kill_host_only::overlay_mount_over_the_allowed_directory") {
+            super::overlay_mount_over_the_allowed_directory(Mech::Kill);
+        }
+    }
+
+    #[test]
+    fn pivot_root_into_a_tree_with_the_allowed_name() {
+        if privileged("identity::kill_host_only::pivot_root_into_a_tree_with_the_allowed_name") {
+            super::pivot_root_into_a_tree_with_the_allowed_name(Mech::Kill);
+        }
+    }
+}
