@@ -65,12 +65,20 @@ fn hash_executed(pid: u32, path: &[u8], version: &FileVersion) -> Option<Sha256>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bpf::abi::fp_reason;
 
     #[test]
     fn an_unknown_kernel_reason_fails_closed() {
         assert_eq!(kernel_reason(0), None);
-        assert_eq!(kernel_reason(5), Some(Reason::ContentMismatch));
-        assert_eq!(kernel_reason(6), Some(Reason::ContentUnknown));
+        let raw = |reason: fp_reason| reason.0;
+        assert_eq!(
+            kernel_reason(raw(fp_reason::FP_REASON_CONTENT_MISMATCH)),
+            Some(Reason::ContentMismatch)
+        );
+        assert_eq!(
+            kernel_reason(raw(fp_reason::FP_REASON_CONTENT_UNKNOWN)),
+            Some(Reason::ContentUnknown)
+        );
         assert_eq!(kernel_reason(999), Some(Reason::NotAllowed));
     }
 }
