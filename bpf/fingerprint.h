@@ -34,6 +34,9 @@ enum fp_path_flags {
 enum fp_hook {
 	FP_HOOK_SCHED_PROCESS_EXEC = 1,
 	FP_HOOK_BPRM_CHECK_SECURITY = 2,
+	/* Not an exec: a process already running when learning started, reported by
+	 * the task iterator (its exe, parent exe and cwd; no filename). */
+	FP_HOOK_RUNNING = 3,
 };
 
 enum fp_event_flags {

@@ -122,7 +122,36 @@ CREATE VIEW executable_digests AS
     FROM observation_digests GROUP BY workload_id, path, path_flags, sha256;
 ALTER TABLE sessions ADD COLUMN content_unknown INTEGER NOT NULL DEFAULT 0;
 "#,
+    // Executables of processes already running when a session started: seen running,
+    // not seen exec'd (no exec count). `executables` includes them, with their
+    // process count as `running`.
+    r#"
+CREATE TABLE running_observations (
+    session_id INTEGER NOT NULL,
+    workload_id INTEGER NOT NULL,
+    path BLOB NOT NULL,
+    path_flags INTEGER NOT NULL,
+    processes INTEGER NOT NULL,
+    seen_ms INTEGER NOT NULL,
+    PRIMARY KEY (session_id, workload_id, path, path_flags)
+) WITHOUT ROWID;
+DROP VIEW executables;
+CREATE VIEW executables AS
+    SELECT workload_id, path, path_flags, SUM(count) AS count,
+           MIN(first_seen_ms) AS first_seen_ms, MAX(last_seen_ms) AS last_seen_ms,
+           SUM(processes) AS running
+    FROM (SELECT workload_id, path, path_flags, count, first_seen_ms, last_seen_ms,
+                 0 AS processes FROM observations
+          UNION ALL
+          SELECT workload_id, path, path_flags, 0, seen_ms, seen_ms, processes
+          FROM running_observations)
+    GROUP BY workload_id, path, path_flags;
+"#,
 ];
+
+/// The first schema version with `running_observations`; older files are read as
+/// they are, with no process seen running.
+const RUNNING_SCHEMA: u32 = 4;
 
 /// The schema version this build writes and understands.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
@@ -218,6 +247,26 @@ pub struct Batch {
     digests: HashMap<(WorkloadId, Vec<u8>, u32, Sha256), u64>,
     /// Execs whose content could not be hashed.
     content_unknown: u64,
+    /// Processes already running when the session started, per executable.
+    running: HashMap<(WorkloadId, Vec<u8>, u32), Running>,
+}
+
+/// The processes seen running one executable when a session started.
+#[derive(Debug, Default)]
+struct Running {
+    processes: u64,
+    seen_ms: i64,
+}
+
+/// An executable a process was already running when learning started.
+#[derive(Debug, Clone)]
+pub struct RunningProcess {
+    pub workload: WorkloadId,
+    pub cgroup_id: u64,
+    pub cgroup_path: String,
+    pub path: Vec<u8>,
+    pub path_flags: u32,
+    pub seen_ms: i64,
 }
 
 #[derive(Debug, Default)]
@@ -248,6 +297,19 @@ impl Batch {
         agg.last_seen_ms = agg.last_seen_ms.max(obs.time_ms);
         *agg.parents.entry(obs.parent).or_default() += 1;
         *agg.uids.entry(obs.uid).or_default() += 1;
+    }
+
+    /// A process seen running (not exec'd): recorded apart from execs, with no count.
+    pub fn add_running(&mut self, process: RunningProcess) {
+        self.cgroups
+            .entry(process.cgroup_id)
+            .or_insert_with(|| (process.cgroup_path, process.workload.clone()));
+        let running = self
+            .running
+            .entry((process.workload, process.path, process.path_flags))
+            .or_default();
+        running.processes += 1;
+        running.seen_ms = process.seen_ms;
     }
 
     /// Observations added since the batch was created.
@@ -291,6 +353,8 @@ pub struct LearnedExecutable {
     /// Every content seen executed under this path, sorted; empty when none could be
     /// hashed (or the database predates content recording).
     pub sha256: Vec<Sha256>,
+    /// Processes seen running it when a session started (0: only seen exec'd).
+    pub running: u64,
 }
 
 /// Everything learned about one workload.
@@ -547,12 +611,16 @@ impl Database {
     /// sorted by path.
     pub fn learned_workloads(&self) -> Result<Vec<LearnedWorkload>, StorageError> {
         let mut workloads = self.workload_index()?;
+        let running = match self.schema_version()? >= RUNNING_SCHEMA {
+            true => "running",
+            false => "0",
+        };
         let mut stmt = self
             .conn
-            .prepare(
-                "SELECT workload_id, path, path_flags, count, first_seen_ms, last_seen_ms \
-                 FROM executables ORDER BY workload_id, path, path_flags",
-            )
+            .prepare(&format!(
+                "SELECT workload_id, path, path_flags, count, first_seen_ms, last_seen_ms, \
+                 {running} FROM executables ORDER BY workload_id, path, path_flags"
+            ))
             .map_err(|e| self.err(e))?;
         let rows = stmt
             .query_map([], |row| {
@@ -565,6 +633,7 @@ impl Database {
                         first_seen_ms: row.get(4)?,
                         last_seen_ms: row.get(5)?,
                         sha256: Vec::new(),
+                        running: row.get::<_, i64>(6)? as u64,
                     },
                 ))
             })
@@ -782,6 +851,7 @@ fn write_batch(tx: &Transaction, session: i64, batch: &Batch) -> rusqlite::Resul
         .values()
         .map(|(_, w)| w)
         .chain(batch.executables.keys().map(|(w, _, _)| w))
+        .chain(batch.running.keys().map(|(w, _, _)| w))
     {
         if !workload_ids.contains_key(workload) {
             workload_ids.insert(workload, workload_row(tx, workload)?);
@@ -839,6 +909,22 @@ fn write_batch(tx: &Transaction, session: i64, batch: &Batch) -> rusqlite::Resul
         for (user, count) in &agg.uids {
             uid.execute(params![session, workload, path, flags, user, *count as i64])?;
         }
+    }
+    let mut running = tx.prepare_cached(
+        "INSERT INTO running_observations (session_id, workload_id, path, path_flags, \
+         processes, seen_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+         ON CONFLICT DO UPDATE SET processes = processes + excluded.processes, \
+         seen_ms = MAX(seen_ms, excluded.seen_ms)",
+    )?;
+    for ((workload, path, flags), seen) in &batch.running {
+        running.execute(params![
+            session,
+            workload_ids[workload],
+            path,
+            flags,
+            seen.processes as i64,
+            seen.seen_ms
+        ])?;
     }
     Ok(())
 }
