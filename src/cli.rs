@@ -59,8 +59,12 @@ pub enum Command {
     /// data gives byte-identical files. Paths that cannot be allowlisted (memfd,
     /// deleted, incomplete) are reported, never written. See docs/profile-format.md.
     ///
-    /// Example:
+    /// With --stable-for, only workloads whose learning has converged (nothing new
+    /// for that long) are written; the others are named on stderr.
+    ///
+    /// Examples:
     ///   fingerprint export --db fingerprint.db --out profiles/
+    ///   fingerprint export --db fleet.db --out profiles/ --stable-for 24h
     #[command(verbatim_doc_comment)]
     Export(ExportArgs),
     /// Show how two sets of profiles differ; exit 0 if they do not, 1 if they do, 2 on an error.
@@ -75,6 +79,12 @@ pub enum Command {
     #[command(verbatim_doc_comment)]
     Diff(DiffArgs),
     /// Show what a learning database holds: sessions, workloads, executables.
+    ///
+    /// Per workload, over every session and merged node: when learning first saw it,
+    /// when it last ran an executable it had not run before (how long ago), its execs
+    /// and distinct executables. A workload quiet for long enough is ready to export
+    /// (export --stable-for). Executables of processes that were already running
+    /// when learning started are marked "running".
     ///
     /// Example:
     ///   fingerprint show --db fingerprint.db -o json
@@ -341,6 +351,11 @@ pub struct ExportArgs {
     /// every login. Each one left out is named on stderr.
     #[arg(long)]
     pub include_host: bool,
+    /// Write only workloads that ran nothing new for this long (e.g. 24h): their
+    /// learning has converged. Each workload still finding new executables is named
+    /// on stderr and left out. `fingerprint show` prints when each last found one.
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub stable_for: Option<Duration>,
 }
 
 /// What makes `diff` exit 1.

@@ -3,6 +3,7 @@
 
 pub mod bpf;
 pub mod content;
+pub mod convergence;
 pub mod diff;
 pub mod digest;
 pub mod enforce;
@@ -10,6 +11,7 @@ pub mod event;
 pub mod learn;
 pub mod profile;
 pub mod progress;
+pub mod running;
 pub mod show;
 pub mod storage;
 pub mod workload;

@@ -17,10 +17,11 @@ use cli::{
     OutputFormat, ShowArgs, StatusArgs, StopArgs,
 };
 use fingerprint::bpf::pinned;
+use fingerprint::convergence;
 use fingerprint::diff;
 use fingerprint::enforce::run::{EnforceOptions, EnforceSummary, Signals};
 use fingerprint::learn::{self, LearnOptions, LearnSummary};
-use fingerprint::profile::{ExportOptions, ProfileSet};
+use fingerprint::profile::{self, ExportOptions, ProfileSet};
 use fingerprint::show;
 use fingerprint::storage::{self, Database};
 
@@ -127,6 +128,11 @@ fn print_learn_summary(s: &LearnSummary) {
         s.executables
     );
     println!(
+        "{} executable(s) of processes already running when learning started were \
+         recorded as seen running",
+        s.running
+    );
+    println!(
         "content: {} file version(s) hashed ({:.1} MiB, {} ms of hashing); {} exec(s) with \
          content unknown, recorded by path only (the file was gone or had changed before \
          it could be hashed, or a script seen at sched_process_exec)",
@@ -210,7 +216,20 @@ fn merge_profiles(args: &MergeArgs) -> Result<ExitCode> {
 }
 
 fn export_command(args: ExportArgs) -> Result<ExitCode> {
-    let learned = Database::open_read_only(&args.db)?.learned_workloads()?;
+    let mut learned = Database::open_read_only(&args.db)?.learned_workloads()?;
+    if let Some(window) = args.stable_for {
+        let (stable, learning) = convergence::split_stable(&learned, learn::now_ms(), window);
+        for (name, quiet) in &learning {
+            eprintln!(
+                "note: workload `{}` not exported: still learning (a new executable {} ago, \
+                 less than --stable-for {})",
+                profile::escape_bytes(name.as_bytes()),
+                humantime::format_duration(round_to_seconds(*quiet)),
+                humantime::format_duration(window)
+            );
+        }
+        learned = stable;
+    }
     let options = ExportOptions {
         mode: args.mode,
         with_stats: args.with_stats,
@@ -241,6 +260,11 @@ fn export_command(args: ExportArgs) -> Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Whole seconds: enough for a person, and no "123ms 456us" noise.
+fn round_to_seconds(duration: std::time::Duration) -> std::time::Duration {
+    std::time::Duration::from_secs(duration.as_secs())
 }
 
 fn diff_command(args: DiffArgs) -> Result<ExitCode> {
@@ -287,7 +311,10 @@ fn show_command(args: ShowArgs) -> Result<ExitCode> {
     let sessions = db.sessions()?;
     let workloads = db.learned_workloads()?;
     match args.output {
-        OutputFormat::Text => print!("{}", show::render_text(&sessions, &workloads)),
+        OutputFormat::Text => print!(
+            "{}",
+            show::render_text(&sessions, &workloads, learn::now_ms())
+        ),
         OutputFormat::Json => println!("{:#}", show::render_json(&sessions, &workloads)),
     }
     Ok(ExitCode::SUCCESS)
