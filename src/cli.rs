@@ -108,8 +108,32 @@ pub enum Command {
     ///   fingerprint enforce --profile profiles/ --default deny --default-scope /kubepods
     #[command(verbatim_doc_comment)]
     Enforce(EnforceArgs),
+    /// What enforcing these profiles would refuse, from what a database recorded;
+    /// exit 0 if nothing, 1 if something, 2 on an error.
+    ///
+    /// Replays every executable the database holds (learned execs, processes seen
+    /// running, and violations an enforcer wrote with --db, e.g. in audit mode)
+    /// through enforcement's own decision code, run in the kernel, so patterns and
+    /// everything else enforcement checks agree by construction. Nothing is
+    /// attached: no exec on this node is affected. Lists per workload each
+    /// executable that would be refused, how often it ran and when last.
+    ///
+    /// Use it before switching a profile from audit to enforce, and in CI for a
+    /// profile change against a node's history (see "When is a profile ready?" in
+    /// the README).
+    ///
+    /// Examples:
+    ///   fingerprint check --profile profiles/ --db fingerprint.db
+    ///   fingerprint check --profile profiles/ --db fleet.db --since 7d -o json
+    #[command(verbatim_doc_comment)]
+    Check(CheckArgs),
     /// Show the pinned enforcement (enforce --pin/--detach): profiles, cgroups bound,
     /// execs checked, violations. Exit 0 if enforcing, 1 if nothing is pinned.
+    ///
+    /// With the database enforcement writes (--db), each profile in audit mode is
+    /// listed with how many violations it had and since when: a profile with none
+    /// for long enough is ready to enforce (check it with `fingerprint check`).
+    #[command(verbatim_doc_comment)]
     Status(StatusArgs),
     /// Remove the pinned enforcement: its programs detach and its maps are freed.
     /// A directory that holds no pins of fingerprint is left as it is.
@@ -252,10 +276,31 @@ impl KubeApiArgs {
 }
 
 #[derive(Debug, clap::Args)]
+pub struct CheckArgs {
+    /// Profiles to check: a directory of profiles, or one profile file.
+    #[arg(long, value_name = "PATH")]
+    pub profile: PathBuf,
+    /// Database whose recorded execs are replayed: what `learn` wrote, what `enforce
+    /// --db` wrote, or a merge of several nodes' databases.
+    #[arg(long, default_value = "fingerprint.db", value_name = "PATH")]
+    pub db: PathBuf,
+    /// Replay only what ran this recently (e.g. 24h, 7d); default: everything.
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub since: Option<Duration>,
+    /// Output format.
+    #[arg(long, short, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, clap::Args)]
 pub struct StatusArgs {
     /// Where the enforcement is pinned.
     #[arg(long, default_value = DEFAULT_PIN_DIR, value_name = "DIR")]
     pub pin_dir: PathBuf,
+    /// The database enforcement writes violations to (enforce --db): each profile in
+    /// audit mode is shown with its violations. Read only; skipped if missing.
+    #[arg(long, default_value = "fingerprint.db", value_name = "PATH")]
+    pub db: PathBuf,
     /// Output format.
     #[arg(long, short, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
@@ -411,9 +456,10 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "ms" => value / 1000.0,
         "m" => value * 60.0,
         "h" => value * 3600.0,
+        "d" => value * 86400.0,
         _ => {
             return Err(format!(
-                "unknown unit {unit:?} in {text:?}; use ms, s, m or h"
+                "unknown unit {unit:?} in {text:?}; use ms, s, m, h or d"
             ))
         }
     };

@@ -2,6 +2,7 @@
 //! reviewable profiles, and lock each workload to its profile with one BPF LSM program.
 
 pub mod bpf;
+pub mod check;
 pub mod content;
 pub mod convergence;
 pub mod diff;
@@ -11,6 +12,7 @@ pub mod event;
 pub mod learn;
 pub mod profile;
 pub mod progress;
+pub mod readiness;
 pub mod running;
 pub mod show;
 pub mod storage;

@@ -13,15 +13,17 @@ use anyhow::{Context, Result};
 use clap::Parser;
 
 use cli::{
-    Cli, Color, Command, DiffArgs, EnforceArgs, ExportArgs, FailOn, LearnArgs, MergeArgs,
-    OutputFormat, ShowArgs, StatusArgs, StopArgs,
+    CheckArgs, Cli, Color, Command, DiffArgs, EnforceArgs, ExportArgs, FailOn, LearnArgs,
+    MergeArgs, OutputFormat, ShowArgs, StatusArgs, StopArgs,
 };
 use fingerprint::bpf::pinned;
+use fingerprint::check;
 use fingerprint::convergence;
 use fingerprint::diff;
 use fingerprint::enforce::run::{EnforceOptions, EnforceSummary, Signals};
 use fingerprint::learn::{self, LearnOptions, LearnSummary};
 use fingerprint::profile::{self, ExportOptions, ProfileSet};
+use fingerprint::readiness;
 use fingerprint::show;
 use fingerprint::storage::{self, Database};
 
@@ -46,6 +48,7 @@ fn main() -> ExitCode {
         Command::Enforce(args) => enforce_command(args),
         Command::Export(args) => export_command(args),
         Command::Diff(args) => diff_command(args),
+        Command::Check(args) => check_command(args),
         Command::Status(args) => status_command(args),
         Command::Stop(args) => stop_command(args),
         Command::Completions(args) => {
@@ -392,6 +395,35 @@ fn print_enforce_summary(s: &EnforceSummary) {
     }
 }
 
+fn check_command(args: CheckArgs) -> Result<ExitCode> {
+    let opts = check::CheckOptions {
+        profiles: args.profile,
+        db: args.db,
+        since: args.since,
+    };
+    let report = check::run(&opts, learn::now_ms())?;
+    match args.output {
+        OutputFormat::Json => println!("{:#}", report.to_json()),
+        OutputFormat::Text => print!("{}", report.render_text()),
+    }
+    Ok(match report.is_empty() {
+        true => ExitCode::SUCCESS,
+        false => ExitCode::from(1),
+    })
+}
+
+/// Each audit-mode profile of the pinned enforcement with its violations in `db`;
+/// `None` when there is no database to read.
+fn audit_readiness(
+    state: Option<&pinned::PinnedState>,
+    db: &std::path::Path,
+) -> Result<Option<Vec<readiness::AuditReadiness>>> {
+    match state {
+        Some(state) if db.exists() => readiness::audit_profiles(&state.profiles, db).map(Some),
+        _ => Ok(None),
+    }
+}
+
 fn status_command(args: StatusArgs) -> Result<ExitCode> {
     let Some(status) = pinned::status(&args.pin_dir)? else {
         match args.output {
@@ -403,10 +435,11 @@ fn status_command(args: StatusArgs) -> Result<ExitCode> {
         }
         return Ok(ExitCode::from(1));
     };
+    let audit = audit_readiness(status.state.as_ref(), &args.db)?;
     match args.output {
         OutputFormat::Json => println!(
             "{:#}",
-            serde_json::json!({"enforcing": true, "status": status})
+            serde_json::json!({"enforcing": true, "status": status, "audit": audit})
         ),
         OutputFormat::Text => {
             if let Some(state) = &status.state {
@@ -443,6 +476,22 @@ fn status_command(args: StatusArgs) -> Result<ExitCode> {
                         .map(|e| format!(" ({e})"))
                         .unwrap_or_default()
                 );
+            }
+            match &audit {
+                Some(profiles) if !profiles.is_empty() => {
+                    println!(
+                        "profiles in audit mode (violations in {}):",
+                        args.db.display()
+                    );
+                    for profile in profiles {
+                        println!("  {}", profile.render_text());
+                    }
+                }
+                Some(_) => println!("no profile is in audit mode"),
+                None => println!(
+                    "audit-mode violations unknown: no database at {} (pass enforce's --db)",
+                    args.db.display()
+                ),
             }
         }
     }

@@ -8,6 +8,7 @@
 
 mod merge;
 mod read_only;
+mod recorded;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -19,6 +20,7 @@ use rusqlite::{
 
 pub use merge::merge_into;
 pub use read_only::is_database_file;
+pub use recorded::{RecordSource, RecordedExec};
 
 use crate::content::Sha256;
 use crate::workload::WorkloadId;
