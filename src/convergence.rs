@@ -125,7 +125,10 @@ mod tests {
     fn split_keeps_order_and_names_the_learning() {
         let learned = vec![
             workload("/old", vec![exe("/bin/a", 1, 0, 0)]),
-            workload("/new", vec![exe("/bin/a", 1, 0, 0), exe("/bin/b", 1, 9_000, 9_000)]),
+            workload(
+                "/new",
+                vec![exe("/bin/a", 1, 0, 0), exe("/bin/b", 1, 9_000, 9_000)],
+            ),
         ];
         let (stable, learning) = split_stable(&learned, 10_000, Duration::from_secs(5));
         assert_eq!(stable.len(), 1);

@@ -19,9 +19,7 @@ use crate::content::{self, ContentHasher, HashStats, Sha256};
 use crate::event::{ExecEvent, Hook, KernelPath};
 use crate::progress::Progress;
 use crate::running::running_files;
-use crate::storage::{
-    Batch, Database, LearnedWorkload, Observation, RunningProcess, SessionInfo,
-};
+use crate::storage::{Batch, Database, LearnedWorkload, Observation, RunningProcess, SessionInfo};
 use crate::workload::cgroup::CgroupV2;
 use crate::workload::kubeapi::ApiSettings;
 use crate::workload::resolver::CgroupNames;
@@ -142,7 +140,8 @@ pub fn run(opts: &LearnOptions, stop: Arc<AtomicBool>) -> Result<LearnSummary> {
                 .borrow_mut()
                 .flush(&mut db, session, counters, None)?;
             let totals = recorder.borrow();
-            let still_learning = totals.still_learning(now_ms() - STILL_LEARNING.as_millis() as i64);
+            let still_learning =
+                totals.still_learning(now_ms() - STILL_LEARNING.as_millis() as i64);
             progress.update(
                 counters,
                 totals.workloads.len(),
@@ -321,7 +320,11 @@ impl Recorder {
         let under = |path: &str| {
             watched.is_empty()
                 || watched.iter().any(|w| {
-                    w == "/" || path == w || path.strip_prefix(w.as_str()).is_some_and(|r| r.starts_with('/'))
+                    w == "/"
+                        || path == w
+                        || path
+                            .strip_prefix(w.as_str())
+                            .is_some_and(|r| r.starts_with('/'))
                 })
         };
         let seen_ms = now_ms();
@@ -331,7 +334,11 @@ impl Recorder {
                 continue;
             }
             for (index, file) in running_files(process).into_iter().enumerate() {
-                let version = if index == 0 { process.exe_version } else { None };
+                let version = if index == 0 {
+                    process.exe_version
+                } else {
+                    None
+                };
                 self.look_up_content(process, &cgroup_path, &workload, &file, version);
                 self.note(&workload, &file, seen_ms);
                 self.batch.add_running(RunningProcess {

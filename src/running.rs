@@ -49,7 +49,11 @@ fn script_of(event: &ExecEvent) -> Option<KernelPath> {
         Some((path, line))
     };
     // `interpreter script ...`
-    if let Some((path, _)) = argv.get(1).filter(|a| !a.is_empty()).and_then(|a| candidate(a)) {
+    if let Some((path, _)) = argv
+        .get(1)
+        .filter(|a| !a.is_empty())
+        .and_then(|a| candidate(a))
+    {
         return Some(path);
     }
     // `interpreter arg script ...`, where `arg` is the one the `#!` line gives.
@@ -160,7 +164,10 @@ mod tests {
         }
         let expected = [cwd, b"/wait.sh"].concat();
         assert_eq!(files.len(), 2, "{files:?}");
-        assert_eq!((files[1].bytes.as_slice(), files[1].flags), (&expected[..], 0));
+        assert_eq!(
+            (files[1].bytes.as_slice(), files[1].flags),
+            (&expected[..], 0)
+        );
         assert_eq!(plain.len(), 1, "an argument that is no script: {plain:?}");
     }
 }

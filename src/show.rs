@@ -69,7 +69,10 @@ fn executable_line(exe: &LearnedExecutable) -> String {
         notes.push(flags);
     }
     if exe.running > 0 {
-        notes.push(format!("running: {} process(es) when learning started", exe.running));
+        notes.push(format!(
+            "running: {} process(es) when learning started",
+            exe.running
+        ));
     }
     let note = match notes.is_empty() {
         true => String::new(),

@@ -1135,6 +1135,62 @@ mod tests {
         assert_eq!(db.content_unknown().unwrap(), 1, "merged once, not twice");
     }
 
+    /// A database as the previous schema (3) left it: read as it is (no process
+    /// seen running), then migrated by the first writer with nothing lost.
+    #[test]
+    fn a_schema_3_database_is_read_as_it_is_and_migrates() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v3.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            for sql in &MIGRATIONS[..3] {
+                conn.execute_batch(sql).unwrap();
+            }
+            conn.execute_batch(
+                "PRAGMA user_version = 3; \
+                 INSERT INTO sessions (id, uuid, host, kernel, hook, started_at_ms) \
+                   VALUES (1, 'u', 'h', 'k', 'x', 0); \
+                 INSERT INTO workloads (id, name, kind, identity) \
+                   VALUES (1, '/w', 'cgroup', '{\"kind\":\"cgroup\",\"path\":\"/w\"}'); \
+                 INSERT INTO observations VALUES (1, 1, X'2f62696e2f61', 0, 4, 10, 20);",
+            )
+            .unwrap();
+        }
+        let exes = |db: &Database| -> Vec<(u64, u64)> {
+            db.learned_workloads().unwrap()[0]
+                .executables
+                .iter()
+                .map(|e| (e.count, e.running))
+                .collect()
+        };
+        let read = Database::open_read_only(&path).unwrap();
+        assert_eq!(exes(&read), [(4, 0)]);
+        assert_eq!(read.recorded_execs(None).unwrap().len(), 1);
+        assert_eq!(
+            read.schema_version().unwrap(),
+            3,
+            "reading does not migrate"
+        );
+        drop(read);
+        let mut db = Database::open(&path).unwrap();
+        assert_eq!(db.schema_version().unwrap(), SCHEMA_VERSION);
+        let mut batch = Batch::default();
+        batch.add_running(RunningProcess {
+            workload: WorkloadId::Cgroup { path: "/w".into() },
+            cgroup_id: 1,
+            cgroup_path: "/w".into(),
+            path: b"/bin/a".to_vec(),
+            path_flags: 0,
+            seen_ms: 30,
+        });
+        db.record(1, &batch, 0, 0, None).unwrap();
+        assert_eq!(
+            exes(&db),
+            [(4, 1)],
+            "the exec count is kept, the process added"
+        );
+    }
+
     #[test]
     fn a_newer_schema_is_refused_and_left_alone() {
         let dir = tempfile::tempdir().unwrap();

@@ -6,6 +6,7 @@ mod common;
 mod boundaries;
 mod cli;
 mod containers;
+mod converge;
 mod decision;
 mod enforce;
 mod install;
