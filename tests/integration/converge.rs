@@ -112,7 +112,7 @@ fn a_process_started_before_learn_is_learned_and_may_restart_under_enforcement()
         (sleeper.clone(), 0),
         (service.clone(), 0),
     ];
-    expected.sort();
+    expected.sort_by(|a, b| a.0.cmp(&b.0));
     assert_eq!(
         learned, expected,
         "seen running, never exec'd: no exec count"
@@ -462,5 +462,93 @@ fn check_finds_exactly_what_an_edited_profile_would_refuse() {
         missing.status.code(),
         Some(2),
         "a missing database is an error"
+    );
+}
+
+/// Rows in the `violations` table of `db` (0 while it does not exist yet).
+fn violation_rows(db: &Path) -> i64 {
+    rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .and_then(|c| c.query_row("SELECT COUNT(*) FROM violations", [], |r| r.get(0)))
+        .unwrap_or(0)
+}
+
+/// `status --db` lists each audit-mode profile of the pinned enforcement with how many
+/// violations it had and since when; a profile in enforce mode is not listed.
+#[test]
+fn status_lists_audit_mode_profiles_with_their_violations() {
+    if !privileged("status_lists_audit_mode_profiles_with_their_violations") {
+        return;
+    }
+    let (_keep, tmp) = temp_dir();
+    let allowed = install_binary(TRUE, &tmp.join("bin/allowed"));
+    let forbidden = install_binary(TRUE, &tmp.join("bin/forbidden"));
+    let (audited, quiet, enforced) = (TestCgroup::new(), TestCgroup::new(), TestCgroup::new());
+    let profiles = tmp.join("profiles");
+    write_profile(&profiles, &audited.path, "audit", &[&allowed], &[]);
+    write_profile(&profiles, &quiet.path, "audit", &[&allowed], &[]);
+    write_profile(&profiles, &enforced.path, "enforce", &[&allowed], &[]);
+    let pin_dir = format!("/sys/fs/bpf/{}", unique("fp-test-readiness"));
+    let enforcer = Enforcer::start(
+        &tmp,
+        &profiles,
+        Mech::Kill,
+        &["--pin", "--pin-dir", &pin_dir],
+    );
+    for _ in 0..2 {
+        assert_eq!(outcome(&mut audited.command(&forbidden)), Outcome::Ran(0));
+    }
+    assert_eq!(outcome(&mut quiet.command(&allowed)), Outcome::Ran(0));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while violation_rows(&enforcer.db) < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the violations were never written"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let status = |format: &str| {
+        run(&[
+            &"status",
+            &"--pin-dir",
+            &pin_dir,
+            &"--db",
+            &enforcer.db,
+            &"-o",
+            &format,
+        ])
+    };
+    let audit = json_of(&status("json"))["audit"].clone();
+    let mut expected = vec![
+        (audited.path.clone(), json!(2)),
+        (quiet.path.clone(), json!(0)),
+    ];
+    expected.sort_by(|a, b| a.0.cmp(&b.0));
+    let listed: Vec<(String, Value)> = audit
+        .as_array()
+        .unwrap_or_else(|| panic!("no audit list: {audit:#}"))
+        .iter()
+        .map(|p| {
+            (
+                p["profile"].as_str().unwrap().to_string(),
+                p["violations"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(listed, expected);
+    let text = String::from_utf8(status("text").stdout).unwrap();
+    assert!(
+        text.contains(&format!("{}: 2 violations since ", audited.path)),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("{}: no violations recorded", quiet.path)),
+        "{text}"
+    );
+    enforcer.stop();
+    let stop = run(&[&"stop", &"--pin-dir", &pin_dir]);
+    assert!(
+        stop.status.success(),
+        "{}",
+        String::from_utf8_lossy(&stop.stderr)
     );
 }
