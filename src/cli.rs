@@ -440,7 +440,7 @@ pub struct DiffArgs {
     pub color: Color,
 }
 
-/// Durations like `500ms`, `30s`, `10m`, `2h`, or a plain number of seconds; longer
+/// Durations like `500ms`, `30s`, `10m`, `2h`, `7d`, or a plain number of seconds; longer
 /// than zero (a zero-length session would record nothing) and representable.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
@@ -483,6 +483,7 @@ mod tests {
         assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86_400)));
         assert!(parse_duration("3 days").is_err());
         assert!(parse_duration("m").is_err());
         assert!(parse_duration("0").unwrap_err().contains("longer than 0"));
