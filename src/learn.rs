@@ -98,11 +98,6 @@ pub fn run(opts: &LearnOptions, stop: Arc<AtomicBool>) -> Result<LearnSummary> {
                 first_line(reason)
             );
         }
-        eprintln!(
-            "fingerprint: learning at {} into {}",
-            probe.hook(),
-            opts.db.display()
-        );
     }
     let session = db.begin_session(&session_info(probe.hook()))?;
     let known = db
@@ -119,7 +114,16 @@ pub fn run(opts: &LearnOptions, stop: Arc<AtomicBool>) -> Result<LearnSummary> {
     // is an event (or both).
     let running = ExecEvent::decode_all(&probe.running_processes()?)
         .context("decoding the processes already running")?;
-    recorder.borrow_mut().on_running(&running, &watched);
+    let already_running = recorder.borrow_mut().on_running(&running, &watched);
+    // Said once every process is covered: what starts from now on is an exec event.
+    if !opts.quiet {
+        eprintln!(
+            "fingerprint: learning at {} into {} ({already_running} processes were already \
+             running there)",
+            probe.hook(),
+            opts.db.display()
+        );
+    }
 
     let progress = Progress::new(opts.quiet);
     let started = Instant::now();
@@ -314,8 +318,8 @@ impl Recorder {
     }
 
     /// Record the processes already running in the learned cgroups (`watched` ids
-    /// and below; empty: all), except this learner itself.
-    fn on_running(&mut self, processes: &[ExecEvent], watched: &[u64]) {
+    /// and below; empty: all), except this learner itself; returns how many.
+    fn on_running(&mut self, processes: &[ExecEvent], watched: &[u64]) -> usize {
         let watched: Vec<String> = watched.iter().map(|id| self.names.name(*id).0).collect();
         let under = |path: &str| {
             watched.is_empty()
@@ -328,11 +332,13 @@ impl Recorder {
                 })
         };
         let seen_ms = now_ms();
+        let mut recorded = 0;
         for process in processes.iter().filter(|p| p.pid != std::process::id()) {
             let (cgroup_path, workload) = self.names.name(process.cgroup_id);
             if !under(&cgroup_path) {
                 continue;
             }
+            recorded += 1;
             for (index, file) in running_files(process).into_iter().enumerate() {
                 let version = if index == 0 {
                     process.exe_version
@@ -352,6 +358,7 @@ impl Recorder {
                 self.running += 1;
             }
         }
+        recorded
     }
 
     fn on_event(&mut self, data: &[u8]) {
