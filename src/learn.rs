@@ -87,6 +87,11 @@ pub fn run(opts: &LearnOptions, stop: Arc<AtomicBool>) -> Result<LearnSummary> {
         .with_context(|| format!("opening the learning database {}", opts.db.display()))?;
     let metadata = ContainerMetadata::from_flags(&opts.containerd_state, &opts.kube_api)?;
 
+    let known = db
+        .learned_workloads()
+        .with_context(|| format!("reading what {} already holds", opts.db.display()))?;
+    let recorder = Rc::new(RefCell::new(Recorder::new(cgroups, metadata, &known)));
+
     let probe = LearnProbe::attach(opts.hook, &watched)?;
     if !opts.quiet {
         if let Some(reason) = probe.lsm_refusal() {
@@ -99,19 +104,8 @@ pub fn run(opts: &LearnOptions, stop: Arc<AtomicBool>) -> Result<LearnSummary> {
             );
         }
     }
-    let session = db.begin_session(&session_info(probe.hook()))?;
-    let known = db
-        .learned_workloads()
-        .with_context(|| format!("reading what {} already holds", opts.db.display()))?;
-
-    let recorder = Rc::new(RefCell::new(Recorder::new(cgroups, metadata, &known)));
-    let sink = Rc::clone(&recorder);
-    let ring = probe.events(move |data| {
-        sink.borrow_mut().on_event(data);
-        0
-    })?;
     // After the exec program is attached: a process is in this snapshot, or its exec
-    // is an event (or both).
+    // is an event (or both). Events wait in the ring buffer meanwhile.
     let running = ExecEvent::decode_all(&probe.running_processes()?)
         .context("decoding the processes already running")?;
     let already_running = recorder.borrow_mut().on_running(&running, &watched);
@@ -124,6 +118,12 @@ pub fn run(opts: &LearnOptions, stop: Arc<AtomicBool>) -> Result<LearnSummary> {
             opts.db.display()
         );
     }
+    let session = db.begin_session(&session_info(probe.hook()))?;
+    let sink = Rc::clone(&recorder);
+    let ring = probe.events(move |data| {
+        sink.borrow_mut().on_event(data);
+        0
+    })?;
 
     let progress = Progress::new(opts.quiet);
     let started = Instant::now();
