@@ -58,6 +58,8 @@
 #[path = "support/mod.rs"]
 mod support;
 use support::BpfStatsSysctl;
+#[path = "scale/open_guard.rs"]
+mod open_guard;
 #[path = "scale/rounds.rs"]
 mod rounds;
 use rounds::{Arm, Block, Summary};
@@ -121,6 +123,8 @@ const OWN_NAMES: [&str; 10] = [
 ];
 /// Fake cgroup ids start here: far above any inode number a cgroup fs hands out.
 const FAKE_CGROUP_BASE: u64 = 1 << 40;
+/// Paired blocks of opens for the move guard's cost (at most; FP_SCALE_ROUNDS if fewer).
+const GUARD_ROUNDS: usize = 40;
 /// Execs before each timed block, not counted: page cache, lazy kernel state.
 const WARMUP_EXECS: usize = 10;
 /// Targets from issue 5.
@@ -253,6 +257,7 @@ fn run() -> Result<()> {
     let mut points = Vec::new();
     let mut pooled = Vec::new();
     let mut mechanism = None;
+    let mut open_guard_result = None;
     if config.fingerprint {
         let mut loaded = Vec::new();
         for &n in &config.ns {
@@ -266,6 +271,14 @@ fn run() -> Result<()> {
                 point.0.load = load;
                 mechanism = Some(point.0.mechanism);
                 loaded.push(point);
+            }
+        }
+        if let Some((point, probe)) = loaded.first_mut() {
+            if point.mechanism == Mechanism::Lsm {
+                eprintln!("bench-scale: the cgroup move guard on open ...");
+                let guard = point.objects.prog_fds("guard_cgroup_fi");
+                let rounds = config.rounds.min(GUARD_ROUNDS);
+                open_guard_result = Some(open_guard::measure(probe, &guard, &dir, rounds)?);
             }
         }
         eprintln!("bench-scale: fingerprint, {} rounds ...", config.rounds);
@@ -315,6 +328,7 @@ fn run() -> Result<()> {
         "points": points.iter().map(Point::to_json).collect::<Vec<_>>(),
         "pooled": pooled.iter().map(Pooled::to_json).collect::<Vec<_>>(),
         "targets": targets(&points, &pooled),
+        "open_guard": open_guard_result,
     });
     let table = table(&points);
     match config.json.as_deref() {
@@ -358,6 +372,8 @@ fn policy_inputs(n: usize, target: &Path, measured_cgroup: &str) -> Vec<PolicyIn
                 file: "bench-scale".into(),
                 workload: Some(WorkloadId::Cgroup { path }),
                 mode: Mode::Enforce,
+                // As for containers, by default: the move guard's full check applies.
+                keep_cgroup: true,
                 executables,
                 patterns: Vec::new(),
             }
@@ -630,7 +646,7 @@ fn load_fingerprint(
     let sizes = MapSizes::for_profiles(&planned, None, bindings);
 
     let started = Instant::now();
-    let mut probe = EnforceProbe::load(config.mechanism, sizes, None)?;
+    let mut probe = EnforceProbe::load(config.mechanism, sizes, Duration::from_secs(10), None)?;
     probe.write_config(key, None)?;
     probe.attach_cgroup_tracking()?;
     let prog_load = started.elapsed();
@@ -688,7 +704,9 @@ fn measure_fingerprint(
                 Ok(())
             });
             let label = format!("N={}#{}", point.n, point.load + 1);
-            Arm::hooked(label, hook, point.objects.prog_fds(), 1)
+            // The exec program alone: the move guard runs on the exec's open and
+            // fork too, and is measured apart (open_guard.rs).
+            Arm::hooked(label, hook, point.objects.prog_fds("enforce_"), 1)
         })
         .collect();
     arms.push(Arm::baseline());
@@ -933,7 +951,7 @@ impl PerPolicyRun {
             Arm::hooked(
                 format!("N={}", point.n),
                 hook,
-                point.objects.prog_fds(),
+                point.objects.prog_fds(""),
                 point.n as u64,
             ),
             Arm::baseline(),
@@ -1029,6 +1047,8 @@ impl PerPolicyRun {
 
 #[derive(Debug, Clone, Default)]
 struct ProgFd {
+    /// The program's name (at most 15 bytes, as the kernel keeps it).
+    name: String,
     memlock: u64,
     /// One fd of this process that holds the program.
     fd: RawFd,
@@ -1075,6 +1095,7 @@ impl BpfObjects {
                     out.progs.insert(
                         id,
                         ProgFd {
+                            name: rounds::prog_info(fd).map(|i| i.name).unwrap_or_default(),
                             memlock: field("memlock").unwrap_or(0),
                             fd,
                         },
@@ -1138,9 +1159,14 @@ impl BpfObjects {
             .collect()
     }
 
-    /// One fd of each program, for reading its run statistics.
-    fn prog_fds(&self) -> Vec<RawFd> {
-        self.progs.values().map(|p| p.fd).collect()
+    /// One fd of each program whose name starts with `prefix`, for reading its run
+    /// statistics.
+    fn prog_fds(&self, prefix: &str) -> Vec<RawFd> {
+        self.progs
+            .values()
+            .filter(|p| p.name.starts_with(prefix))
+            .map(|p| p.fd)
+            .collect()
     }
 }
 

@@ -55,6 +55,7 @@ static __always_inline int fp_is_active(void)
 struct fp_enforce_slot {
 	__u64 busy;
 	struct fp_check_mem check;
+	struct fp_fold_key fold;
 	struct fp_event_buf event;
 };
 
@@ -74,6 +75,23 @@ struct fp_test_args {
 	struct fp_digest digest; /* out */
 };
 
+/*
+ * Repeated violations, by kind (struct fp_fold_key): when the last event of that kind
+ * was sent, and how many were folded since. LRU: a full map forgets the kind used
+ * least recently; what it had folded and user space had not taken yet is lost, and
+ * user space tells how many from FP_ENFORCE_FOLDED (docs/architecture.md).
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct fp_fold_key);
+	__type(value, struct fp_fold);
+} fp_folds SEC(".maps");
+
+/* Set by user space before load: how long after an event later violations of the
+ * same kind are only counted. 0: every violation is sent. */
+const volatile __u64 fp_fold_window_ns = 0;
+
 /* Keep the shared types in BTF for the skeleton. */
 struct fp_exec_event _fp_exec_event = {};
 struct fp_config _fp_config = {};
@@ -87,24 +105,81 @@ struct fp_path _fp_path = {};
 enum fp_mode _fp_mode = 0;
 enum fp_action _fp_action = 0;
 enum fp_reason _fp_reason = 0;
+enum fp_profile_flags _fp_profile_flags = 0;
 enum fp_rule_kind _fp_rule_kind = 0;
 enum fp_enforce_counter _fp_enforce_counter = 0;
+struct fp_fold _fp_fold = {};
+struct fp_take_args _fp_take_args = {};
 
-/* Report the exec of `bprm`: built in the run's own slot, then copied into the ring
- * buffer while the slot is still held. */
+/*
+ * Whether this violation, of the kind in `key`, is only counted: within the window
+ * of the last event of its kind. Otherwise it opens a new window and is sent; *fold
+ * is then its entry (NULL if none could be made), so that a send that fails can
+ * reopen the window for the next one. Every count is an atomic add, and the window
+ * is opened by one compare-and-exchange: runs preempted half way (scratch.h) on
+ * this CPU or running on others neither lose a count nor both send.
+ */
+static __always_inline int fp_fold(struct fp_fold_key *key, struct fp_fold **fold)
+{
+	struct fp_fold fresh = {};
+	struct fp_fold *f;
+	__u64 now, start;
+
+	*fold = NULL;
+	if (!fp_fold_window_ns)
+		return 0;
+	now = bpf_ktime_get_ns();
+	f = bpf_map_lookup_elem(&fp_folds, key);
+	if (!f) {
+		fresh.window_start_ns = now;
+		/* Lost a race to create it: another run sends its own event; so do we. */
+		bpf_map_update_elem(&fp_folds, key, &fresh, BPF_NOEXIST);
+		*fold = bpf_map_lookup_elem(&fp_folds, key);
+		return 0;
+	}
+	start = *(volatile __u64 *)&f->window_start_ns;
+	if ((start && now - start < fp_fold_window_ns) ||
+	    __sync_val_compare_and_swap(&f->window_start_ns, start, now) != start) {
+		__sync_fetch_and_add(&f->pending, 1);
+		fp_enforce_count(FP_ENFORCE_FOLDED);
+		return 1;
+	}
+	*fold = f;
+	return 0;
+}
+
+/* Report the exec of `bprm`, unless a violation of its kind was sent within the
+ * window (then it is only counted, fp_fold): built in the run's own slot, then
+ * copied into the ring buffer while the slot is still held. A held exec is never
+ * folded: user space decides on each one. */
 static __always_inline void fp_report(struct linux_binprm *bprm, __u16 hook,
 				      struct fp_verdict *v, __u16 action,
 				      struct fp_enforce_slot *slot)
 {
 	struct fp_event_buf *ev = &slot->event;
+	struct fp_fold_key *key = &slot->fold;
+	struct fp_fold *fold = NULL;
 	__u32 size;
 
+	if (action != FP_ACTION_HELD) {
+		key->cgroup_id = bpf_get_current_cgroup_id();
+		fp_read_file_id(&key->exe_id, BPF_CORE_READ(bprm, file));
+		key->profile_id = v->profile_id;
+		key->action = action;
+		key->reason = v->reason;
+		if (fp_fold(key, &fold))
+			return;
+	}
 	size = fp_build_exec_event(bprm, hook, ev, &slot->check.path);
 	ev->hdr.profile_id = v->profile_id;
 	ev->hdr.action = action;
 	ev->hdr.reason = v->reason;
-	if (size > sizeof(*ev) || bpf_ringbuf_output(&fp_violations, ev, size, 0))
+	if (size > sizeof(*ev) || bpf_ringbuf_output(&fp_violations, ev, size, 0)) {
 		fp_enforce_count(FP_ENFORCE_DROPPED);
+		/* Nothing of this kind reached user space: the next one is sent. */
+		if (fold)
+			fold->window_start_ns = 0;
+	}
 }
 
 /*
@@ -170,6 +245,115 @@ int BPF_PROG(enforce_sched_process_exec, struct task_struct *task, pid_t old_pid
 	return 0;
 }
 
+/* A profile of a workload, as opposed to a marker (scope, pending, deny-all). */
+static __always_inline int fp_is_real_profile(__u32 id)
+{
+	return id != FP_PROFILE_SCOPE && id != FP_PROFILE_PENDING && id != FP_PROFILE_DENY_ALL;
+}
+
+/*
+ * The cgroup move guard (LSM only; docs/architecture.md, "Moving out of a workload").
+ * A task leaves its workload by writing its pid into another cgroup's cgroup.procs
+ * (or cgroup.threads), or by cloning a child into another cgroup (clone3 with
+ * CLONE_INTO_CGROUP, which takes an O_PATH descriptor: no file is opened for writing).
+ * No hook sees the migration itself; these two see both ways in. A profile that keeps
+ * its tasks (FP_PROFILE_KEEP_CGROUP) may write only the files of cgroups bound to
+ * itself, and may not clone into any cgroup.
+ */
+#define FMODE_WRITE 0x2
+#define CGROUP2_SUPER_MAGIC 0x63677270
+#define CLONE_INTO_CGROUP 0x200000000ULL
+
+/* The profile governing the current task, in *id, if it keeps its tasks. */
+static __always_inline struct fp_profile *fp_keeping_profile(__u32 *id)
+{
+	struct fp_profile *prof;
+
+	if (!fp_is_active() || !fp_bound_profile(id) || !fp_is_real_profile(*id))
+		return NULL;
+	prof = bpf_map_lookup_elem(&fp_profiles, id);
+	return prof && (prof->flags & FP_PROFILE_KEEP_CGROUP) ? prof : NULL;
+}
+
+/* A move out of profile `id`'s cgroups: report it, and refuse it in enforce mode. */
+static __always_inline int fp_guard_move(__u32 id, struct fp_profile *prof, struct file *target,
+					 __u16 hook)
+{
+	struct fp_enforce_slot *slot;
+	struct fp_config *cfg;
+	__u32 zero = 0, size;
+	__u32 mode = prof->mode;
+	__u16 action;
+
+	cfg = bpf_map_lookup_elem(&fp_config_map, &zero);
+	if (cfg && cfg->mode_override)
+		mode = cfg->mode_override;
+	action = mode == FP_MODE_ENFORCE ? FP_ACTION_DENIED : FP_ACTION_AUDITED;
+	fp_enforce_count(FP_ENFORCE_MOVES);
+	fp_enforce_count(FP_ENFORCE_VIOLATIONS);
+	slot = fp_scratch_claim(&fp_enforce_slots);
+	if (slot) {
+		struct fp_event_buf *ev = &slot->event;
+
+		size = fp_build_task_event(target, hook, ev, &slot->check.path);
+		ev->hdr.profile_id = id;
+		ev->hdr.action = action;
+		ev->hdr.reason = FP_REASON_CGROUP_MOVE;
+		if (size > sizeof(*ev) || bpf_ringbuf_output(&fp_violations, ev, size, 0))
+			fp_enforce_count(FP_ENFORCE_DROPPED);
+		fp_scratch_release(slot);
+	} else {
+		fp_enforce_count(FP_ENFORCE_DROPPED);
+	}
+	return action == FP_ACTION_DENIED ? -EPERM : 0;
+}
+
+SEC("lsm/file_open")
+int BPF_PROG(guard_cgroup_file_open, struct file *file, int ret)
+{
+	struct file *target = NULL;
+	struct fp_profile *prof;
+	__u32 *bound;
+	__u64 cgroup;
+	__u32 id;
+
+	if (ret)
+		return FP_LSM_PREVIOUS(ret);
+	/* Cheapest tests first: this runs on every open on the node. */
+	if (!(BPF_CORE_READ(file, f_mode) & FMODE_WRITE) ||
+	    BPF_CORE_READ(file, f_inode, i_sb, s_magic) != CGROUP2_SUPER_MAGIC)
+		return 0;
+	prof = fp_keeping_profile(&id);
+	if (!prof)
+		return 0;
+	/* A cgroup's files live in its directory, whose inode number is the cgroup id. */
+	cgroup = BPF_CORE_READ(file, f_path.dentry, d_parent, d_inode, i_ino);
+	bound = bpf_map_lookup_elem(&fp_bindings, &cgroup);
+	if (bound && *bound == id)
+		return 0;
+	/* The path routine takes addresses as plain numbers, as from BPF_CORE_READ: a
+	 * copy through probe_read turns the hook's typed pointer into one. */
+	bpf_probe_read_kernel(&target, sizeof(target), &file);
+	return fp_guard_move(id, prof, target, FP_HOOK_FILE_OPEN);
+}
+
+SEC("lsm/task_alloc")
+int BPF_PROG(guard_cgroup_clone, struct task_struct *task, unsigned long clone_flags, int ret)
+{
+	struct fp_profile *prof;
+	__u32 id;
+
+	if (ret)
+		return FP_LSM_PREVIOUS(ret);
+	if (!(clone_flags & CLONE_INTO_CGROUP))
+		return 0;
+	/* The destination is not known at this hook: any cgroup is refused. */
+	prof = fp_keeping_profile(&id);
+	if (!prof)
+		return 0;
+	return fp_guard_move(id, prof, NULL, FP_HOOK_TASK_ALLOC);
+}
+
 /* The cgroup id of a cgroup: its kernfs node id. */
 static __always_inline __u64 fp_cgroup_id(struct cgroup *cgrp)
 {
@@ -193,12 +377,6 @@ static __always_inline __u32 *fp_rule_lookup(__u32 kind, const char *name, struc
 	if (!fp_digest_bytes(p, 0, n - 1, cfg, &key.digest))
 		return NULL;
 	return bpf_map_lookup_elem(&fp_rules, &key);
-}
-
-/* A profile of a workload, as opposed to a marker (scope, pending, deny-all). */
-static __always_inline int fp_is_real_profile(__u32 id)
-{
-	return id != FP_PROFILE_SCOPE && id != FP_PROFILE_PENDING && id != FP_PROFILE_DENY_ALL;
 }
 
 /*
@@ -304,4 +482,25 @@ int test_profile_allows(struct fp_test_args *args)
 	}
 	fp_scratch_release(slot);
 	return ret;
+}
+
+/*
+ * Take (and reset) the count of violations folded of one kind, run by user space
+ * with BPF_PROG_TEST_RUN: an atomic exchange, so a count added meanwhile by an exec
+ * on another CPU is either taken now or left for the next take, never lost.
+ */
+SEC("syscall")
+int take_repeats(struct fp_take_args *args)
+{
+	struct fp_enforce_slot *slot;
+	struct fp_fold *f;
+
+	slot = fp_scratch_claim(&fp_enforce_slots);
+	if (!slot)
+		return -1;
+	__builtin_memcpy(&slot->fold, &args->key, sizeof(slot->fold));
+	f = bpf_map_lookup_elem(&fp_folds, &slot->fold);
+	args->taken = f ? __sync_lock_test_and_set(&f->pending, 0) : 0;
+	fp_scratch_release(slot);
+	return 0;
 }

@@ -36,6 +36,22 @@ static __always_inline __u32 fp_append_path(struct fp_event_buf *ev, __u32 off, 
 	return off + len;
 }
 
+/* The header fields every event has: who did it, where and when. */
+static __always_inline void fp_start_event(struct fp_event_buf *ev, struct task_struct *task,
+					   __u16 hook)
+{
+	ev->hdr.cgroup_id = bpf_get_current_cgroup_id();
+	ev->hdr.ktime_ns = bpf_ktime_get_ns();
+	ev->hdr.pid = bpf_get_current_pid_tgid() >> 32;
+	ev->hdr.ppid = BPF_CORE_READ(task, real_parent, tgid);
+	ev->hdr.uid = (__u32)bpf_get_current_uid_gid();
+	ev->hdr.hook = hook;
+	ev->hdr.event_flags = 0;
+	ev->hdr.profile_id = 0;
+	ev->hdr.action = 0;
+	ev->hdr.reason = 0;
+}
+
 /*
  * Fill `ev` for the exec of `bprm` by the current task, resolving each path in `p`.
  * Returns the size of the event.
@@ -52,16 +68,7 @@ static __always_inline __u32 fp_build_exec_event(struct linux_binprm *bprm, __u1
 	__u32 off = 0;
 	long n;
 
-	ev->hdr.cgroup_id = bpf_get_current_cgroup_id();
-	ev->hdr.ktime_ns = bpf_ktime_get_ns();
-	ev->hdr.pid = bpf_get_current_pid_tgid() >> 32;
-	ev->hdr.ppid = BPF_CORE_READ(task, real_parent, tgid);
-	ev->hdr.uid = (__u32)bpf_get_current_uid_gid();
-	ev->hdr.hook = hook;
-	ev->hdr.event_flags = 0;
-	ev->hdr.profile_id = 0;
-	ev->hdr.action = 0;
-	ev->hdr.reason = 0;
+	fp_start_event(ev, task, hook);
 	if ((void *)BPF_CORE_READ(bprm, interp) != (void *)filename)
 		ev->hdr.event_flags |= FP_EVENT_INTERPRETED;
 
@@ -86,6 +93,33 @@ static __always_inline __u32 fp_build_exec_event(struct linux_binprm *bprm, __u1
 		ev->hdr.path_flags[FP_EVENT_PATH_CWD] = FP_PATH_ABSENT;
 	}
 
+	return sizeof(ev->hdr) + (off & FP_EVENT_OFFSET_MASK);
+}
+
+/*
+ * Fill `ev` for something the current task did that is not an exec (a cgroup move):
+ * `exe` is its own executable, `parent` its parent's, and `filename` the path of
+ * `target` (the cgroup file it opened), if any. Returns the size of the event.
+ */
+static __always_inline __u32 fp_build_task_event(struct file *target, __u16 hook,
+						  struct fp_event_buf *ev, struct fp_path *p)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct fs_struct *fs = BPF_CORE_READ(task, fs);
+	struct file *exe = BPF_CORE_READ(task, mm, exe_file);
+	struct file *parent_exe = BPF_CORE_READ(task, real_parent, mm, exe_file);
+	__u64 root = (__u64)&fs->root;
+	__u32 off = 0;
+
+	fp_start_event(ev, task, hook);
+	fp_read_file_id(&ev->hdr.exe_id, exe);
+	off = fp_append_path(ev, off, FP_EVENT_PATH_EXE, p, exe ? (__u64)&exe->f_path : 0, root);
+	off = fp_append_path(ev, off, FP_EVENT_PATH_PARENT, p,
+			     parent_exe ? (__u64)&parent_exe->f_path : 0, root);
+	off = fp_append_path(ev, off, FP_EVENT_PATH_FILENAME, p,
+			     target ? (__u64)&target->f_path : 0, root);
+	ev->hdr.len[FP_EVENT_PATH_CWD] = 0;
+	ev->hdr.path_flags[FP_EVENT_PATH_CWD] = FP_PATH_ABSENT;
 	return sizeof(ev->hdr) + (off & FP_EVENT_OFFSET_MASK);
 }
 

@@ -34,9 +34,13 @@ enum fp_path_flags {
 enum fp_hook {
 	FP_HOOK_SCHED_PROCESS_EXEC = 1,
 	FP_HOOK_BPRM_CHECK_SECURITY = 2,
+	/* The cgroup move guard (LSM only): a cgroup file opened for writing, and a
+	 * clone into another cgroup (CLONE_INTO_CGROUP). */
+	FP_HOOK_FILE_OPEN = 3,
+	FP_HOOK_TASK_ALLOC = 4,
 	/* Not an exec: a process already running when learning started, reported by
 	 * the task iterator (its exe, parent exe and cwd; no filename). */
-	FP_HOOK_RUNNING = 3,
+	FP_HOOK_RUNNING = 5,
 };
 
 enum fp_event_flags {
@@ -125,6 +129,7 @@ enum fp_reason {
 	FP_REASON_UNNAMEABLE = 2,   /* memfd, deleted, outside the root or truncated path */
 	FP_REASON_NO_PROFILE = 3,   /* bound to FP_PROFILE_DENY_ALL, or to a profile not loaded */
 	FP_REASON_UNCLASSIFIED = 4, /* a new container cgroup user space has not named yet */
+	FP_REASON_CGROUP_MOVE = 5,  /* a task tried to leave its workload's cgroups */
 };
 
 /* Keyed SipHash-2-4-128 of a canonical path: the allowlist key. */
@@ -163,6 +168,14 @@ struct fp_profile {
 	__u32 pattern_base;
 	__u32 pattern_count;
 	__u32 mode;
+	__u32 flags; /* enum fp_profile_flags */
+};
+
+enum fp_profile_flags {
+	/* The workload's tasks stay in cgroups bound to this profile: writing another
+	 * cgroup's files (cgroup.procs, cgroup.threads: a move) and cloning into another
+	 * cgroup are refused (`cgroup_moves: deny` in the profile). */
+	FP_PROFILE_KEEP_CGROUP = 1,
 };
 
 struct fp_pattern_key {
@@ -194,7 +207,34 @@ enum fp_enforce_counter {
 	FP_ENFORCE_DROPPED = 2,    /* violation events lost: ring buffer full */
 	FP_ENFORCE_BOUND = 3,      /* cgroups bound at creation by the kernel */
 	FP_ENFORCE_HELD = 4,       /* execs held in a cgroup not yet classified */
-	FP_ENFORCE_COUNTER_MAX = 5,
+	FP_ENFORCE_MOVES = 5,      /* cgroup moves out of a workload refused or audited */
+	FP_ENFORCE_FOLDED = 6,     /* violations folded into a repeat count, not sent */
+	FP_ENFORCE_COUNTER_MAX = 7,
+};
+
+/*
+ * Repeated violations are coalesced in the kernel (fp_folds in enforce.bpf.c): one
+ * kind of violation is one cgroup running one version of one file, checked against
+ * one profile, with one outcome. The first of a window is sent as an event; the
+ * others only count, and user space takes the count (take_repeats).
+ */
+struct fp_fold_key {
+	__u64 cgroup_id;
+	struct fp_file_id exe_id;
+	__u32 profile_id;
+	__u16 action;
+	__u16 reason;
+};
+
+struct fp_fold {
+	__u64 window_start_ns; /* when the last event of this kind was sent; 0: none */
+	__u64 pending;         /* violations folded since user space last took them */
+};
+
+/* take_repeats' argument: the kind of violation, and (out) the count taken. */
+struct fp_take_args {
+	struct fp_fold_key key;
+	__u64 taken;
 };
 
 /* The verdict of the BPF LSM programs that ran before ours on the same hook, kept

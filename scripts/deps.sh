@@ -8,6 +8,7 @@ packages=(
   bpftool                                           # regenerating bpf/vmlinux/<arch>/vmlinux.h, inspection
   qemu-system-x86 cpio busybox-static               # the BPF LSM test VM and demo roots
   containerd runc                                   # real containers in the integration tests
+  docker.io podman                                  # real Docker and Podman containers in the tests
 )
 
 missing=()

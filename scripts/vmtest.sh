@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The BPF LSM suite: boots each Debian kernel under qemu (the host refuses LSM
 # programs) and runs, inside, the enforcement scenarios with the LSM (the #[ignore]d
-# `enforce::lsm` tests, and `containers::lsm`: held first execs of simulated
-# containers), learning at the LSM hook, and the decision tests. Then one more boot,
+# `enforce::lsm` tests, `containers::lsm` and `engines::lsm`: held first execs of
+# simulated containers, `metrics::lsm`: the metrics of LSM denials, and
+# `coalesce::lsm`: repeated violations counted in the kernel), learning at the LSM
+# hook, and the decision tests. Then one more boot,
 # with preempt=full, runs the two-tasks-on-one-CPU race (`preempt::`), which needs
 # full preemption to happen at all.
 # Usage: scripts/vmtest.sh [test filters...]; FP_VM_KERNELS="6.12 6.1" by default (empty: none);
@@ -12,7 +14,7 @@ cd "$(dirname "$0")/.."
 
 read -r -a kernels <<<"${FP_VM_KERNELS-6.12 6.1}"
 filters=("$@")
-((${#filters[@]})) || filters=(enforce::lsm:: boundaries::lsm:: containers::lsm:: learn:: decision:: cli::)
+((${#filters[@]})) || filters=(enforce::lsm:: boundaries::lsm:: containers::lsm:: engines::lsm:: metrics::lsm:: coalesce::lsm:: learn:: decision:: cli::)
 
 cargo build --locked --quiet
 test_bin=$(cargo test --locked --no-run 2>&1 |

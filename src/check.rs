@@ -151,7 +151,8 @@ pub fn run(opts: &CheckOptions, now_ms: i64) -> Result<CheckReport> {
     let key = DigestKey::random().context("reading random bytes for the digest key")?;
     let planned = plan(&inputs, &key, &mut ProfileIds::default())?;
     let sizes = MapSizes::for_profiles(&planned, None, NO_BINDINGS);
-    let probe = EnforceProbe::load(MechanismChoice::Kill, sizes, None)?;
+    // Nothing is attached, so no violation is ever sent: no window to fold them in.
+    let probe = EnforceProbe::load(MechanismChoice::Kill, sizes, Duration::ZERO, None)?;
     probe.write_config(&key, None)?;
     let mut state = MapState::new(key, sizes.allow);
     state.apply(&probe, planned)?;

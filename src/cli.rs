@@ -10,8 +10,10 @@ use fingerprint::bpf::enforce::MechanismChoice;
 use fingerprint::bpf::learn::HookChoice;
 use fingerprint::bpf::pinned::DEFAULT_PIN_DIR;
 use fingerprint::enforce::lock::DEFAULT_LOCK_FILE;
+use fingerprint::peer_formats::PeerFormat;
 use fingerprint::profile::Mode;
 use fingerprint::workload::kubeapi::{ApiChoice, ApiSettings, DEFAULT_CA_FILE, DEFAULT_TOKEN_FILE};
+use fingerprint::workload::runtime::{ContainerNames, EngineSettings};
 
 /// Learn which executables every workload runs, review them as profiles, lock them.
 #[derive(Debug, Parser)]
@@ -189,9 +191,19 @@ pub struct EnforceArgs {
     /// Append violation events (JSON lines) to this file instead of stdout. SIGHUP
     /// reopens it (logrotate: move or remove it, then send SIGHUP; events then go to
     /// a new file at FILE). If it cannot be written (a full disk), events are kept,
-    /// retried every second and counted; enforcement goes on.
+    /// retried every second and counted; enforcement goes on. Each line carries
+    /// `schema_version`, and the Kubernetes facts known (namespace, pod, container,
+    /// owner; the node from $FINGERPRINT_NODE_NAME): see docs/events.md.
     #[arg(long, value_name = "FILE")]
     pub events: Option<PathBuf>,
+    /// Coalesce repeated violations in the kernel: the first of a kind (one cgroup
+    /// running one version of one file, against one profile, with one outcome) is
+    /// sent at once; the same violation again within this long after it is only
+    /// counted, and the count is reported every second as one line with `repeats`
+    /// (a flood costs one event per distinct exec). 0s sends every violation. Held
+    /// execs are never coalesced.
+    #[arg(long, default_value = "10s", value_parser = parse_window, value_name = "DURATION")]
+    pub coalesce_window: Duration,
     /// Database to record violations in.
     #[arg(long, default_value = "fingerprint.db", value_name = "PATH")]
     pub db: PathBuf,
@@ -227,23 +239,29 @@ pub struct EnforceArgs {
     #[arg(long, default_value = DEFAULT_LOCK_FILE, value_name = "FILE",
           conflicts_with_all = ["pin", "detach"])]
     pub lock_file: PathBuf,
-    /// containerd state directory to name containers from (their OCI bundles'
-    /// labels); repeatable. Default: $FINGERPRINT_CONTAINERD_STATE, else /run/containerd.
-    /// Read-only; when nothing is found there, containers are named from their cgroup path.
-    #[arg(long = "containerd-state", value_name = "DIR")]
-    pub containerd_state: Vec<PathBuf>,
+    #[command(flatten)]
+    pub engines: EngineArgs,
     #[command(flatten)]
     pub kube: KubeApiArgs,
     /// Cgroups where new containers start (e.g. /kubepods.slice); repeatable. A new
     /// cgroup below one is held unclassified: its first exec is stopped until the
     /// container is named from its runtime metadata and checked against its profile,
     /// so replicas started after enforcement began are covered from their first exec.
-    /// Default: /kubepods and /kubepods.slice when they exist.
+    /// A scope given that does not exist yet is held from when it is made. Default:
+    /// those of /kubepods, /kubepods.slice, /docker, /libpod_parent, /machine.slice
+    /// that exist (Docker's systemd driver needs /system.slice given).
     #[arg(long = "container-scope", value_name = "CGROUP")]
     pub container_scopes: Vec<String>,
+    /// Serve Prometheus metrics at http://ADDR/metrics and a health probe at
+    /// /healthz (200 while the program is attached and its events are being read,
+    /// else 503), e.g. 0.0.0.0:9101; port 0 picks a free port (the address is said
+    /// on stderr). See docs/metrics.md.
+    #[arg(long, value_name = "ADDR", conflicts_with = "detach")]
+    pub metrics_addr: Option<String>,
 }
 
-/// Where the owners of Kubernetes pods come from (learn and enforce).
+/// Where the owners of Kubernetes pods come from (learn and enforce), and the pod
+/// labels of workloads (export --format).
 #[derive(Debug, clap::Args)]
 pub struct KubeApiArgs {
     /// Kubernetes API server to name pod owners from: the pod's controller
@@ -253,7 +271,8 @@ pub struct KubeApiArgs {
     /// pod names only (the controllers' naming conventions); or an https:// URL, with
     /// --kube-token-file and --kube-ca-file. If the API fails, pods are named from their
     /// names instead (said once on stderr, never fatal); each workload records which
-    /// was used as owner_source ("kubernetes-api" or "pod-name").
+    /// was used as owner_source ("kubernetes-api" or "pod-name"). For export --format:
+    /// where the workloads' label selectors are read (a placeholder without it).
     #[arg(long, default_value = "auto", value_name = "auto|off|URL")]
     pub kube_api: ApiChoice,
     /// File holding the bearer token for --kube-api (re-read at each request, as
@@ -271,6 +290,42 @@ impl KubeApiArgs {
             api: self.kube_api,
             token_file: self.kube_token_file,
             ca_file: self.kube_ca_file,
+        }
+    }
+}
+
+/// Where container engines keep the metadata containers are named from, and how
+/// (learn and enforce; give both the same). All read-only, no socket: when nothing
+/// is found, a container is named from its cgroup path (docs/containers.md).
+#[derive(Debug, clap::Args)]
+pub struct EngineArgs {
+    /// containerd state directory (its OCI bundles' labels); repeatable.
+    /// Default: $FINGERPRINT_CONTAINERD_STATE (':'-separated), else /run/containerd.
+    #[arg(long = "containerd-state", value_name = "DIR")]
+    pub containerd_state: Vec<PathBuf>,
+    /// dockerd's data root (its containers/<id>/config.v2.json); repeatable.
+    /// Default: $FINGERPRINT_DOCKER_ROOT (':'-separated), else /var/lib/docker.
+    #[arg(long = "docker-root", value_name = "DIR")]
+    pub docker_roots: Vec<PathBuf>,
+    /// containers/storage root of Podman or CRI-O (graph root and run root);
+    /// repeatable. Default: $FINGERPRINT_CONTAINERS_STORAGE (':'-separated), else
+    /// /var/lib/containers/storage and /run/containers/storage.
+    #[arg(long = "containers-storage", value_name = "DIR")]
+    pub storage_roots: Vec<PathBuf>,
+    /// How Docker and Podman containers outside Kubernetes are named: by their name
+    /// (docker/web) or by their image's repository (docker/image/nginx, one profile
+    /// for every container of the image).
+    #[arg(long = "container-names", value_enum, default_value_t = ContainerNames::Name)]
+    pub container_names: ContainerNames,
+}
+
+impl EngineArgs {
+    pub fn settings(self) -> EngineSettings {
+        EngineSettings {
+            containerd_state: self.containerd_state,
+            docker_roots: self.docker_roots,
+            storage_roots: self.storage_roots,
+            names: self.container_names,
         }
     }
 }
@@ -354,13 +409,16 @@ pub struct LearnArgs {
     /// no summary (errors and dropped events are still reported).
     #[arg(long, short)]
     pub quiet: bool,
-    /// containerd state directory to name containers from (their OCI bundles'
-    /// labels); repeatable. Default: $FINGERPRINT_CONTAINERD_STATE, else /run/containerd.
-    /// Read-only; when nothing is found there, containers are named from their cgroup path.
-    #[arg(long = "containerd-state", value_name = "DIR")]
-    pub containerd_state: Vec<PathBuf>,
+    #[command(flatten)]
+    pub engines: EngineArgs,
     #[command(flatten)]
     pub kube: KubeApiArgs,
+    /// Serve Prometheus metrics at http://ADDR/metrics and a health probe at
+    /// /healthz (200 while the program is attached and its events are being read,
+    /// else 503), e.g. 0.0.0.0:9101; port 0 picks a free port (the address is said
+    /// on stderr). See docs/metrics.md.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_addr: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -373,14 +431,53 @@ pub struct MergeArgs {
     pub sources: Vec<PathBuf>,
 }
 
+/// What `export` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    /// fingerprint's own JSON profiles (docs/profile-format.md).
+    Profiles,
+    /// A Tetragon TracingPolicyNamespaced per Kubernetes workload.
+    Tetragon,
+    /// A KubeArmorPolicy per Kubernetes workload.
+    Kubearmor,
+    /// A Falco rules file (a list and a rule) per Kubernetes workload.
+    Falco,
+}
+
+impl ExportFormat {
+    /// The other tool's format, or None for fingerprint's profiles.
+    pub fn peer(self) -> Option<PeerFormat> {
+        match self {
+            ExportFormat::Profiles => None,
+            ExportFormat::Tetragon => Some(PeerFormat::Tetragon),
+            ExportFormat::Kubearmor => Some(PeerFormat::KubeArmor),
+            ExportFormat::Falco => Some(PeerFormat::Falco),
+        }
+    }
+}
+
 #[derive(Debug, clap::Args)]
 pub struct ExportArgs {
     /// Learning database to export.
     #[arg(long, default_value = "fingerprint.db", value_name = "PATH")]
     pub db: PathBuf,
-    /// Directory of profiles to write (created if missing).
-    #[arg(long, default_value = "profiles", value_name = "DIR")]
-    pub out: PathBuf,
+    /// Directory to write (created if missing). Default: profiles, or for another
+    /// tool's format <format>-policies (e.g. tetragon-policies).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// What to write: fingerprint's profiles, or per Kubernetes workload the equivalent
+    /// policy of Tetragon, KubeArmor or Falco (YAML, one file each). What those cannot
+    /// express (patterns, content digests, paths that are not UTF-8, workloads outside
+    /// Kubernetes) is said on stderr per workload; see docs/export-formats.md. Pod
+    /// labels come from the Kubernetes API (--kube-api), else a placeholder label.
+    #[arg(long, value_enum, default_value_t = ExportFormat::Profiles)]
+    pub format: ExportFormat,
+    /// With --format tetragon|kubearmor|falco: convert these profiles (a file or a
+    /// directory, e.g. the reviewed ones) instead of what the database learned.
+    #[arg(long, value_name = "PATH")]
+    pub from_profiles: Option<PathBuf>,
+    #[command(flatten)]
+    pub kube: KubeApiArgs,
     /// Mode of newly created profiles. Review before choosing enforce.
     #[arg(long, value_enum, default_value_t = Mode::Audit)]
     pub mode: Mode,
@@ -443,6 +540,25 @@ pub struct DiffArgs {
 /// Durations like `500ms`, `30s`, `10m`, `2h`, `7d`, or a plain number of seconds; longer
 /// than zero (a zero-length session would record nothing) and representable.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let without = "leave --duration out to learn until Ctrl-C or SIGTERM";
+    match parse_span(text)? {
+        Some(duration) if duration.is_zero() => Err(format!(
+            "{:?} must be longer than 0 (it would record nothing); {without}",
+            text.trim()
+        )),
+        Some(duration) => Ok(duration),
+        None => Err(format!("{:?} is too long; {without}", text.trim())),
+    }
+}
+
+/// `--coalesce-window`: a duration as `parse_duration` reads it, where 0 turns
+/// coalescing off.
+pub fn parse_window(text: &str) -> Result<Duration, String> {
+    parse_span(text)?.ok_or_else(|| format!("{:?} is too long; use e.g. 10s", text.trim()))
+}
+
+/// A duration with its unit; None when it is too long to represent.
+fn parse_span(text: &str) -> Result<Option<Duration>, String> {
     let text = text.trim();
     let split = text
         .find(|c: char| !c.is_ascii_digit() && c != '.')
@@ -463,14 +579,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             ))
         }
     };
-    let without = "leave --duration out to learn until Ctrl-C or SIGTERM";
-    match Duration::try_from_secs_f64(seconds) {
-        Ok(duration) if duration.is_zero() => Err(format!(
-            "{text:?} must be longer than 0 (it would record nothing); {without}"
-        )),
-        Ok(duration) => Ok(duration),
-        Err(_) => Err(format!("{text:?} is too long; {without}")),
-    }
+    Ok(Duration::try_from_secs_f64(seconds).ok())
 }
 
 #[cfg(test)]

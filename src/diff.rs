@@ -21,8 +21,8 @@ use serde_json::{json, Value};
 
 use crate::content::Sha256;
 use crate::profile::{
-    escape_bytes, match_to_json, ExecPath, ExportReport, Mode, PathBytes, Pattern, Profile,
-    ProfileError, ProfileSet, WorkloadMatch,
+    escape_bytes, match_to_json, CgroupMoves, ExecPath, ExportReport, Mode, PathBytes, Pattern,
+    Profile, ProfileError, ProfileSet, WorkloadMatch,
 };
 use crate::storage::{is_database_file, Database, StorageError};
 
@@ -127,6 +127,8 @@ pub struct WorkloadDiff {
     pub name: String,
     pub status: Status,
     pub mode: Option<Change<Mode>>,
+    /// Whether its tasks may leave its cgroups, as enforced (written or default).
+    pub cgroup_moves: Option<Change<CgroupMoves>>,
     pub matcher: Option<Change<WorkloadMatch>>,
     pub executables_added: Vec<AddedExecutable>,
     pub executables_removed: Vec<ExecPath>,
@@ -201,6 +203,10 @@ fn diff_workload(name: &str, a: Option<&Profile>, b: Option<&Profile>) -> Option
         name: name.to_owned(),
         status,
         mode: change(a.map(|p| &p.mode), b.map(|p| &p.mode)),
+        cgroup_moves: change(
+            a.map(|p| p.cgroup_moves()).as_ref(),
+            b.map(|p| p.cgroup_moves()).as_ref(),
+        ),
         matcher: change(a.map(|p| &p.matcher), b.map(|p| &p.matcher)),
         executables_added: only_in(executables_after, a.map(|p| &p.executables))
             .map(|path| AddedExecutable {
@@ -219,6 +225,7 @@ fn diff_workload(name: &str, a: Option<&Profile>, b: Option<&Profile>) -> Option
 /// Equal in everything a diff reports (stats are volatile and not compared).
 fn same_allowlist(a: &Profile, b: &Profile) -> bool {
     a.mode == b.mode
+        && a.cgroup_moves() == b.cgroup_moves()
         && a.matcher == b.matcher
         && a.executables == b.executables
         && a.content == b.content
@@ -463,6 +470,17 @@ fn render_changes(out: &mut String, workload: &WorkloadDiff, paint: Painter) {
     if let Some(Change {
         from: Some(from),
         to: Some(to),
+    }) = &workload.cgroup_moves
+    {
+        paint.line(
+            out,
+            Painter::YELLOW,
+            format_args!("  ~ cgroup moves {from} -> {to}"),
+        );
+    }
+    if let Some(Change {
+        from: Some(from),
+        to: Some(to),
     }) = &workload.matcher
     {
         paint.line(
@@ -523,6 +541,7 @@ fn workload_json(workload: &WorkloadDiff) -> Value {
             "covered": covered,
             "removed": json_paths(workload.executables_removed.iter().map(ExecPath::path_bytes)),
         },
+        "cgroup_moves": workload.cgroup_moves.as_ref().map(|change| change_json(change, |moves| json!(moves.as_str()))),
         "match": workload.matcher.as_ref().map(|change| change_json(change, |m| sorted_keys(match_to_json(m)))),
         "mode": workload.mode.as_ref().map(|change| change_json(change, |mode| json!(mode.as_str()))),
         "name": workload.name,

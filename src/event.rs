@@ -24,6 +24,11 @@ pub enum Hook {
     SchedProcessExec,
     /// `lsm/bprm_check_security`: once per file checked (script, then interpreter).
     BprmCheckSecurity,
+    /// `lsm/file_open`: the cgroup move guard saw a cgroup file opened for writing
+    /// (`filename` is that file; `exe` the task's own executable).
+    FileOpen,
+    /// `lsm/task_alloc`: the cgroup move guard saw a clone into another cgroup.
+    TaskAlloc,
     /// `iter/task`: not an exec, a process already running when learning started.
     Running,
 }
@@ -33,6 +38,8 @@ impl Hook {
         match self {
             Hook::SchedProcessExec => "tp_btf/sched_process_exec",
             Hook::BprmCheckSecurity => "lsm/bprm_check_security",
+            Hook::FileOpen => "lsm/file_open",
+            Hook::TaskAlloc => "lsm/task_alloc",
             Hook::Running => "iter/task",
         }
     }
@@ -74,14 +81,14 @@ pub struct ExecEvent {
 }
 
 /// What enforcement did about an exec (`enum fp_action`, `enum fp_reason`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Verdict {
     pub profile_id: u32,
     pub action: Action,
     pub reason: Reason,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Action {
     Audited,
     Denied,
@@ -90,13 +97,27 @@ pub enum Action {
     Held,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Reason {
     NotAllowed,
     Unnameable,
     NoProfile,
     /// A new container cgroup that user space had not named yet.
     Unclassified,
+    /// A task tried to leave its workload's cgroups (the cgroup move guard).
+    CgroupMove,
+}
+
+impl Verdict {
+    /// From the kernel's profile id, `enum fp_action` and `enum fp_reason`; None when
+    /// either is not one (an event of learning, or of a newer program).
+    pub fn from_raw(profile_id: u32, action: u16, reason: u16) -> Option<Verdict> {
+        Some(Verdict {
+            profile_id,
+            action: Action::from_raw(action)?,
+            reason: Reason::from_raw(reason)?,
+        })
+    }
 }
 
 impl Action {
@@ -127,6 +148,7 @@ impl Reason {
             fp_reason::FP_REASON_UNNAMEABLE => Some(Reason::Unnameable),
             fp_reason::FP_REASON_NO_PROFILE => Some(Reason::NoProfile),
             fp_reason::FP_REASON_UNCLASSIFIED => Some(Reason::Unclassified),
+            fp_reason::FP_REASON_CGROUP_MOVE => Some(Reason::CgroupMove),
             _ => None,
         }
     }
@@ -137,6 +159,7 @@ impl Reason {
             Reason::Unnameable => "unnameable_path",
             Reason::NoProfile => "no_profile",
             Reason::Unclassified => "unclassified",
+            Reason::CgroupMove => "cgroup_move",
         }
     }
 }
@@ -161,6 +184,8 @@ impl ExecEvent {
         let hook = match fp_hook(header.hook.into()) {
             fp_hook::FP_HOOK_SCHED_PROCESS_EXEC => Hook::SchedProcessExec,
             fp_hook::FP_HOOK_BPRM_CHECK_SECURITY => Hook::BprmCheckSecurity,
+            fp_hook::FP_HOOK_FILE_OPEN => Hook::FileOpen,
+            fp_hook::FP_HOOK_TASK_ALLOC => Hook::TaskAlloc,
             fp_hook::FP_HOOK_RUNNING => Hook::Running,
             _ => return Err(DecodeError::UnknownHook(header.hook)),
         };
@@ -204,13 +229,7 @@ impl ExecEvent {
             parent,
             filename,
             cwd,
-            verdict: Action::from_raw(header.action)
-                .zip(Reason::from_raw(header.reason))
-                .map(|(action, reason)| Verdict {
-                    profile_id: header.profile_id,
-                    action,
-                    reason,
-                }),
+            verdict: Verdict::from_raw(header.profile_id, header.action, header.reason),
         })
     }
 

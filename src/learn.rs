@@ -17,13 +17,14 @@ use crate::bpf::learn::{HookChoice, LearnProbe, POLL_INTERVAL};
 use crate::bpf::readback::LearnCounters;
 use crate::content::{self, ContentHasher, HashStats, Sha256};
 use crate::event::{ExecEvent, Hook, KernelPath};
+use crate::metrics::{self, learn::LearnMetrics, Health};
 use crate::progress::Progress;
 use crate::running::running_files;
 use crate::storage::{Batch, Database, LearnedWorkload, Observation, RunningProcess, SessionInfo};
 use crate::workload::cgroup::CgroupV2;
 use crate::workload::kubeapi::ApiSettings;
 use crate::workload::resolver::CgroupNames;
-use crate::workload::runtime::ContainerMetadata;
+use crate::workload::runtime::{ContainerMetadata, EngineSettings};
 use crate::workload::WorkloadId;
 
 /// How often observations are committed: `kill -9` loses at most this much.
@@ -40,10 +41,12 @@ pub struct LearnOptions {
     pub cgroups: Vec<PathBuf>,
     pub hook: HookChoice,
     pub quiet: bool,
-    /// containerd state directories to name containers from; empty: the default.
-    pub containerd_state: Vec<PathBuf>,
+    /// Where the container engines' metadata is, and how containers are named.
+    pub engines: EngineSettings,
     /// Where the owners of Kubernetes pods come from.
     pub kube_api: ApiSettings,
+    /// Serve /metrics and /healthz here (see `crate::metrics`).
+    pub metrics_addr: Option<String>,
 }
 
 /// What a learning run did, for the closing summary.
@@ -85,7 +88,12 @@ pub fn run(opts: &LearnOptions, stop: Arc<AtomicBool>) -> Result<LearnSummary> {
         .collect::<Result<Vec<u64>>>()?;
     let mut db = Database::open(&opts.db)
         .with_context(|| format!("opening the learning database {}", opts.db.display()))?;
-    let metadata = ContainerMetadata::from_flags(&opts.containerd_state, &opts.kube_api)?;
+    let metadata = ContainerMetadata::from_flags(&opts.engines, &opts.kube_api)?;
+    let listener = opts
+        .metrics_addr
+        .as_deref()
+        .map(metrics::listen)
+        .transpose()?;
 
     let known = db
         .learned_workloads()
@@ -119,6 +127,17 @@ pub fn run(opts: &LearnOptions, stop: Arc<AtomicBool>) -> Result<LearnSummary> {
         );
     }
     let session = db.begin_session(&session_info(probe.hook()))?;
+    let health = Arc::new(Health::default());
+    health.set_attached(true);
+    let learn_metrics = match listener {
+        Some(listener) => {
+            let (registry, learn_metrics) = LearnMetrics::new(probe.map_handles()?);
+            metrics::start(listener, registry, Arc::clone(&health), opts.quiet)?;
+            Some(learn_metrics)
+        }
+        None => None,
+    };
+
     let sink = Rc::clone(&recorder);
     let ring = probe.events(move |data| {
         sink.borrow_mut().on_event(data);
@@ -138,6 +157,10 @@ pub fn run(opts: &LearnOptions, stop: Arc<AtomicBool>) -> Result<LearnSummary> {
         // what has arrived after every poll. EINTR from a signal is expected here.
         let _ = ring.poll(POLL_INTERVAL);
         ring.consume().context("reading exec events")?;
+        health.ring_read();
+        if let Some(m) = &learn_metrics {
+            m.recorded(recorder.borrow().recorded);
+        }
         if last_flush.elapsed() >= FLUSH_INTERVAL {
             let counters = probe.counters()?;
             recorder
@@ -156,6 +179,7 @@ pub fn run(opts: &LearnOptions, stop: Arc<AtomicBool>) -> Result<LearnSummary> {
         }
     }
     // Everything the kernel produced before we stopped is in the ring: drain it.
+    health.set_attached(false);
     ring.consume().context("draining the event ring buffer")?;
     let counters = probe.counters()?;
     let ended = now_ms();

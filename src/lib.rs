@@ -10,6 +10,8 @@ pub mod digest;
 pub mod enforce;
 pub mod event;
 pub mod learn;
+pub mod metrics;
+pub mod peer_formats;
 pub mod profile;
 pub mod progress;
 pub mod readiness;

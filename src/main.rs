@@ -5,6 +5,7 @@
 mod cli;
 mod manual;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -22,10 +23,12 @@ use fingerprint::convergence;
 use fingerprint::diff;
 use fingerprint::enforce::run::{EnforceOptions, EnforceSummary, Signals};
 use fingerprint::learn::{self, LearnOptions, LearnSummary};
-use fingerprint::profile::{self, ExportOptions, ProfileSet};
+use fingerprint::peer_formats::{self, Labels, PeerFormat};
+use fingerprint::profile::{self, write_file_set, ExportOptions, ProfileSet, WriteReport};
 use fingerprint::readiness;
 use fingerprint::show;
 use fingerprint::storage::{self, Database};
+use fingerprint::workload::kubeapi::ApiReader;
 
 /// Exit status for errors (diff(1) convention: 0 same, 1 different, 2 trouble).
 const EXIT_ERROR: u8 = 2;
@@ -46,7 +49,14 @@ fn main() -> ExitCode {
         Command::Merge(args) => merge_command(args),
         Command::Show(args) => show_command(args),
         Command::Enforce(args) => enforce_command(args),
-        Command::Export(args) => export_command(args),
+        Command::Export(args) => match args.format.peer() {
+            Some(format) => export_peer_command(args, format),
+            None if args.from_profiles.is_some() => Err(anyhow::anyhow!(
+                "--from-profiles converts profiles to another tool's policies: add --format \
+                 tetragon, kubearmor or falco (profiles are merged with `fingerprint merge`)"
+            )),
+            None => export_command(args),
+        },
         Command::Diff(args) => diff_command(args),
         Command::Check(args) => check_command(args),
         Command::Status(args) => status_command(args),
@@ -100,8 +110,9 @@ fn learn_command(args: LearnArgs) -> Result<ExitCode> {
         cgroups: args.cgroups,
         hook: args.hook,
         quiet: args.quiet,
-        containerd_state: args.containerd_state,
+        engines: args.engines.settings(),
         kube_api: args.kube.settings(),
+        metrics_addr: args.metrics_addr,
     };
     let summary = learn::run(&opts, signals()?.stop)?;
     if !opts.quiet {
@@ -153,8 +164,8 @@ fn print_learn_summary(s: &LearnSummary) {
     }
     if s.metadata_fallbacks > 0 {
         println!(
-            "note: {} lookups of container metadata found nothing (is --containerd-state \
-             right?); those containers were named from their cgroup path",
+            "note: {} lookups of container metadata found nothing (are --containerd-state, \
+             --docker-root, --containers-storage right?); those containers were named from their cgroup path",
             s.metadata_fallbacks
         );
     }
@@ -242,26 +253,79 @@ fn export_command(args: ExportArgs) -> Result<ExitCode> {
     if !report.is_empty() {
         eprint!("{report}");
     }
-    let existing = match args.out.is_dir() && !args.replace {
-        true => ProfileSet::load(&args.out)?,
+    let out = args.out.unwrap_or_else(|| PathBuf::from("profiles"));
+    let existing = match out.is_dir() && !args.replace {
+        true => ProfileSet::load(&out)?,
         false => ProfileSet::new(),
     };
     // Keep what reviewers set by hand (modes, patterns): merge, then write.
     let set = ProfileSet::merge(&[existing, exported])?;
-    let written = set.write_dir(&args.out)?;
+    let written = set.write_dir(&out)?;
     println!(
         "exported {} workloads to {}: {} files written, {} unchanged",
         set.len(),
-        args.out.display(),
+        out.display(),
         written.written.len(),
         written.unchanged.len()
     );
+    print_not_exported(&written);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_not_exported(written: &WriteReport) {
     for stale in &written.not_exported {
         eprintln!(
             "note: {} is not part of this export (remove it if the workload is gone)",
             stale.display()
         );
     }
+}
+
+/// `export --format tetragon|kubearmor|falco`: the profiles (learned, or read with
+/// --from-profiles) as another tool's policies, written all or nothing.
+fn export_peer_command(args: ExportArgs, format: PeerFormat) -> Result<ExitCode> {
+    if args.with_stats || args.replace {
+        anyhow::bail!(
+            "--with-stats and --replace apply to profiles only; --format {} writes whole \
+             policies from them (remove the flag)",
+            format.name()
+        );
+    }
+    let set = match &args.from_profiles {
+        Some(path) => {
+            ProfileSet::load(path).with_context(|| format!("loading {}", path.display()))?
+        }
+        None => {
+            let learned = Database::open_read_only(&args.db)?.learned_workloads()?;
+            let options = ExportOptions {
+                mode: args.mode,
+                with_stats: false,
+                include_host: args.include_host,
+            };
+            let (set, report) = ProfileSet::from_learned_with(&learned, options);
+            eprint!("{report}");
+            set
+        }
+    };
+    let api = ApiReader::open(&args.kube.settings());
+    let labels = Labels::from_opened(&api);
+    let export = peer_formats::export(&set, format, labels)
+        .with_context(|| format!("rendering the {} policies", format.name()))?;
+    eprint!("{export}");
+    let out = args
+        .out
+        .unwrap_or_else(|| PathBuf::from(format!("{}-policies", format.name())));
+    let written = write_file_set(&out, &export.files, &format.file_suffix())?;
+    println!(
+        "exported {} {} policies (of {} profiles) to {}: {} files written, {} unchanged",
+        export.files.len(),
+        format.name(),
+        set.len(),
+        out.display(),
+        written.written.len(),
+        written.unchanged.len()
+    );
+    print_not_exported(&written);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -333,15 +397,17 @@ fn enforce_command(args: EnforceArgs) -> Result<ExitCode> {
             cli::DefaultPolicy::Deny => Some(args.default_scope),
         },
         events: args.events,
+        coalesce_window: args.coalesce_window,
         db: (!args.no_db).then_some(args.db),
         lock_file: args.lock_file,
         max_cgroups: args.max_cgroups,
         allow_capacity: args.allow_capacity,
         pin_dir: (args.pin || args.detach).then_some(args.pin_dir),
         detach: args.detach,
-        containerd_state: args.containerd_state,
+        engines: args.engines.settings(),
         kube_api: args.kube.settings(),
         container_scopes: args.container_scopes,
+        metrics_addr: args.metrics_addr,
     };
     let summary = fingerprint::enforce::run::run(&opts, &signals()?)?;
     if opts.detach {
@@ -376,17 +442,25 @@ fn enforce_command(args: EnforceArgs) -> Result<ExitCode> {
 fn print_enforce_summary(s: &EnforceSummary) {
     eprintln!(
         "fingerprint: enforced {} profiles for {:.1}s with the {} mechanism: {} execs checked, \
-         {} violations ({} reported, {} dropped), {} cgroups bound at creation, {} reloads",
+         {} violations ({} reported one by one, {} as repeats, {} dropped), {} cgroups bound \
+         at creation, {} reloads",
         s.profiles,
         s.elapsed.as_secs_f64(),
         s.mechanism.name(),
         s.counters.checks,
         s.counters.violations,
         s.reported,
+        s.repeats,
         s.counters.dropped,
         s.counters.bound_at_mkdir,
         s.reloads
     );
+    if s.counters.cgroup_moves > 0 {
+        eprintln!(
+            "fingerprint: {} of the violations were tasks trying to leave their workload's cgroups",
+            s.counters.cgroup_moves
+        );
+    }
     if s.held > 0 {
         eprintln!(
             "fingerprint: {} first execs in new containers were held until named ({} killed)",
@@ -455,7 +529,8 @@ fn status_command(args: StatusArgs) -> Result<ExitCode> {
             }
             println!(
                 "pinned at {}: links {}; {} profiles loaded, {} cgroups bound ({} at creation)\n\
-                 {} execs checked, {} violations, {} violation events dropped",
+                 {} execs checked, {} violations ({} coalesced into repeat counts, {} cgroup \
+                 moves), {} violation events dropped",
                 args.pin_dir.display(),
                 status.links.join(", "),
                 status.profiles_loaded,
@@ -463,6 +538,8 @@ fn status_command(args: StatusArgs) -> Result<ExitCode> {
                 status.bound_at_mkdir,
                 status.checks,
                 status.violations,
+                status.folded,
+                status.cgroup_moves,
                 status.dropped
             );
             let reporting = status.state.as_ref().map(|s| &s.reporting);

@@ -124,6 +124,12 @@ CREATE VIEW executable_digests AS
     FROM observation_digests GROUP BY workload_id, path, path_flags, sha256;
 ALTER TABLE sessions ADD COLUMN content_unknown INTEGER NOT NULL DEFAULT 0;
 "#,
+    // Repeated violations the kernel only counted (enforce/repeats.rs): a row with
+    // repeats N > 0 stands for N violations like the last row of its kind; its pid,
+    // ppid and uid are 0 and its parent empty, since each repeat had its own.
+    r#"
+ALTER TABLE violations ADD COLUMN repeats INTEGER NOT NULL DEFAULT 0;
+"#,
     // Executables of processes already running when a session started: seen running,
     // not seen exec'd (no exec count). `executables` includes them, with their
     // process count as `running`.
@@ -153,7 +159,7 @@ CREATE VIEW executables AS
 
 /// The first schema version with `running_observations`; older files are read as
 /// they are, with no process seen running.
-const RUNNING_SCHEMA: u32 = 4;
+const RUNNING_SCHEMA: u32 = 5;
 
 /// The schema version this build writes and understands.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
@@ -399,6 +405,9 @@ pub struct ViolationRecord {
     pub action: String,
     pub reason: String,
     pub mechanism: String,
+    /// 0: this one exec. N > 0: N violations the kernel only counted, like the last
+    /// one reported of their kind (pid, ppid, uid and parent are then 0 and empty).
+    pub repeats: u64,
 }
 
 /// What a merge did.
@@ -580,8 +589,9 @@ impl Database {
                 .prepare_cached(
                     "INSERT INTO violations (time_ms, host, workload, profile, cgroup_id, \
                      cgroup_path, pid, ppid, uid, executable, executable_flags, parent, action, \
-                     reason, mechanism) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                     reason, mechanism, repeats) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, \
+                     ?16)",
                 )
                 .map_err(err)?;
             for v in rows {
@@ -601,7 +611,8 @@ impl Database {
                         v.parent,
                         v.action,
                         v.reason,
-                        v.mechanism
+                        v.mechanism,
+                        v.repeats as i64
                     ])
                     .map_err(err)?;
             }

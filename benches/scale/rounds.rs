@@ -115,21 +115,43 @@ impl<'a> Arm<'a> {
     }
 }
 
+/// What the kernel says of one program: its name, run time and run count.
+pub struct ProgInfo {
+    pub name: String,
+    pub run_time_ns: u64,
+    pub run_cnt: u64,
+}
+
+pub fn prog_info(fd: RawFd) -> Result<ProgInfo> {
+    let mut info = libbpf_sys::bpf_prog_info::default();
+    let mut len = std::mem::size_of::<libbpf_sys::bpf_prog_info>() as u32;
+    // SAFETY: `fd` is a program fd its owner keeps open; `info` is a writable
+    // bpf_prog_info of `len` bytes, which is all the kernel writes.
+    let ret = unsafe { libbpf_sys::bpf_prog_get_info_by_fd(fd, &mut info, &mut len) };
+    if ret != 0 {
+        bail!(
+            "reading a program's information: {}",
+            std::io::Error::from_raw_os_error(-ret)
+        );
+    }
+    let name: Vec<u8> = info
+        .name
+        .iter()
+        .take_while(|&&c| c != 0)
+        .map(|&c| c as u8)
+        .collect();
+    Ok(ProgInfo {
+        name: String::from_utf8_lossy(&name).into_owned(),
+        run_time_ns: info.run_time_ns,
+        run_cnt: info.run_cnt,
+    })
+}
+
 /// Summed run time and run count of the programs behind `fds`.
-fn prog_runs(fds: &[RawFd]) -> Result<(u64, u64)> {
+pub fn prog_runs(fds: &[RawFd]) -> Result<(u64, u64)> {
     let mut total = (0, 0);
     for &fd in fds {
-        let mut info = libbpf_sys::bpf_prog_info::default();
-        let mut len = std::mem::size_of::<libbpf_sys::bpf_prog_info>() as u32;
-        // SAFETY: `fd` is a program fd the arm's owner keeps open; `info` is a
-        // writable bpf_prog_info of `len` bytes, which is all the kernel writes.
-        let ret = unsafe { libbpf_sys::bpf_prog_get_info_by_fd(fd, &mut info, &mut len) };
-        if ret != 0 {
-            bail!(
-                "reading a program's run statistics: {}",
-                std::io::Error::from_raw_os_error(-ret)
-            );
-        }
+        let info = prog_info(fd)?;
         total.0 += info.run_time_ns;
         total.1 += info.run_cnt;
     }

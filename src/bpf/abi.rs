@@ -8,8 +8,9 @@
 //! the generated skeleton types.
 
 pub use super::enforce_skel::types::{
-    fp_action, fp_config, fp_digest, fp_enforce_counter, fp_mode, fp_path, fp_pattern,
-    fp_pattern_key, fp_profile, fp_reason, fp_rule_key, fp_rule_kind, fp_test_args,
+    fp_action, fp_config, fp_digest, fp_enforce_counter, fp_fold, fp_fold_key, fp_mode, fp_path,
+    fp_pattern, fp_pattern_key, fp_profile, fp_profile_flags, fp_reason, fp_rule_key, fp_rule_kind,
+    fp_take_args, fp_test_args,
 };
 pub use super::learn_skel::types::{
     fp_counter, fp_event_flags, fp_exec_event, fp_file_id, fp_hook, fp_path_flags,
@@ -25,6 +26,9 @@ unsafe impl plain::Plain for fp_pattern_key {}
 unsafe impl plain::Plain for fp_profile {}
 unsafe impl plain::Plain for fp_rule_key {}
 unsafe impl plain::Plain for fp_test_args {}
+unsafe impl plain::Plain for fp_fold {}
+unsafe impl plain::Plain for fp_fold_key {}
+unsafe impl plain::Plain for fp_take_args {}
 
 /// `FP_PATH_MAX`: the longest path resolved, final NUL included; a path of this many
 /// bytes or more is flagged truncated.

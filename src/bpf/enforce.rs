@@ -7,17 +7,19 @@ use std::os::fd::{AsFd, AsRawFd};
 use std::path::Path;
 use std::ptr::NonNull;
 use std::sync::atomic::{fence, Ordering};
+use std::time::Duration;
 
-use libbpf_rs::skel::{OpenSkel, SkelBuilder};
+use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 use libbpf_rs::{Link, MapCore, MapFlags, MapHandle, RingBuffer, RingBufferBuilder};
 
 use super::abi::{
-    fp_config, fp_digest, fp_mode, fp_path, fp_pattern, fp_pattern_key, fp_profile, fp_rule_key,
-    fp_test_args, MapSizes, RuleKind, PATH_MAX, PATTERN_MAX,
+    fp_config, fp_digest, fp_fold, fp_fold_key, fp_mode, fp_path, fp_pattern, fp_pattern_key,
+    fp_profile, fp_profile_flags, fp_rule_key, fp_take_args, fp_test_args, MapSizes, RuleKind,
+    PATH_MAX, PATTERN_MAX,
 };
 use super::enforce_skel::{EnforceSkel, EnforceSkelBuilder, OpenEnforceSkel};
-use super::pinned::CARRIED_MAPS;
-use super::readback::{self, EnforceCounters};
+use super::pinned::{CARRIED_MAPS, OPTIONAL_CARRIED_MAPS};
+use super::readback::{self, EnforceCounters, MapHandles};
 use super::{load_reason, object_storage, refused, BpfError};
 use crate::digest::{Digest, DigestKey};
 
@@ -63,6 +65,7 @@ pub struct ProfileDescriptor {
     pub pattern_base: u32,
     pub pattern_count: u32,
     pub mode: fp_mode,
+    pub keep_cgroup: bool,
 }
 
 pub struct EnforceProbe {
@@ -70,6 +73,9 @@ pub struct EnforceProbe {
     /// The cgroup tracking links, [mkdir, rmdir].
     links: Vec<Link>,
     exec_link: Option<Link>,
+    /// The cgroup move guard, [file_open, task_alloc]: LSM only, attached with the
+    /// exec program.
+    guard_links: Vec<Link>,
     allow: AllowView,
     mechanism: Mechanism,
     lsm_refusal: Option<String>,
@@ -78,6 +84,19 @@ pub struct EnforceProbe {
     /// What this enforcement writes to `fp_handover` once its exec program is
     /// attached: from then on its program acts and the one it took over does not.
     generation: u64,
+}
+
+/// Attach each (hook name, program), naming the hook that refused.
+fn attach_each<const N: usize>(
+    progs: [(&str, &libbpf_rs::ProgramMut<'static>); N],
+) -> Result<Vec<Link>, BpfError> {
+    progs
+        .into_iter()
+        .map(|(name, prog)| {
+            prog.attach()
+                .map_err(|e| refused(name, format!("attach failed: {e}")))
+        })
+        .collect()
 }
 
 fn map_error(map: &'static str) -> impl Fn(libbpf_rs::Error) -> BpfError {
@@ -109,13 +128,16 @@ fn bytes_of<T: plain::Plain>(value: &T) -> &[u8] {
 impl EnforceProbe {
     /// Load (not yet attach) with maps of the given sizes. `carry_from`: a pinned
     /// enforcement to take over, whose `CARRIED_MAPS` this one uses.
+    /// `fold_window`: how long after a violation event later violations of the same
+    /// kind are only counted (zero: every violation is sent; see `take_repeats`).
     pub fn load(
         choice: MechanismChoice,
         sizes: MapSizes,
+        fold_window: Duration,
         carry_from: Option<&Path>,
     ) -> Result<EnforceProbe, BpfError> {
         let carried = Carried::open(carry_from)?;
-        let load = |mechanism| load(mechanism, sizes, &carried);
+        let load = |mechanism| load(mechanism, sizes, fold_window, &carried);
         let (skel, mechanism, lsm_refusal) = match choice {
             MechanismChoice::Lsm => (load(Mechanism::Lsm)?, Mechanism::Lsm, None),
             MechanismChoice::Kill => (load(Mechanism::Kill)?, Mechanism::Kill, None),
@@ -133,6 +155,7 @@ impl EnforceProbe {
             skel,
             links: Vec::new(),
             exec_link: None,
+            guard_links: Vec::new(),
             allow,
             mechanism,
             lsm_refusal,
@@ -152,15 +175,10 @@ impl EnforceProbe {
 
     /// Attach the cgroup programs: from now on new cgroups are bound in the kernel.
     pub fn attach_cgroup_tracking(&mut self) -> Result<(), BpfError> {
-        for (name, prog) in [
+        self.links = attach_each([
             ("tp_btf/cgroup_mkdir", &self.skel.progs.bind_cgroup_mkdir),
             ("tp_btf/cgroup_rmdir", &self.skel.progs.unbind_cgroup_rmdir),
-        ] {
-            let link = prog
-                .attach()
-                .map_err(|e| refused(name, format!("attach failed: {e}")))?;
-            self.links.push(link);
-        }
+        ])?;
         Ok(())
     }
 
@@ -175,6 +193,12 @@ impl EnforceProbe {
             .attach()
             .map_err(|e| refused(self.mechanism.hook(), format!("attach failed: {e}")))?;
         self.exec_link = Some(link);
+        if self.mechanism == Mechanism::Lsm {
+            self.guard_links = attach_each([
+                ("lsm/file_open", &self.skel.progs.guard_cgroup_file_open),
+                ("lsm/task_alloc", &self.skel.progs.guard_cgroup_clone),
+            ])?;
+        }
         self.skel
             .maps
             .fp_handover
@@ -190,6 +214,7 @@ impl EnforceProbe {
     /// longer checked until `attach_exec_hook` again.
     pub fn detach_exec_hook(&mut self) {
         self.exec_link = None;
+        self.guard_links.clear();
     }
 
     pub fn write_config(
@@ -234,6 +259,11 @@ impl EnforceProbe {
                     pattern_base: desc.pattern_base,
                     pattern_count: desc.pattern_count,
                     mode: desc.mode.0,
+                    flags: if desc.keep_cgroup {
+                        fp_profile_flags::FP_PROFILE_KEEP_CGROUP.0
+                    } else {
+                        0
+                    },
                 };
                 bytes_of(&raw).to_vec()
             })
@@ -354,19 +384,24 @@ impl EnforceProbe {
         EnforceCounters::read(&self.skel.maps.fp_enforce_counters)
     }
 
+    /// Handles on every map, for a reader on another thread (the metrics endpoint).
+    pub fn map_handles(&self) -> Result<MapHandles, BpfError> {
+        MapHandles::of(self.skel.object())
+    }
+
     /// Pin links and maps under `dir` (see `pinned`): enforcement then outlives
     /// this process. Each pin replaces the object of a previous enforcement in one
     /// rename (a takeover: this one is attached already). Links are pinned last,
     /// so a half-pinned directory never looks like a working enforcement.
     pub fn pin(&mut self, dir: &Path) -> Result<(), BpfError> {
-        use super::pinned::{ensure_bpffs, pin_replacing, LINKS, MAPS};
+        use super::pinned::{ensure_bpffs, pin_replacing, remove_pin, LINKS, MAPS};
         ensure_bpffs(dir)?;
         std::fs::create_dir_all(dir).map_err(|e| BpfError::Map {
             map: "pinned enforcement",
             reason: format!("creating {}: {e}", dir.display()),
         })?;
         let maps = &mut self.skel.maps;
-        let handles: [&mut libbpf_rs::MapMut<'static>; 9] = [
+        let handles: [&mut libbpf_rs::MapMut<'static>; 10] = [
             &mut maps.fp_config_map,
             &mut maps.fp_bindings,
             &mut maps.fp_profiles,
@@ -376,6 +411,7 @@ impl EnforceProbe {
             &mut maps.fp_enforce_counters,
             &mut maps.fp_violations,
             &mut maps.fp_handover,
+            &mut maps.fp_folds,
         ];
         for (map, name) in handles.into_iter().zip(MAPS) {
             if !self.carried.contains(name) {
@@ -384,8 +420,16 @@ impl EnforceProbe {
         }
         let tracking = self.links.iter_mut().zip([LINKS[1], LINKS[2]]);
         let exec = self.exec_link.as_mut().map(|link| (link, LINKS[0]));
-        for (link, name) in tracking.chain(exec) {
+        let guard = self.guard_links.iter_mut().zip([LINKS[3], LINKS[4]]);
+        for (link, name) in tracking.chain(exec).chain(guard) {
             pin_replacing(dir, name, |path| link.pin(path))?;
+        }
+        // A kill-mode enforcement taking over an LSM one has no guard to pin: the
+        // old guard, inactive since the handover, goes with its pins.
+        if self.guard_links.is_empty() {
+            for name in &LINKS[3..] {
+                remove_pin(dir, name)?;
+            }
         }
         Ok(())
     }
@@ -400,6 +444,42 @@ impl EnforceProbe {
             .add(&self.skel.maps.fp_violations, on_event)
             .map_err(map_error("fp_violations"))?;
         builder.build().map_err(map_error("fp_violations"))
+    }
+
+    /// Take the violations folded since the last take (see `fp_fold` in
+    /// bpf/enforce.bpf.c), by kind: each count is taken with an atomic exchange in
+    /// the kernel (the `take_repeats` program), so a violation folded meanwhile is
+    /// taken now or at the next take, never twice and never lost.
+    pub fn take_repeats(&self) -> Result<Vec<(fp_fold_key, u64)>, BpfError> {
+        let folds = &self.skel.maps.fp_folds;
+        let mut taken = Vec::new();
+        for key in folds.keys() {
+            let Some(value) = folds
+                .lookup(&key, MapFlags::ANY)
+                .map_err(map_error("fp_folds"))?
+            else {
+                continue; // forgotten while we iterated
+            };
+            let mut fold = fp_fold::default();
+            let mut args = fp_take_args::default();
+            if plain::copy_from_bytes(&mut fold, &value).is_err()
+                || plain::copy_from_bytes(&mut args.key, &key).is_err()
+                || fold.pending == 0
+            {
+                continue;
+            }
+            let ret = run_syscall(&self.skel.progs.take_repeats, "take_repeats", &mut args)?;
+            if ret != 0 {
+                return Err(BpfError::Map {
+                    map: "fp_folds",
+                    reason: "no scratch memory free to take a count; taken next time".into(),
+                });
+            }
+            if args.taken > 0 {
+                taken.push((args.key, args.taken));
+            }
+        }
+        Ok(taken)
     }
 
     /// Run the very decision the exec hook runs on `path` for profile `id`, through
@@ -427,22 +507,12 @@ impl EnforceProbe {
             profile_id: id,
             ..Default::default()
         };
-        // SAFETY: fp_test_args is Plain; the kernel writes at most its size back.
-        let ctx = unsafe { plain::as_mut_bytes(&mut args) };
-        let run = libbpf_rs::ProgramInput {
-            context_in: Some(ctx),
-            ..Default::default()
-        };
-        let out = self
-            .skel
-            .progs
-            .test_profile_allows
-            .test_run(run)
-            .map_err(|e| refused("test_profile_allows", format!("test run failed: {e}")))?;
-        if out.return_value != 0 {
+        let prog = &self.skel.progs.test_profile_allows;
+        let ret = run_syscall(prog, "test_profile_allows", &mut args)?;
+        if ret != 0 {
             return Err(BpfError::Map {
                 map: "fp_test_path",
-                reason: format!("test program returned {}", out.return_value as i32),
+                reason: format!("test program returned {ret}"),
             });
         }
         Ok((
@@ -453,6 +523,25 @@ impl EnforceProbe {
             },
         ))
     }
+}
+
+/// Run the `syscall` program `prog` once through BPF_PROG_TEST_RUN on `args`, which
+/// the kernel reads and writes back; the program's return value.
+fn run_syscall<T: plain::Plain>(
+    prog: &libbpf_rs::ProgramMut<'static>,
+    name: &'static str,
+    args: &mut T,
+) -> Result<i32, BpfError> {
+    // SAFETY: T is Plain; the kernel writes at most its size back.
+    let ctx = unsafe { plain::as_mut_bytes(args) };
+    let run = libbpf_rs::ProgramInput {
+        context_in: Some(ctx),
+        ..Default::default()
+    };
+    let out = prog
+        .test_run(run)
+        .map_err(|e| refused(name, format!("test run failed: {e}")))?;
+    Ok(out.return_value as i32)
 }
 
 /// `fp_allow` (a `BPF_F_MMAPABLE` array) mapped into this process, unmapped on drop.
@@ -548,8 +637,10 @@ impl Carried {
         };
         for &name in CARRIED_MAPS {
             let path = dir.join(name);
-            if name == "fp_handover" && !path.exists() {
-                continue; // pinned by a version without it: its programs always act
+            if OPTIONAL_CARRIED_MAPS.contains(&name) && !path.exists() {
+                // Pinned by a version without it: its programs always act, or send
+                // every violation.
+                continue;
             }
             let map = MapHandle::from_pinned_path(&path).map_err(|e| BpfError::Map {
                 map: "pinned enforcement",
@@ -577,6 +668,7 @@ impl Carried {
 fn load(
     mechanism: Mechanism,
     sizes: MapSizes,
+    fold_window: Duration,
     carried: &Carried,
 ) -> Result<EnforceSkel<'static>, BpfError> {
     let refused = |reason: String| refused(mechanism.hook(), reason);
@@ -588,6 +680,7 @@ fn load(
             "fp_enforce_counters" => &mut open.maps.fp_enforce_counters,
             "fp_violations" => &mut open.maps.fp_violations,
             "fp_handover" => &mut open.maps.fp_handover,
+            "fp_folds" => &mut open.maps.fp_folds,
             other => return Err(refused(format!("no map {other} to carry over"))),
         };
         map.reuse_fd(pinned.as_fd()).map_err(map_error(name))?;
@@ -600,12 +693,17 @@ fn load(
         .as_deref_mut()
         .ok_or_else(|| refused("the enforcement object has no .rodata".into()))?;
     rodata.fp_generation = carried.next_generation();
-    open.progs
-        .enforce_bprm_check_security
-        .set_autoload(mechanism == Mechanism::Lsm);
-    open.progs
-        .enforce_sched_process_exec
-        .set_autoload(mechanism == Mechanism::Kill);
+    rodata.fp_fold_window_ns = fold_window.as_nanos().try_into().unwrap_or(u64::MAX);
+    let lsm = mechanism == Mechanism::Lsm;
+    // The cgroup move guard needs LSM hooks; kill mode has none to offer.
+    for (prog, wanted) in [
+        (&mut open.progs.enforce_bprm_check_security, lsm),
+        (&mut open.progs.enforce_sched_process_exec, !lsm),
+        (&mut open.progs.guard_cgroup_file_open, lsm),
+        (&mut open.progs.guard_cgroup_clone, lsm),
+    ] {
+        prog.set_autoload(wanted);
+    }
     let resize = [
         (&mut open.maps.fp_profiles, sizes.profiles, "fp_profiles"),
         (&mut open.maps.fp_allow, sizes.allow.max(1), "fp_allow"),

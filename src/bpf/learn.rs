@@ -4,11 +4,11 @@
 use std::io::Read;
 use std::time::Duration;
 
-use libbpf_rs::skel::{OpenSkel, SkelBuilder};
+use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 use libbpf_rs::{Link, MapCore, MapFlags, RingBuffer, RingBufferBuilder};
 
 use super::learn_skel::{LearnSkel, LearnSkelBuilder, OpenLearnSkel};
-use super::readback::LearnCounters;
+use super::readback::{LearnCounters, MapHandles};
 use super::{load_reason, object_storage, refused, BpfError};
 use crate::event::Hook;
 
@@ -56,8 +56,11 @@ impl LearnProbe {
             },
         };
         let program = match hook {
+            Hook::SchedProcessExec => &skel.progs.handle_sched_process_exec,
             Hook::BprmCheckSecurity => &skel.progs.handle_bprm_check_security,
-            _ => &skel.progs.handle_sched_process_exec,
+            Hook::FileOpen | Hook::TaskAlloc | Hook::Running => {
+                unreachable!("learning attaches an exec hook")
+            }
         };
         let link = program
             .attach()
@@ -118,6 +121,11 @@ impl LearnProbe {
     /// Sum of the per-CPU counters.
     pub fn counters(&self) -> Result<LearnCounters, BpfError> {
         LearnCounters::read(&self.skel.maps.fp_counters)
+    }
+
+    /// Handles on every map, for a reader on another thread (the metrics endpoint).
+    pub fn map_handles(&self) -> Result<MapHandles, BpfError> {
+        MapHandles::of(self.skel.object())
     }
 }
 

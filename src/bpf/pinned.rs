@@ -8,12 +8,14 @@
 //! buffer, so events the old programs wrote and nobody read yet (a held exec whose
 //! enforcer died included) are read by the new enforcer, and the counters. And it
 //! carries the handover word, which lets only one of the two programs act at a time
-//! (`fp_handover` in bpf/enforce.bpf.c), so no exec is reported or counted twice.
+//! (`fp_handover` in bpf/enforce.bpf.c), so no exec is reported or counted twice;
+//! and the repeated violations counted and not taken yet (`fp_folds`), which the new
+//! enforcer takes and reports.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use libbpf_rs::{MapCore, MapHandle};
+use libbpf_rs::MapHandle;
 use serde::{Deserialize, Serialize};
 
 use super::abi::PENDING_PROFILE;
@@ -28,7 +30,14 @@ pub const STATE_DIR: &str = "/run/fingerprint";
 const BPF_FS_MAGIC: i64 = 0xcafe4a11;
 
 /// Names of the pinned objects inside the pin directory.
-pub const LINKS: &[&str] = &["link_exec", "link_cgroup_mkdir", "link_cgroup_rmdir"];
+pub const LINKS: &[&str] = &[
+    "link_exec",
+    "link_cgroup_mkdir",
+    "link_cgroup_rmdir",
+    // The cgroup move guard (LSM only): lsm/file_open and lsm/task_alloc.
+    "link_guard_open",
+    "link_guard_clone",
+];
 pub const MAPS: &[&str] = &[
     "fp_config_map",
     "fp_bindings",
@@ -39,9 +48,17 @@ pub const MAPS: &[&str] = &[
     "fp_enforce_counters",
     "fp_violations",
     "fp_handover",
+    "fp_folds",
 ];
 /// Maps a takeover keeps instead of creating (see the module docs).
-pub const CARRIED_MAPS: &[&str] = &["fp_enforce_counters", "fp_violations", "fp_handover"];
+pub const CARRIED_MAPS: &[&str] = &[
+    "fp_enforce_counters",
+    "fp_violations",
+    "fp_handover",
+    "fp_folds",
+];
+/// Carried maps an older version did not pin: a takeover of it creates them.
+pub const OPTIONAL_CARRIED_MAPS: &[&str] = &["fp_handover", "fp_folds"];
 
 /// Recorded beside the pins.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -85,7 +102,10 @@ pub struct Status {
     pub checks: u64,
     pub violations: u64,
     pub dropped: u64,
+    /// Violations only counted in the kernel, reported as repeats of an event.
+    pub folded: u64,
     pub bound_at_mkdir: u64,
+    pub cgroup_moves: u64,
 }
 
 fn io_error(what: String, e: impl std::fmt::Display) -> BpfError {
@@ -166,12 +186,14 @@ pub fn status(dir: &Path) -> Result<Option<Status>, BpfError> {
             .filter(|name| dir.join(name).exists())
             .map(|name| name.to_string())
             .collect(),
-        profiles_loaded: open("fp_profiles")?.keys().count(),
-        cgroups_bound: open("fp_bindings")?.keys().count(),
+        profiles_loaded: readback::count(&open("fp_profiles")?),
+        cgroups_bound: readback::count(&open("fp_bindings")?),
         checks: counts.checks,
         violations: counts.violations,
         dropped: counts.dropped,
+        folded: counts.folded,
         bound_at_mkdir: counts.bound_at_mkdir,
+        cgroup_moves: counts.cgroup_moves,
     }))
 }
 
@@ -211,6 +233,11 @@ pub fn pin_replacing(
 /// Where `pin_replacing` pins before the rename (bpffs refuses names with a dot).
 fn staged_path(dir: &Path, name: &str) -> PathBuf {
     dir.join(format!("staged_{name}"))
+}
+
+/// Remove pin `name` under `dir`, if there is one.
+pub fn remove_pin(dir: &Path, name: &str) -> Result<(), BpfError> {
+    remove_if_present(&dir.join(name))
 }
 
 fn remove_if_present(path: &Path) -> Result<(), BpfError> {

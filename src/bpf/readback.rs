@@ -1,10 +1,10 @@
 //! What user space reads back from the programs' maps, whether it loaded them itself
 //! or found them pinned by an earlier enforcement: the per-CPU counters (summed over
 //! CPUs, indexed by the generated `enum fp_counter` / `enum fp_enforce_counter`) and
-//! the cgroup bindings. One reader each, so a loaded and a pinned map are never read
-//! two ways.
+//! the cgroup bindings, the maps' kernel memory. One reader each, so a loaded and a
+//! pinned map (or one read by the metrics thread) are never read two ways.
 
-use libbpf_rs::{MapCore, MapFlags};
+use libbpf_rs::{MapCore, MapFlags, MapHandle, Object};
 
 use super::abi::{fp_counter, fp_enforce_counter};
 use super::BpfError;
@@ -36,6 +36,12 @@ pub struct EnforceCounters {
     pub bound_at_mkdir: u64,
     /// Execs held in a new container cgroup until user space named it.
     pub held: u64,
+    /// Cgroup moves out of a workload refused (or audited) by the move guard; also
+    /// counted in `violations`.
+    pub cgroup_moves: u64,
+    /// Violations only counted (a violation of the same kind was sent within the
+    /// fold window): reported as repeats.
+    pub folded: u64,
 }
 
 impl EnforceCounters {
@@ -48,6 +54,8 @@ impl EnforceCounters {
             dropped: read(fp_enforce_counter::FP_ENFORCE_DROPPED)?,
             bound_at_mkdir: read(fp_enforce_counter::FP_ENFORCE_BOUND)?,
             held: read(fp_enforce_counter::FP_ENFORCE_HELD)?,
+            cgroup_moves: read(fp_enforce_counter::FP_ENFORCE_MOVES)?,
+            folded: read(fp_enforce_counter::FP_ENFORCE_FOLDED)?,
         })
     }
 }
@@ -68,6 +76,48 @@ pub fn bindings(map: &dyn MapCore) -> Result<Vec<(u64, u32)>, BpfError> {
         out.push((cgroup, profile));
     }
     Ok(out)
+}
+
+/// How many entries a hash map holds (e.g. profiles loaded).
+pub fn count(map: &dyn MapCore) -> usize {
+    map.keys().count()
+}
+
+/// A loaded object's maps, each through a handle of its own (a duplicated fd): the
+/// metrics thread reads them with the readers above while the loader goes on using
+/// its skeleton, which cannot cross threads.
+#[derive(Debug)]
+pub struct MapHandles(Vec<(String, MapHandle)>);
+
+impl MapHandles {
+    pub fn of(object: &Object) -> Result<MapHandles, BpfError> {
+        let handles = object
+            .maps()
+            .map(|map| {
+                let name = map.name().to_string_lossy().into_owned();
+                MapHandle::try_from(&map)
+                    .map(|handle| (name, handle))
+                    .map_err(|e| BpfError::Map {
+                        map: "metrics handles",
+                        reason: e.to_string(),
+                    })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(MapHandles(handles))
+    }
+
+    pub fn get(&self, name: &str) -> Option<&MapHandle> {
+        self.0.iter().find(|(n, _)| n == name).map(|(_, h)| h)
+    }
+
+    /// Kernel memory charged to each map (`memlock` in its fdinfo), by map name;
+    /// maps whose fdinfo has no figure (older kernels) are left out.
+    pub fn memory(&self) -> Vec<(&str, u64)> {
+        self.0
+            .iter()
+            .filter_map(|(name, map)| Some((name.as_str(), map.query_fdinfo().ok()?.memlock?)))
+            .collect()
+    }
 }
 
 /// The sum over CPUs of entry `index` (a u64) of a per-CPU array.

@@ -10,8 +10,9 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
-use crate::bpf::abi::{DENY_ALL_PROFILE, PENDING_PROFILE, SCOPE_PROFILE};
+use crate::bpf::abi::{RuleKind, DENY_ALL_PROFILE, PENDING_PROFILE, SCOPE_PROFILE};
 use crate::bpf::enforce::EnforceProbe;
+use crate::digest::{digest, DigestKey};
 use crate::workload::cgroup_path;
 use crate::workload::runtime::ContainerMetadata;
 
@@ -78,6 +79,26 @@ fn is_root_child(path: &str) -> bool {
 pub fn in_scope(path: &str, scope: &str) -> bool {
     let scope = scope.trim_end_matches('/');
     scope.is_empty() || path == scope || path.starts_with(&format!("{scope}/"))
+}
+
+/// Container scopes made after enforcement began (dockerd makes `/docker`, Podman
+/// `/libpod_parent`, systemd `/machine.slice` at their first container) are bound to
+/// the scope marker by the kernel inside their mkdir, by a path rule, so that the
+/// containers below them are held from the first. A profile written for that very
+/// path keeps it (rule 1 of `BindingPolicy::profile_for`).
+pub fn watch_scopes(probe: &EnforceProbe, key: &DigestKey, policy: &BindingPolicy) -> Result<()> {
+    let rules: Vec<_> = policy
+        .container_scopes
+        .iter()
+        .filter(|scope| !policy.profiles.contains_key(scope.as_str()))
+        .map(|scope| {
+            let path = cgroup_path::to_bytes(scope);
+            (RuleKind::Path, digest(key, &path), SCOPE_PROFILE)
+        })
+        .collect();
+    probe
+        .write_rules(&rules)
+        .context("writing the container scopes' binding rules")
 }
 
 /// Walk the cgroup v2 tree top-down and (re)bind every cgroup not held pending.

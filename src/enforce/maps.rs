@@ -143,6 +143,7 @@ impl MapState {
                 pattern_base,
                 pattern_count: profile.patterns.len() as u32,
                 mode: profile.mode.into(),
+                keep_cgroup: profile.keep_cgroup,
             };
             descs.push((profile.id, desc));
         }

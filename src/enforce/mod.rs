@@ -7,6 +7,7 @@ pub mod hold;
 pub mod lock;
 pub mod maps;
 pub mod plan;
+pub mod repeats;
 pub mod report;
 pub mod run;
 mod session;

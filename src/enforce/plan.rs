@@ -19,6 +19,8 @@ pub struct PolicyInput {
     pub file: String,
     pub workload: Option<WorkloadId>,
     pub mode: Mode,
+    /// Whether its tasks must stay in its cgroups (`cgroup_moves: deny`).
+    pub keep_cgroup: bool,
     pub executables: Vec<Vec<u8>>,
     pub patterns: Vec<Vec<u8>>,
 }
@@ -38,6 +40,7 @@ pub struct PlannedProfile {
     pub id: u32,
     pub name: String,
     pub mode: Mode,
+    pub keep_cgroup: bool,
     pub digests: Vec<Digest>,
     pub patterns: Vec<Vec<u8>>,
     pub rules: Vec<(RuleKind, Vec<u8>)>,
@@ -179,6 +182,7 @@ fn plan_one(
         id: ids.id(&input.name),
         name: input.name.clone(),
         mode: input.mode,
+        keep_cgroup: input.keep_cgroup,
         digests,
         patterns: input.patterns.clone(),
         rules: input
@@ -296,6 +300,7 @@ mod tests {
                 path: format!("/{name}"),
             }),
             mode: Mode::Enforce,
+            keep_cgroup: false,
             executables: exes.iter().map(|e| e.as_bytes().to_vec()).collect(),
             patterns: Vec::new(),
         }

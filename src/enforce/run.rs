@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use nix::sys::signal::{signal, SigHandler, Signal};
 
-use super::binding::{bind_existing, BindingPolicy};
+use super::binding::{bind_existing, watch_scopes, BindingPolicy};
 use super::event_log::EventLog;
 use super::hold::Holds;
 use super::lock;
@@ -23,11 +23,21 @@ use crate::bpf::enforce::{EnforceProbe, Mechanism, MechanismChoice};
 use crate::bpf::pinned::{self, PinnedState};
 use crate::bpf::readback::EnforceCounters;
 use crate::digest::DigestKey;
+use crate::metrics::{self, enforce::EnforceMetrics, Health};
 use crate::storage::Database;
 use crate::workload::cgroup::CgroupV2;
 use crate::workload::kubeapi::ApiSettings;
 use crate::workload::resolver::CgroupNames;
-use crate::workload::runtime::ContainerMetadata;
+use crate::workload::runtime::{ContainerMetadata, EngineSettings};
+
+/// Where containers start unless told otherwise, where these exist.
+const DEFAULT_CONTAINER_SCOPES: [&str; 5] = [
+    "/kubepods",
+    "/kubepods.slice",
+    "/docker",
+    "/libpod_parent",
+    "/machine.slice",
+];
 
 pub struct EnforceOptions {
     pub profiles: PathBuf,
@@ -37,6 +47,9 @@ pub struct EnforceOptions {
     /// Bind unprofiled cgroups at or below this cgroup path to deny-all.
     pub default_deny_scope: Option<String>,
     pub events: Option<PathBuf>,
+    /// Repeats of a violation within this long after its event are only counted in
+    /// the kernel, and reported as counts (zero: every violation is sent).
+    pub coalesce_window: Duration,
     pub db: Option<PathBuf>,
     /// Without `pin_dir`: the lock that keeps a second enforcer from running beside
     /// this one (with `pin_dir`, the pin directory is the lock).
@@ -48,13 +61,15 @@ pub struct EnforceOptions {
     /// With `pin_dir`: return once enforcement is pinned (and the events an enforcement
     /// taken over left unread are reported), instead of reporting.
     pub detach: bool,
-    /// containerd state directories to name containers from; empty: the default.
-    pub containerd_state: Vec<PathBuf>,
+    /// Where the container engines' metadata is, and how containers are named.
+    pub engines: EngineSettings,
     /// Where the owners of Kubernetes pods come from.
     pub kube_api: ApiSettings,
     /// Cgroups where containers start (new cgroups below them are held until named);
-    /// empty: /kubepods and /kubepods.slice where they exist.
+    /// empty: `DEFAULT_CONTAINER_SCOPES` where they exist.
     pub container_scopes: Vec<String>,
+    /// Serve /metrics and /healthz here (see `crate::metrics`).
+    pub metrics_addr: Option<String>,
 }
 
 /// Flags set by signal handlers.
@@ -69,6 +84,8 @@ pub struct EnforceSummary {
     pub profiles: usize,
     pub counters: EnforceCounters,
     pub reported: u64,
+    /// Violations the kernel only counted, reported as repeats of an earlier event.
+    pub repeats: u64,
     /// Violations that could not be written (a full disk), and why, if it still fails.
     pub unwritten: Unwritten,
     pub write_error: Option<String>,
@@ -125,8 +142,18 @@ impl Enforcer {
             .filter_map(|i| by_name.get(&i.name).map(|id| (*id, i.mode)))
             .collect();
         self.by_name = by_name;
+        // After the profiles' rules, which a reload may have rewritten.
+        watch_scopes(probe, &self.key, &self.policy())?;
         let bound = bind_existing(probe, &self.mount, &self.policy(), &self.metadata)?;
         Ok((report, bound))
+    }
+
+    /// Tell the metrics which profiles are loaded now.
+    pub(super) fn report_loaded(&self, metrics: &EnforceMetrics) {
+        metrics.loaded(
+            self.by_name.keys().map(String::as_str),
+            self.state.entries(),
+        );
     }
 
     fn policy(&self) -> BindingPolicy<'_> {
@@ -164,6 +191,11 @@ pub fn run(opts: &EnforceOptions, signals: &Signals) -> Result<EnforceSummary> {
         Some(dir) => lock::lock_pin_dir(dir, &signals.stop)?,
         None => lock::lock_file(&opts.lock_file)?,
     };
+    let listener = opts
+        .metrics_addr
+        .as_deref()
+        .map(metrics::listen)
+        .transpose()?;
     let started = start(opts)?;
     let enforcer = started.enforcer;
     if !enforcer.container_scopes.is_empty() {
@@ -173,7 +205,7 @@ pub fn run(opts: &EnforceOptions, signals: &Signals) -> Result<EnforceSummary> {
             enforcer.container_scopes.join(", "),
             enforcer
                 .metadata
-                .state_dirs()
+                .sources()
                 .iter()
                 .map(|d| d.display().to_string())
                 .collect::<Vec<_>>()
@@ -181,9 +213,28 @@ pub fn run(opts: &EnforceOptions, signals: &Signals) -> Result<EnforceSummary> {
         );
     }
     let probe = &started.probe;
+    let health = Arc::new(Health::default());
+    health.set_attached(true);
+    let enforce_metrics = match listener {
+        Some(listener) => {
+            let (registry, enforce_metrics) = EnforceMetrics::new(probe.map_handles()?);
+            enforcer.report_loaded(&enforce_metrics);
+            metrics::start(listener, registry, Arc::clone(&health), false)?;
+            Some(enforce_metrics)
+        }
+        None => None,
+    };
     let names = CgroupNames::with_metadata(started.cgroups, enforcer.metadata.clone());
-    let sink = ViolationSink::new(started.log, started.db, names, probe.mechanism());
-    let mut session = Session::new(opts, probe, enforcer, sink, started.state)?;
+    let mut sink = ViolationSink::new(
+        started.log,
+        started.db,
+        names,
+        probe.mechanism(),
+        opts.coalesce_window,
+    );
+    sink.count_into(enforce_metrics.clone());
+    let mut session = Session::new(opts, probe, enforcer, sink, started.state)?
+        .with_metrics(health, enforce_metrics);
     // Detached, nothing is reported while the program runs on; the events left
     // unread by an enforcement taken over are read (in `drain`) before this exits.
     while !opts.detach && !signals.stop.load(Ordering::SeqCst) {
@@ -237,9 +288,9 @@ fn start(opts: &EnforceOptions) -> Result<Started> {
         .map(|p| Database::open(p).with_context(|| format!("opening {}", p.display())))
         .transpose()?;
     let log = EventLog::open(opts.events.as_deref())?;
-    let metadata = ContainerMetadata::from_flags(&opts.containerd_state, &opts.kube_api)?;
+    let metadata = ContainerMetadata::from_flags(&opts.engines, &opts.kube_api)?;
 
-    let mut probe = EnforceProbe::load(opts.mechanism, sizes, takeover)?;
+    let mut probe = EnforceProbe::load(opts.mechanism, sizes, opts.coalesce_window, takeover)?;
     if let Some(reason) = probe.lsm_refusal() {
         warn_fallback(reason);
     }
@@ -309,6 +360,14 @@ fn start(opts: &EnforceOptions) -> Result<Started> {
     for notice in content_notices(&content) {
         eprintln!("fingerprint: {notice}");
     }
+    let keeping = inputs.iter().filter(|i| i.keep_cgroup).count();
+    if keeping > 0 && mechanism == Mechanism::Kill {
+        eprintln!(
+            "fingerprint: {keeping} profiles keep their tasks in their cgroups \
+             (cgroup_moves: deny), which needs the LSM: in kill mode a task of theirs \
+             that can write another cgroup's cgroup.procs can leave its profile"
+        );
+    }
     Ok(Started {
         probe,
         enforcer,
@@ -337,7 +396,8 @@ fn announce_takeover(dir: &Path, previous: Option<&pinned::PinnedState>) {
     }
 }
 
-/// The container scopes: as given, else kubelet's roots that exist on this node.
+/// The container scopes: as given, else kubelet's and the engines' roots (cgroupfs
+/// drivers; systemd's `machine.slice` for Podman) that exist on this node.
 fn container_scopes(given: &[String], mount: &Path) -> Vec<String> {
     if !given.is_empty() {
         return given
@@ -345,7 +405,7 @@ fn container_scopes(given: &[String], mount: &Path) -> Vec<String> {
             .map(|s| format!("/{}", s.trim_matches('/')))
             .collect();
     }
-    ["/kubepods", "/kubepods.slice"]
+    DEFAULT_CONTAINER_SCOPES
         .into_iter()
         .filter(|scope| mount.join(&scope[1..]).is_dir())
         .map(str::to_string)

@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::mpsc::{self, Receiver};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -19,6 +20,7 @@ use super::source::{content_notices, load_inputs};
 use crate::bpf::enforce::EnforceProbe;
 use crate::bpf::pinned::{self, PinnedState, Reporting};
 use crate::event::{Action, ExecEvent};
+use crate::metrics::{enforce::EnforceMetrics, Health};
 
 /// How often pending rows and kept lines are written, and trouble is looked for.
 const FLUSH_EVERY: Duration = Duration::from_secs(1);
@@ -53,6 +55,9 @@ pub struct Session<'p> {
     /// The kernel's count of dropped events when last said. Drops counted before
     /// this session (carried over by a takeover) were said by nobody: said too.
     dropped_said: u64,
+    /// What /healthz answers from: each read of the ring buffer is stamped there.
+    health: Arc<Health>,
+    metrics: Option<Arc<EnforceMetrics>>,
 }
 
 impl<'p> Session<'p> {
@@ -88,16 +93,31 @@ impl<'p> Session<'p> {
             writes_failing: false,
             drop_trouble: Throttle::new(SAY_AT_MOST_EVERY),
             dropped_said: 0,
+            health: Arc::new(Health::default()),
+            metrics: None,
         })
+    }
+
+    /// Stamp ring buffer reads into `health`; count reloads into `metrics`.
+    pub fn with_metrics(
+        mut self,
+        health: Arc<Health>,
+        metrics: Option<Arc<EnforceMetrics>>,
+    ) -> Session<'p> {
+        self.health = health;
+        self.metrics = metrics;
+        self
     }
 
     /// Wait a moment for violations, report them, decide on held execs.
     pub fn poll(&mut self) -> Result<()> {
         // EINTR from a signal is expected here; the caller re-checks the flags.
         let _ = self.ring.poll(Duration::from_millis(100));
+        self.health.ring_read();
         self.handle_records();
         self.resolve_held()?;
         if self.last_flush.elapsed() >= FLUSH_EVERY {
+            self.take_repeats();
             self.sink.flush();
             self.say_unwritten();
             self.say_dropped();
@@ -113,6 +133,23 @@ impl<'p> Session<'p> {
         for data in self.records.try_iter() {
             let held = self.sink.on_event(&data, |id| names.get(&id).cloned());
             self.held.extend(held);
+        }
+    }
+
+    /// Report the violations the kernel only counted since the last take, after the
+    /// events read so far (so each count is named after the last event of its kind).
+    /// A take that fails is said, and its counts are taken at the next one.
+    fn take_repeats(&mut self) {
+        match self.probe.take_repeats() {
+            Ok(taken) => {
+                let names = &self.profile_names;
+                for (key, count) in taken {
+                    self.sink
+                        .report_repeats(&key, count, |id| names.get(&id).cloned());
+                }
+                self.sink.forget_old_kinds();
+            }
+            Err(e) => eprintln!("fingerprint: {e}; repeated violations are counted later"),
         }
     }
 
@@ -164,10 +201,18 @@ impl<'p> Session<'p> {
     /// load the profiles again. Neither failing stops enforcement: a bad profile
     /// leaves the loaded set in place.
     pub fn reload(&mut self) {
+        // Repeats counted under the profiles loaded until now are said as such.
+        self.handle_records();
+        self.take_repeats();
         if let Err(e) = self.sink.reopen_events() {
             eprintln!("fingerprint: {e:#}; events still go to the file opened before");
         }
-        match reload_profiles(&mut self.enforcer, self.probe, &self.opts.profiles) {
+        let reloaded = reload_profiles(&mut self.enforcer, self.probe, &self.opts.profiles);
+        if let Some(metrics) = &self.metrics {
+            metrics.reload(reloaded.is_ok());
+            self.enforcer.report_loaded(metrics);
+        }
+        match reloaded {
             Ok(inputs) => {
                 self.profile_names = profile_names(&self.enforcer.ids);
                 if let Some(state) = &mut self.state {
@@ -185,6 +230,8 @@ impl<'p> Session<'p> {
 
     /// Read what is left, decide on every held exec, and write everything out.
     pub fn drain(mut self) -> Result<EnforceSummary> {
+        // Stopping: the probe answers 503 from here on.
+        self.health.set_attached(false);
         self.ring.consume().context("draining violation events")?;
         self.handle_records();
         // No task may stay stopped because we stopped: decide on every held exec (a
@@ -195,6 +242,7 @@ impl<'p> Session<'p> {
             }
             self.resolve_held()?;
         }
+        self.take_repeats();
         self.sink.flush();
         self.update_state();
         Ok(EnforceSummary {
@@ -202,6 +250,7 @@ impl<'p> Session<'p> {
             profiles: self.enforcer.state.profiles(),
             counters: self.probe.counters()?,
             reported: self.sink.reported,
+            repeats: self.sink.repeats,
             unwritten: self.sink.unwritten(),
             write_error: self.sink.write_error(),
             reloads: self.reloads,

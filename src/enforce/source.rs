@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 
 use super::plan::PolicyInput;
-use crate::profile::{ContentCoverage, ProfileSet, WorkloadMatch};
+use crate::profile::{CgroupMoves, ContentCoverage, ProfileSet, WorkloadMatch};
 
 /// The profiles' inputs, and how many of their executables are pinned to content.
 pub fn load_inputs(path: &Path) -> Result<(Vec<PolicyInput>, ContentCoverage)> {
@@ -45,6 +45,7 @@ pub fn inputs_of(set: &ProfileSet, origin: &Path) -> Vec<PolicyInput> {
                 WorkloadMatch::CgroupPattern(_) => None,
             },
             mode: p.mode,
+            keep_cgroup: p.cgroup_moves() == CgroupMoves::Deny,
             executables: p
                 .executables
                 .iter()

@@ -16,12 +16,18 @@ const HASH_PART: usize = 17;
 
 /// The file name (not path) that a workload's profile is written to.
 pub fn file_name_for(workload: &str) -> String {
+    file_name_with_suffix(workload, SUFFIX)
+}
+
+/// The file name for a workload with another suffix (`.tetragon.yaml` for the policies
+/// of `export --format`), escaped and shortened the same way.
+pub fn file_name_with_suffix(workload: &str, suffix: &str) -> String {
     let escaped = escape(workload);
-    if escaped.len() + SUFFIX.len() <= NAME_MAX {
-        return escaped + SUFFIX;
+    if escaped.len() + suffix.len() <= NAME_MAX {
+        return escaped + suffix;
     }
-    let stem = truncate_at_escape_boundary(&escaped, NAME_MAX - SUFFIX.len() - HASH_PART);
-    format!("{stem}~{:016x}{SUFFIX}", fnv1a64(workload.as_bytes()))
+    let stem = truncate_at_escape_boundary(&escaped, NAME_MAX - suffix.len() - HASH_PART);
+    format!("{stem}~{:016x}{suffix}", fnv1a64(workload.as_bytes()))
 }
 
 /// The workload name encoded in a file name made by [`file_name_for`], or `None` when

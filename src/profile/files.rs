@@ -52,7 +52,7 @@ impl ProfileSet {
     pub fn load(path: &Path) -> Result<ProfileSet, ProfileError> {
         let metadata = fs::metadata(path).map_err(io_error(path, "read"))?;
         let files = if metadata.is_dir() {
-            profile_files(path)?
+            files_ending_in(path, PROFILE_SUFFIX)?
         } else {
             vec![path.to_path_buf()]
         };
@@ -72,26 +72,7 @@ impl ProfileSet {
     /// temporary files and leaves every profile as it was; a new directory is built
     /// under a temporary name beside it and appears whole.
     pub fn write_dir(&self, dir: &Path) -> Result<WriteReport, ProfileError> {
-        let rendered = self.render_all()?;
-        if !dir.exists() {
-            return write_new_dir(dir, &rendered);
-        }
-        let mut report = WriteReport {
-            not_exported: other_profile_files(dir, &rendered)?,
-            ..WriteReport::default()
-        };
-        let mut changes = Vec::new();
-        for (file_name, bytes) in &rendered {
-            let path = dir.join(file_name);
-            if fs::read(&path).is_ok_and(|existing| existing == *bytes) {
-                report.unchanged.push(path);
-            } else {
-                changes.push((path, bytes.as_slice()));
-            }
-        }
-        replace_files(dir, &changes)?;
-        report.written = changes.into_iter().map(|(path, _)| path).collect();
-        Ok(report)
+        write_file_set(dir, &self.render_all()?, PROFILE_SUFFIX)
     }
 
     /// File name and bytes of every profile, after checking that no two profiles land
@@ -115,6 +96,36 @@ impl ProfileSet {
         }
         Ok(rendered)
     }
+}
+
+/// Write `rendered` (file name -> bytes) into `dir` (created if missing), all or
+/// nothing, as [`ProfileSet::write_dir`] does for profiles; also used for the policies
+/// of other tools (`export --format`). Files in `dir` ending in `suffix` that are not
+/// in `rendered` are reported as not exported, never deleted.
+pub fn write_file_set(
+    dir: &Path,
+    rendered: &BTreeMap<String, Vec<u8>>,
+    suffix: &str,
+) -> Result<WriteReport, ProfileError> {
+    if !dir.exists() {
+        return write_new_dir(dir, rendered);
+    }
+    let mut report = WriteReport {
+        not_exported: other_files(dir, rendered, suffix)?,
+        ..WriteReport::default()
+    };
+    let mut changes = Vec::new();
+    for (file_name, bytes) in rendered {
+        let path = dir.join(file_name);
+        if fs::read(&path).is_ok_and(|existing| existing == *bytes) {
+            report.unchanged.push(path);
+        } else {
+            changes.push((path, bytes.as_slice()));
+        }
+    }
+    replace_files(dir, &changes)?;
+    report.written = changes.into_iter().map(|(path, _)| path).collect();
+    Ok(report)
 }
 
 /// Below this many files a thread costs more than it saves.
@@ -219,14 +230,15 @@ fn add_loaded(set: &mut ProfileSet, profile: Profile, file: PathBuf) -> Result<(
     Ok(())
 }
 
-/// The profile files directly in `dir`, sorted by name. Hidden files are skipped like
-/// a shell's `*.json` would, which also skips our own temporary files and editor locks.
-fn profile_files(dir: &Path) -> Result<Vec<PathBuf>, ProfileError> {
+/// The files directly in `dir` ending in `suffix` (profiles: `.json`), sorted by name.
+/// Hidden files are skipped like a shell's `*.json` would, which also skips our own
+/// temporary files and editor locks.
+fn files_ending_in(dir: &Path, suffix: &str) -> Result<Vec<PathBuf>, ProfileError> {
     let mut names = Vec::new();
     for entry in fs::read_dir(dir).map_err(io_error(dir, "list the directory"))? {
         let entry = entry.map_err(io_error(dir, "list the directory"))?;
         let name = entry.file_name();
-        if is_profile_file_name(name.as_encoded_bytes()) && !is_directory(&entry) {
+        if ends_in(name.as_encoded_bytes(), suffix) && !is_directory(&entry) {
             names.push(name);
         }
     }
@@ -245,17 +257,18 @@ fn is_directory(entry: &fs::DirEntry) -> bool {
     }
 }
 
-fn is_profile_file_name(name: &[u8]) -> bool {
-    let suffix = PROFILE_SUFFIX.as_bytes();
+fn ends_in(name: &[u8], suffix: &str) -> bool {
+    let suffix = suffix.as_bytes();
     name.len() > suffix.len() && name.ends_with(suffix) && !name.starts_with(b".")
 }
 
-fn other_profile_files(
+fn other_files(
     dir: &Path,
     rendered: &BTreeMap<String, Vec<u8>>,
+    suffix: &str,
 ) -> Result<Vec<PathBuf>, ProfileError> {
     let ours: BTreeSet<PathBuf> = rendered.keys().map(|name| dir.join(name)).collect();
-    Ok(profile_files(dir)?
+    Ok(files_ending_in(dir, suffix)?
         .into_iter()
         .filter(|path| !ours.contains(path))
         .collect())

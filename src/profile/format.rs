@@ -26,7 +26,7 @@ use serde_json::error::Category;
 use super::content::Executables;
 use super::error::ProfileError;
 use super::paths::{ExecPath, Pattern};
-use super::{ExecStats, Mode, Profile, Stats, WorkloadMatch};
+use super::{CgroupMoves, ExecStats, Mode, Profile, Stats, WorkloadMatch};
 use crate::workload::WorkloadId;
 
 /// The newest schema this build writes (only for profiles that carry digests).
@@ -98,6 +98,8 @@ struct ProfileDoc<'a> {
     schema: Schema,
     workload: WorkloadDoc<'a>,
     mode: Mode,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    cgroup_moves: Option<CgroupMoves>,
     executables: Executables<'a>,
     #[serde(default, deserialize_with = "set_from_list")]
     patterns: Cow<'a, BTreeSet<Pattern>>,
@@ -124,6 +126,12 @@ enum MatchDoc {
     Container {
         runtime: String,
         id: String,
+    },
+    EngineContainer {
+        engine: String,
+        #[serde(deserialize_with = "container_rule")]
+        by: String,
+        name: String,
     },
     KubernetesContainer {
         qos: String,
@@ -199,6 +207,17 @@ fn absolute_cgroup<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String,
     Ok(path)
 }
 
+/// How an engine's container is named: only the rules `learn` applies.
+fn container_rule<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    let by = String::deserialize(deserializer)?;
+    if !matches!(by.as_str(), "name" | "image") {
+        return Err(D::Error::custom(format_args!(
+            "engine_container `by` is `{by}`; fix: write \"name\" or \"image\" (the --container-names rule it was learned with)"
+        )));
+    }
+    Ok(by)
+}
+
 impl From<&WorkloadMatch> for MatchDoc {
     fn from(matcher: &WorkloadMatch) -> MatchDoc {
         match matcher.clone() {
@@ -207,6 +226,9 @@ impl From<&WorkloadMatch> for MatchDoc {
             }
             WorkloadMatch::Exact(WorkloadId::Container { runtime, id }) => {
                 MatchDoc::Container { runtime, id }
+            }
+            WorkloadMatch::Exact(WorkloadId::EngineContainer { engine, by, name }) => {
+                MatchDoc::EngineContainer { engine, by, name }
             }
             WorkloadMatch::Exact(WorkloadId::KubernetesContainer {
                 qos,
@@ -246,6 +268,9 @@ impl From<MatchDoc> for WorkloadMatch {
             }
             MatchDoc::Container { runtime, id } => {
                 WorkloadMatch::Exact(WorkloadId::Container { runtime, id })
+            }
+            MatchDoc::EngineContainer { engine, by, name } => {
+                WorkloadMatch::Exact(WorkloadId::EngineContainer { engine, by, name })
             }
             MatchDoc::KubernetesContainer {
                 qos,
@@ -323,6 +348,7 @@ impl<'a> ProfileDoc<'a> {
                 matcher: MatchDoc::from(&profile.matcher),
             },
             mode: profile.mode,
+            cgroup_moves: profile.cgroup_moves,
             executables: Executables {
                 paths: Cow::Borrowed(&profile.executables),
                 content: Cow::Borrowed(&profile.content),
@@ -340,6 +366,7 @@ impl<'a> ProfileDoc<'a> {
             executables: self.executables.paths.into_owned(),
             content: self.executables.content.into_owned(),
             patterns: self.patterns.into_owned(),
+            cgroup_moves: self.cgroup_moves,
             stats: self.stats.map(Stats::from),
         }
     }

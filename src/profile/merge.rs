@@ -63,6 +63,9 @@ fn check_same_match(
 
 fn merge_into(target: &mut Profile, other: &Profile) {
     target.mode = target.mode.max(other.mode);
+    if target.cgroup_moves != other.cgroup_moves {
+        target.cgroup_moves = Some(target.cgroup_moves().max(other.cgroup_moves()));
+    }
     target.executables.extend(other.executables.iter().cloned());
     for (path, digests) in &other.content {
         target

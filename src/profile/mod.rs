@@ -35,8 +35,8 @@ use crate::workload::WorkloadId;
 pub use content::{Content, ContentCoverage};
 pub use error::{Origin, ProfileError};
 pub use export::{ExportOptions, ExportReport, SkipReason, SkippedExecutable, SkippedWorkload};
-pub use file_names::{file_name_for, workload_name_of};
-pub use files::WriteReport;
+pub use file_names::{file_name_for, file_name_with_suffix, workload_name_of};
+pub use files::{write_file_set, WriteReport};
 pub use format::{match_to_json, PATH_ONLY_SCHEMA, SCHEMA_VERSION, SUPPORTED_SCHEMAS};
 pub use path_bytes::{escape_bytes, path_json, PathBytes};
 pub use paths::{ExecPath, PathProblem, Pattern};
@@ -76,6 +76,50 @@ impl Mode {
     }
 }
 
+/// Whether a workload's tasks may leave its cgroups (`cgroup_moves` in a profile).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CgroupMoves {
+    /// Tasks may be moved to other cgroups: what managers do (systemd moves each new
+    /// service's first task, a container runtime each container's).
+    Allow,
+    /// Tasks stay in cgroups bound to this profile: with the LSM, writing another
+    /// cgroup's files and cloning into another cgroup are refused.
+    // Ordered after `Allow` so that "stricter wins" is simply `max`.
+    Deny,
+}
+
+impl CgroupMoves {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CgroupMoves::Allow => "allow",
+            CgroupMoves::Deny => "deny",
+        }
+    }
+
+    /// The default for a workload: containers keep their tasks (a container never
+    /// moves its own tasks out); units and plain cgroups may move them, since the
+    /// same write is how managers that run in them start services and containers.
+    pub fn default_for(matcher: &WorkloadMatch) -> CgroupMoves {
+        match matcher {
+            WorkloadMatch::Exact(
+                WorkloadId::Container { .. }
+                | WorkloadId::EngineContainer { .. }
+                | WorkloadId::KubernetesContainer { .. }
+                | WorkloadId::KubernetesWorkload { .. },
+            ) => CgroupMoves::Deny,
+            WorkloadMatch::Exact(WorkloadId::SystemdUnit { .. } | WorkloadId::Cgroup { .. })
+            | WorkloadMatch::CgroupPattern(_) => CgroupMoves::Allow,
+        }
+    }
+}
+
+impl fmt::Display for CgroupMoves {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl fmt::Display for Mode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -106,6 +150,15 @@ impl fmt::Display for WorkloadMatch {
                     "container{}{}",
                     field("runtime", runtime),
                     field("id", id)
+                )
+            }
+            WorkloadMatch::Exact(WorkloadId::EngineContainer { engine, by, name }) => {
+                write!(
+                    f,
+                    "engine_container{}{}{}",
+                    field("engine", engine),
+                    field("by", by),
+                    field("name", name)
                 )
             }
             WorkloadMatch::Exact(WorkloadId::KubernetesContainer {
@@ -199,6 +252,9 @@ pub struct Profile {
     /// always in `executables`, and sets are never empty.
     pub content: Content,
     pub patterns: BTreeSet<Pattern>,
+    /// Written in the file only when it differs from the workload's default
+    /// ([`CgroupMoves::default_for`]); see [`Profile::cgroup_moves`].
+    pub cgroup_moves: Option<CgroupMoves>,
     /// Only present when exported with stats or read from a file that has them.
     pub stats: Option<Stats>,
 }
@@ -213,8 +269,16 @@ impl Profile {
             executables: BTreeSet::new(),
             content: Content::new(),
             patterns: BTreeSet::new(),
+            cgroup_moves: None,
             stats: None,
         }
+    }
+
+    /// Whether this workload's tasks may leave its cgroups: as written, else the
+    /// workload's default.
+    pub fn cgroup_moves(&self) -> CgroupMoves {
+        self.cgroup_moves
+            .unwrap_or_else(|| CgroupMoves::default_for(&self.matcher))
     }
 
     /// The bytes of this profile's file (deterministic; see docs/profile-format.md).

@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 use proptest::collection::{btree_map, btree_set, vec};
 use proptest::prelude::*;
 
-use super::{ExecPath, ExecStats, Mode, Pattern, Profile, ProfileSet, Stats, WorkloadMatch};
+use super::{
+    CgroupMoves, ExecPath, ExecStats, Mode, Pattern, Profile, ProfileSet, Stats, WorkloadMatch,
+};
 use crate::content::Sha256;
 use crate::storage::{LearnedExecutable, LearnedWorkload};
 use crate::workload::WorkloadId;
@@ -244,6 +246,13 @@ pub fn workload_match() -> impl Strategy<Value = WorkloadMatch> {
     prop_oneof![
         text().prop_map(|unit| WorkloadId::SystemdUnit { unit }),
         (text(), text()).prop_map(|(runtime, id)| WorkloadId::Container { runtime, id }),
+        (text(), prop_oneof![Just("name"), Just("image")], text()).prop_map(
+            |(engine, by, name)| WorkloadId::EngineContainer {
+                engine,
+                by: by.to_string(),
+                name
+            }
+        ),
         (text(), text(), proptest::option::of(text()), text()).prop_map(
             |(qos, pod_uid, runtime, container_id)| {
                 WorkloadId::KubernetesContainer {
@@ -303,29 +312,36 @@ fn profile_body(name: String, matcher: WorkloadMatch) -> impl Strategy<Value = P
         btree_set(pattern_strategy(), 0..3),
         stats(),
         vec(proptest::option::of(0u8..3), 6),
+        proptest::option::of(prop_oneof![
+            Just(CgroupMoves::Allow),
+            Just(CgroupMoves::Deny)
+        ]),
     )
-        .prop_map(move |(mode, executables, patterns, stats, pins)| {
-            // Some executables pinned to one or two of a few digests, so merges and
-            // diffs meet equal, overlapping and different contents.
-            let content = executables
-                .iter()
-                .zip(pins)
-                .filter_map(|(path, pin)| {
-                    let k = pin?;
-                    let digests = (0..=k % 2).map(|i| Sha256::of(&[k + i])).collect();
-                    Some((path.clone(), digests))
-                })
-                .collect();
-            Profile {
-                name: name.clone(),
-                matcher: matcher.clone(),
-                mode,
-                executables,
-                content,
-                patterns,
-                stats,
-            }
-        })
+        .prop_map(
+            move |(mode, executables, patterns, stats, pins, cgroup_moves)| {
+                // Some executables pinned to one or two of a few digests, so merges and
+                // diffs meet equal, overlapping and different contents.
+                let content = executables
+                    .iter()
+                    .zip(pins)
+                    .filter_map(|(path, pin)| {
+                        let k = pin?;
+                        let digests = (0..=k % 2).map(|i| Sha256::of(&[k + i])).collect();
+                        Some((path.clone(), digests))
+                    })
+                    .collect();
+                Profile {
+                    name: name.clone(),
+                    matcher: matcher.clone(),
+                    mode,
+                    executables,
+                    content,
+                    patterns,
+                    cgroup_moves,
+                    stats,
+                }
+            },
+        )
 }
 
 /// Sets with arbitrary names (any Unicode, `/`, `%`, leading dots) and matches.

@@ -151,6 +151,50 @@ fn hand_written_profile_with_all_features_parses() {
     );
 }
 
+#[test]
+fn cgroup_moves_defaults_by_kind_and_is_written_only_when_set() {
+    let unit = Profile::from_json_bytes(VALID.as_bytes(), Path::new("x.json")).expect("parse");
+    assert_eq!(unit.cgroup_moves, None);
+    assert_eq!(
+        unit.cgroup_moves(),
+        CgroupMoves::Allow,
+        "a unit's manager moves tasks"
+    );
+    let container = WorkloadMatch::Exact(WorkloadId::Container {
+        runtime: "containerd".into(),
+        id: "c0ffee".into(),
+    });
+    let mut profile = Profile::new("c", container, Mode::Enforce);
+    assert_eq!(
+        profile.cgroup_moves(),
+        CgroupMoves::Deny,
+        "containers keep their tasks"
+    );
+    assert!(!String::from_utf8(profile.to_json_bytes().unwrap())
+        .unwrap()
+        .contains("cgroup_moves"));
+    profile.cgroup_moves = Some(CgroupMoves::Allow);
+    let text = String::from_utf8(profile.to_json_bytes().unwrap()).unwrap();
+    assert!(text.contains("\"cgroup_moves\": \"allow\""), "{text}");
+    let back = Profile::from_json_bytes(text.as_bytes(), Path::new("c.json")).unwrap();
+    assert_eq!(back.cgroup_moves(), CgroupMoves::Allow);
+}
+
+#[test]
+fn unknown_cgroup_moves_value_names_the_field() {
+    let text = VALID.replace(
+        "\"mode\": \"audit\",",
+        "\"mode\": \"audit\", \"cgroup_moves\": \"never\",",
+    );
+    let (error, file) = load_error(text.as_bytes());
+    assert!(error.starts_with(&file), "{error}");
+    assert!(
+        error.contains("cgroup_moves") || error.contains("never"),
+        "{error}"
+    );
+    assert!(error.contains("allow") && error.contains("deny"), "{error}");
+}
+
 // ---- bad input: one case per problem; each names the file and the position ----
 
 const VALID: &str = r#"{

@@ -43,6 +43,9 @@ pub struct RecordedExec {
 
 /// The first schema version with the `violations` table.
 const VIOLATIONS_SCHEMA: u32 = 2;
+/// The first with `violations.repeats`: a row with repeats N > 0 stands for N
+/// violations the kernel only counted, any other row for one.
+const REPEATS_SCHEMA: u32 = 4;
 
 impl Database {
     /// Every executable each workload ran, per source; with `since_ms`, only rows
@@ -64,13 +67,14 @@ impl Database {
                  WHERE r.seen_ms >= ?1 GROUP BY w.name, r.path, r.path_flags",
             ));
         }
+        let violations = format!(
+            "SELECT workload, executable, executable_flags, {}, MAX(time_ms) \
+             FROM violations WHERE time_ms >= ?1 \
+             GROUP BY workload, executable, executable_flags",
+            violation_count(version)
+        );
         if version >= VIOLATIONS_SCHEMA {
-            queries.push((
-                RecordSource::Violation,
-                "SELECT workload, executable, executable_flags, COUNT(*), MAX(time_ms) \
-                 FROM violations WHERE time_ms >= ?1 \
-                 GROUP BY workload, executable, executable_flags",
-            ));
+            queries.push((RecordSource::Violation, &violations));
         }
         let mut records = Vec::new();
         for (source, sql) in queries {
@@ -114,10 +118,11 @@ impl Database {
         }
         let mut stmt = self
             .conn
-            .prepare(
-                "SELECT profile, COUNT(*), MIN(time_ms), MAX(time_ms) FROM violations \
+            .prepare(&format!(
+                "SELECT profile, {}, MIN(time_ms), MAX(time_ms) FROM violations \
                  WHERE action = ?1 AND profile IS NOT NULL GROUP BY profile ORDER BY profile",
-            )
+                violation_count(self.schema_version()?)
+            ))
             .map_err(|e| self.err(e))?;
         let rows = stmt
             .query_map([action], |row| {
@@ -130,5 +135,13 @@ impl Database {
             })
             .map_err(|e| self.err(e))?;
         rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+}
+
+/// How many violations the grouped `violations` rows stand for, in schema `version`.
+fn violation_count(version: u32) -> &'static str {
+    match version >= REPEATS_SCHEMA {
+        true => "SUM(CASE repeats WHEN 0 THEN 1 ELSE repeats END)",
+        false => "COUNT(*)",
     }
 }

@@ -21,6 +21,16 @@ pub enum WorkloadId {
     SystemdUnit { unit: String },
     /// A container of a plain container runtime (docker, containerd, cri-o, podman/libpod) outside Kubernetes.
     Container { runtime: String, id: String },
+    /// A container of a standalone engine (Docker, Podman, CRI-O without Kubernetes
+    /// labels), named from the engine's metadata (see `crate::workload::runtime`) by
+    /// the rule chosen at learn and enforce: `by` is "name" (the container's name:
+    /// `docker/web`) or "image" (its image's repository, so that replicas share one
+    /// profile: `docker/image/nginx`). A recreated container keeps its name.
+    EngineContainer {
+        engine: String,
+        by: String,
+        name: String,
+    },
     /// A container of a Kubernetes pod, known only from the kubepods cgroup path.
     KubernetesContainer {
         qos: String,
@@ -49,6 +59,10 @@ impl WorkloadId {
         match self {
             Self::SystemdUnit { unit } => unit.clone(),
             Self::Container { runtime, id } => format!("{runtime}/{id}"),
+            Self::EngineContainer { engine, by, name } if by == "name" => {
+                format!("{engine}/{name}")
+            }
+            Self::EngineContainer { engine, by, name } => format!("{engine}/{by}/{name}"),
             // The runtime is left out: a pod's containers keep their name if
             // the node changes runtime, and container ids are unique anyway.
             Self::KubernetesContainer {
@@ -68,13 +82,14 @@ impl WorkloadId {
         }
     }
 
-    /// One word for the kind: "systemd_unit", "container", "kubernetes_container",
-    /// "kubernetes_workload", "cgroup".
+    /// One word for the kind: "systemd_unit", "container", "engine_container",
+    /// "kubernetes_container", "kubernetes_workload", "cgroup".
     pub fn kind(&self) -> &'static str {
         // Must match the serde tag, which is derived from the variant names.
         match self {
             Self::SystemdUnit { .. } => "systemd_unit",
             Self::Container { .. } => "container",
+            Self::EngineContainer { .. } => "engine_container",
             Self::KubernetesContainer { .. } => "kubernetes_container",
             Self::KubernetesWorkload { .. } => "kubernetes_workload",
             Self::Cgroup { .. } => "cgroup",
@@ -804,6 +819,11 @@ mod tests {
         vec![
             unit("nginx.service"),
             container("docker", ID),
+            WorkloadId::EngineContainer {
+                engine: "podman".into(),
+                by: "image".into(),
+                name: "localhost/web".into(),
+            },
             k8s("burstable", Some("crio"), ID),
             k8s("guaranteed", None, ID),
             WorkloadId::KubernetesWorkload {

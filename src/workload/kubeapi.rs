@@ -237,7 +237,7 @@ fn followed_owner(via: Intermediate, name: &str, object: &Object) -> Owner {
 
 /// Whether `name` can be an object name or namespace (a DNS subdomain): anything
 /// else came from a label nobody checked and is never put into a request path.
-fn is_object_name(name: &str) -> bool {
+pub fn is_object_name(name: &str) -> bool {
     (1..=253).contains(&name.len())
         && name
             .bytes()
@@ -255,11 +255,63 @@ fn in_cluster_url(host: Option<&str>, port: Option<&str>) -> Option<String> {
     })
 }
 
+/// The API server `choice` names: None for `off`, and for `auto` outside a pod.
+fn api_url(choice: &ApiChoice) -> Option<String> {
+    let env = |name| std::env::var(name).ok();
+    match choice {
+        ApiChoice::Off => None,
+        ApiChoice::Url(url) => Some(url.clone()),
+        ApiChoice::Auto => in_cluster_url(
+            env("KUBERNETES_SERVICE_HOST").as_deref(),
+            env("KUBERNETES_SERVICE_PORT").as_deref(),
+        ),
+    }
+}
+
+/// Reads whole objects from the API, for callers that need more than pod owners
+/// (`export --format` reads the workloads' label selectors).
+#[derive(Debug)]
+pub struct ApiReader {
+    client: Client,
+}
+
+impl ApiReader {
+    /// The API `settings` name, with its credentials read now; None when there is
+    /// none to ask (`off`, or `auto` outside a pod).
+    pub fn open(settings: &ApiSettings) -> Result<Option<ApiReader>, ApiError> {
+        let Some(url) = api_url(&settings.api) else {
+            return Ok(None);
+        };
+        let client = Client::new(&url, &settings.token_file, &settings.ca_file)?;
+        Ok(Some(ApiReader { client }))
+    }
+
+    /// The API server's URL.
+    pub fn url(&self) -> &str {
+        &self.client.base
+    }
+
+    /// The object at `path` (e.g. `/apis/apps/v1/namespaces/default/deployments/web`)
+    /// as JSON; None if the API has none (404).
+    pub fn get_json(&self, path: &str) -> Result<Option<serde_json::Value>, ApiError> {
+        self.client.get(path)
+    }
+}
+
 /// An HTTPS client of one API server.
 struct Client {
     base: String,
     token_file: PathBuf,
     agent: ureq::Agent,
+}
+
+/// The URL only: the agent holds TLS state, and the token is a secret.
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("url", &self.base)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Client {
@@ -302,7 +354,7 @@ impl Client {
     }
 
     /// The object at `path`; None if there is none (404).
-    fn get(&self, path: &str) -> Result<Option<Object>, ApiError> {
+    fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<Option<T>, ApiError> {
         let url = format!("{}{path}", self.base);
         // Read at every request: projected service account tokens are rotated.
         let token = read_token(&self.token_file)?;
@@ -374,7 +426,7 @@ pub struct ApiOwners {
 impl std::fmt::Debug for ApiOwners {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ApiOwners")
-            .field("url", &self.client.base)
+            .field("client", &self.client)
             .finish_non_exhaustive()
     }
 }
@@ -394,17 +446,8 @@ impl ApiOwners {
     /// (`off`, or `auto` outside a pod). An explicit URL whose token or CA cannot be
     /// read is an error; in `auto` mode it is said, and pod names are used.
     pub fn open(settings: &ApiSettings) -> Result<Option<ApiOwners>, ApiError> {
-        let env = |name| std::env::var(name).ok();
-        let url = match &settings.api {
-            ApiChoice::Off => return Ok(None),
-            ApiChoice::Url(url) => url.clone(),
-            ApiChoice::Auto => match in_cluster_url(
-                env("KUBERNETES_SERVICE_HOST").as_deref(),
-                env("KUBERNETES_SERVICE_PORT").as_deref(),
-            ) {
-                Some(url) => url,
-                None => return Ok(None),
-            },
+        let Some(url) = api_url(&settings.api) else {
+            return Ok(None);
         };
         let api = match ApiOwners::connect(&url, &settings.token_file, &settings.ca_file) {
             Ok(api) => api,
@@ -437,7 +480,7 @@ impl ApiOwners {
             return Ok(None);
         }
         let path = format!("/api/v1/namespaces/{}/pods/{}", pod.namespace, pod.pod_name);
-        let Some(object) = self.client.get(&path)? else {
+        let Some(object) = self.client.get::<Object>(&path)? else {
             return Ok(None);
         };
         let (via, name) = match pod_owner(pod, &object) {
@@ -452,7 +495,7 @@ impl ApiOwners {
         if !is_object_name(&key.2) {
             return Ok(None);
         }
-        let Some(object) = self.client.get(&via.path(&key.1, &key.2))? else {
+        let Some(object) = self.client.get::<Object>(&via.path(&key.1, &key.2))? else {
             return Ok(None);
         };
         let owner = followed_owner(via, &key.2, &object);

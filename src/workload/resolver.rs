@@ -17,7 +17,7 @@ pub struct CgroupNames {
 }
 
 impl CgroupNames {
-    /// Container metadata from `$FINGERPRINT_CONTAINERD_STATE` or `/run/containerd`.
+    /// Container metadata from the engines' default directories (or the environment's).
     pub fn new(cgroups: CgroupV2) -> CgroupNames {
         CgroupNames::with_metadata(cgroups, ContainerMetadata::default())
     }

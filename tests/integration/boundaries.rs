@@ -242,8 +242,172 @@ pub fn cgroups_differing_in_one_invalid_byte_stay_two_workloads(mech: Mech) {
     }
 }
 
+/// Open `procs` (a cgroup.procs file) for writing from inside the child, after
+/// `from.command` moved it into `from`, and move the child there before it execs:
+/// the open is the workload's own, as an attacker inside it would do it.
+fn moved_then_exec(from: &TestCgroup, procs: &Path, program: &Path) -> Command {
+    let procs = std::ffi::CString::new(bytes(procs)).unwrap();
+    let mut cmd = from.command(program);
+    // SAFETY: open(2), write(2) and close(2) only: async-signal-safe.
+    unsafe {
+        cmd.pre_exec(move || {
+            let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+            if fd < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let written = libc::write(fd, b"0".as_ptr().cast(), 1);
+            libc::close(fd);
+            if written != 1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd
+}
+
+/// `struct clone_args` (linux/sched.h), up to `cgroup` (CLONE_ARGS_SIZE_VER2).
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// From inside `from`, clone a child straight into cgroup directory `into` (clone3
+/// with CLONE_INTO_CGROUP, through an O_PATH descriptor: nothing is opened for
+/// writing), wait for it, then exec `program`. The spawn fails with the clone's error.
+fn cloned_into_then_exec(from: &TestCgroup, into: &Path, program: &Path) -> Command {
+    let into = std::ffi::CString::new(bytes(into)).unwrap();
+    let mut cmd = from.command(program);
+    // SAFETY: open(2), clone3(2), _exit(2), waitpid(2), close(2): async-signal-safe.
+    unsafe {
+        cmd.pre_exec(move || {
+            let dir = libc::open(
+                into.as_ptr(),
+                libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            );
+            if dir < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let args = CloneArgs {
+                flags: CLONE_INTO_CGROUP,
+                exit_signal: libc::SIGCHLD as u64,
+                cgroup: dir as u64,
+                ..CloneArgs::default()
+            };
+            let pid = libc::syscall(
+                libc::SYS_clone3,
+                &args as *const CloneArgs,
+                std::mem::size_of::<CloneArgs>(),
+            );
+            if pid == 0 {
+                libc::_exit(0);
+            }
+            let error = std::io::Error::last_os_error();
+            libc::close(dir);
+            if pid < 0 {
+                return Err(error);
+            }
+            libc::waitpid(pid as libc::pid_t, std::ptr::null_mut(), 0);
+            Ok(())
+        });
+    }
+    cmd
+}
+
+/// A workload whose profile keeps its tasks (`cgroup_moves: deny`; the default for
+/// containers) cannot move a task out to a cgroup of no profile, by writing that
+/// cgroup's cgroup.procs or by cloning into it, and each attempt is reported; moving
+/// into its own nested cgroup stays possible (and governed). A workload whose profile
+/// allows moves (the default for plain cgroups and units: managers move tasks) shows
+/// the escape the guard closes: the same steps run a forbidden file. LSM only: kill
+/// mode has no hook before the move.
+pub fn a_workload_that_keeps_its_tasks_cannot_move_them_out() {
+    let (_keep, tmp) = temp_dir();
+    let allowed = install_binary(TRUE, &tmp.join("bin/fp-allowed"));
+    let forbidden = install_binary(TRUE, &tmp.join("bin/fp-forbidden"));
+    let base = TestCgroup::new();
+    let (kept, loose, outside) = (
+        base.child("kept"),
+        base.child("loose"),
+        base.child("outside"),
+    );
+    let nested = kept.child("nested");
+    let profiles = tmp.join("profiles");
+    write_profile(&profiles, &kept.path, "enforce", &[&allowed], &[]);
+    write_profile(&profiles, &loose.path, "enforce", &[&allowed], &[]);
+    let kept_file = profiles.join(format!("{}.json", cg_file_stem(&kept.path[1..])));
+    let mut doc: Value = serde_json::from_slice(&std::fs::read(&kept_file).unwrap()).unwrap();
+    doc["cgroup_moves"] = json!("deny");
+    std::fs::write(&kept_file, format!("{doc:#}\n")).unwrap();
+    let enforcer = Enforcer::start(&tmp, &profiles, Mech::Lsm, &[]);
+    let outside_procs = outside.dir.join("cgroup.procs");
+
+    // Where moves are allowed, a forbidden file runs once its task has left.
+    let escape = outcome(&mut moved_then_exec(&loose, &outside_procs, &forbidden));
+    assert_eq!(escape, Outcome::Ran(0), "the escape the guard exists for");
+    let cloned = outcome(&mut cloned_into_then_exec(&loose, &outside.dir, &allowed));
+    assert_eq!(cloned, Outcome::Ran(0), "clone3 into a cgroup works here");
+
+    let moved = outcome(&mut moved_then_exec(&kept, &outside_procs, &forbidden));
+    assert_eq!(
+        moved,
+        Outcome::Denied,
+        "opening cgroup.procs outside is refused"
+    );
+    let cloned = outcome(&mut cloned_into_then_exec(&kept, &outside.dir, &allowed));
+    assert_eq!(
+        cloned,
+        Outcome::Denied,
+        "cloning into another cgroup is refused"
+    );
+    let nested_procs = nested.dir.join("cgroup.procs");
+    let inside = outcome(&mut moved_then_exec(&kept, &nested_procs, &allowed));
+    assert_eq!(inside, Outcome::Ran(0), "its own nested cgroup is its own");
+    let inside = outcome(&mut moved_then_exec(&kept, &nested_procs, &forbidden));
+    assert_eq!(inside, blocked(Mech::Lsm), "and stays under its profile");
+
+    let events = enforcer.stop();
+    let reasons: Vec<(&Value, &Value)> = events
+        .iter()
+        .map(|e| (&e["cgroup"], &e["reason"]))
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            (&json!(kept.path), &json!("cgroup_move")),
+            (&json!(kept.path), &json!("cgroup_move")),
+            (&json!(nested.path), &json!("not_in_profile")),
+        ],
+        "{events:#?}"
+    );
+    assert_eq!(
+        events[0]["target"],
+        path_value(&bytes(&outside_procs)),
+        "{events:#?}"
+    );
+    assert_eq!(events[1]["target"], Value::Null, "{events:#?}");
+    assert!(
+        events[..2].iter().all(|e| e["action"] == "denied"),
+        "{events:#?}"
+    );
+}
+
 with_both_mechanisms!(
     a_root_profile_governs_the_root_cgroup_alone,
     a_nested_cgroup_cannot_take_another_workloads_profile,
-    cgroups_differing_in_one_invalid_byte_stay_two_workloads,
+    cgroups_differing_in_one_invalid_byte_stay_two_workloads;
+    lsm only: a_workload_that_keeps_its_tasks_cannot_move_them_out,
 );

@@ -143,12 +143,13 @@ impl Learner {
         learner
     }
 
-    fn wait_for_line(&self, needle: &str) {
+    /// Wait for a line of stderr containing `needle`, and return it.
+    pub fn wait_for_line(&self, needle: &str) -> String {
         let deadline = Instant::now() + Duration::from_secs(60);
         let mut seen = Vec::new();
         while Instant::now() < deadline {
             match self.stderr.recv_timeout(Duration::from_millis(200)) {
-                Ok(line) if line.contains(needle) => return,
+                Ok(line) if line.contains(needle) => return line,
                 Ok(line) => seen.push(line),
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,

@@ -20,23 +20,30 @@ use crate::common::*;
 use crate::enforce::{Enforcer, Mech};
 use crate::kubeapi::{self, FakeApi};
 
-const BUSYBOX: &str = "/bin/busybox";
+pub const BUSYBOX: &str = "/bin/busybox";
 /// A host program no container profile allows.
-const TRUE: &str = "/usr/bin/true";
-const DASH: &str = "/usr/bin/dash";
+pub const TRUE: &str = "/usr/bin/true";
+pub const DASH: &str = "/usr/bin/dash";
 /// The forbidden program: a copy of busybox (named for its applet) at a path no
 /// profile allows; the canonical path of every applet symlink is /bin/busybox.
-const FORBIDDEN: &str = "/opt/tools/touch";
+pub const FORBIDDEN: &str = "/opt/tools/touch";
 const APPLETS: [&str; 7] = ["sh", "echo", "sleep", "cat", "touch", "true", "ls"];
 
 /// Whether containerd, ctr and runc are installed (`make deps`); under CI=true their
 /// absence fails the test.
 fn container_tools(test: &str) -> bool {
+    tools_installed(test, &["containerd", "ctr", "runc"])
+}
+
+/// Whether this test can run as root and `tools` are installed (`make deps`); under
+/// CI=true either missing fails the test.
+pub fn tools_installed(test: &str, tools: &[&str]) -> bool {
     if !privileged(test) {
         return false;
     }
-    let missing: Vec<&str> = ["containerd", "ctr", "runc"]
-        .into_iter()
+    let missing: Vec<&str> = tools
+        .iter()
+        .copied()
         .filter(|tool| {
             !Command::new("sh")
                 .args(["-c", &format!("command -v {tool}")])
@@ -104,15 +111,9 @@ impl Containerd {
             socket,
             state,
         };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !containerd.ctr(&["version"]).status.success() {
-            assert!(
-                Instant::now() < deadline,
-                "containerd did not come up: {}",
-                std::fs::read_to_string(containerd.dir.join("containerd.log")).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        wait_for_daemon(&containerd.dir.join("containerd.log"), || {
+            containerd.ctr(&["version"]).status.success()
+        });
         containerd
     }
 
@@ -173,6 +174,20 @@ impl Drop for Containerd {
     }
 }
 
+/// Wait until a daemon we started answers (`up`), at most 60 s; else fail with its log.
+pub fn wait_for_daemon(log: &Path, up: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !up() {
+        assert!(
+            Instant::now() < deadline,
+            "{} did not come up: {}",
+            log.display(),
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// A container to run: its id, cgroup (relative to the cgroup root), labels, root.
 pub struct ContainerSpec {
     pub id: String,
@@ -228,7 +243,7 @@ fn replica(
 }
 
 /// A root filesystem: /bin/busybox with applet symlinks, and the forbidden copy.
-fn rootfs(dir: &Path) -> PathBuf {
+pub fn rootfs(dir: &Path) -> PathBuf {
     for sub in ["bin", "proc", "dev", "sys", "tmp", "opt/tools"] {
         std::fs::create_dir_all(dir.join(sub)).unwrap();
     }
@@ -242,12 +257,12 @@ fn rootfs(dir: &Path) -> PathBuf {
 
 /// A cgroup tree for one test; runc leaves the pod and QoS levels behind, and on a
 /// hybrid host it also creates the tree in each v1 hierarchy: all removed on drop.
-struct CgroupTree {
-    root: TestCgroup,
+pub struct CgroupTree {
+    pub root: TestCgroup,
 }
 
 impl CgroupTree {
-    fn new() -> CgroupTree {
+    pub fn new() -> CgroupTree {
         CgroupTree {
             root: TestCgroup::at(&format!("/{}", unique("fingerprint-ctr"))),
         }
@@ -291,7 +306,7 @@ fn learner_args(containerd: &Containerd) -> Vec<&OsStr> {
 }
 
 /// Workload names recorded in the database for this cgroup path.
-fn workloads_of(db: &Path, cgroup: &str) -> Vec<String> {
+pub fn workloads_of(db: &Path, cgroup: &str) -> Vec<String> {
     let conn = rusqlite::Connection::open(db).unwrap();
     let mut stmt = conn
         .prepare(
@@ -305,7 +320,7 @@ fn workloads_of(db: &Path, cgroup: &str) -> Vec<String> {
         .collect()
 }
 
-fn ok(output: &Output, what: &str) {
+pub fn ok(output: &Output, what: &str) {
     assert!(
         output.status.success(),
         "{what}: {}\nstdout: {}\nstderr: {}",
@@ -648,6 +663,26 @@ fn exec_into_an_enforced_container_is_checked_against_its_profile() {
     assert_eq!(event["workload"], WORKLOAD, "{event:#}");
     assert_eq!(event["cgroup"], spec.cgroup.as_str(), "{event:#}");
     assert_eq!(event["reason"], "not_in_profile", "{event:#}");
+    // The Kubernetes facts, each a field of its own (docs/events.md).
+    let k8s = &event["kubernetes"];
+    assert_eq!(k8s["namespace"], "default", "{event:#}");
+    assert_eq!(
+        k8s["pod"],
+        label(&spec, "io.kubernetes.pod.name"),
+        "{event:#}"
+    );
+    assert_eq!(
+        k8s["pod_uid"],
+        label(&spec, "io.kubernetes.pod.uid"),
+        "{event:#}"
+    );
+    assert_eq!(k8s["container"], "server", "{event:#}");
+    assert_eq!(k8s["container_id"], spec.id.as_str(), "{event:#}");
+    assert_eq!(
+        k8s["owner"],
+        serde_json::json!({"kind": "Deployment", "name": "web", "source": "pod-name"}),
+        "{event:#}"
+    );
 }
 
 /// A container as containerd and runc leave it before its entrypoint runs, in a
@@ -813,10 +848,57 @@ pub fn a_held_script_is_decided_with_its_interpreter(mech: Mech) {
     assert_eq!(events[0]["executable"], DASH, "{events:#?}");
 }
 
+/// Whether process `pid` is stopped (state T in /proc/PID/stat).
+fn is_stopped(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let state = stat.rsplit_once(')')?.1.trim_start().chars().next()?;
+            Some(state == 'T')
+        })
+        .unwrap_or(false)
+}
+
+/// Two identical held execs (one file, one pending cgroup, both held before the
+/// enforcer could decide either) are never coalesced: each is its own event, decided
+/// and released. Folded, the second would send nothing and stay stopped for good.
+pub fn identical_held_execs_are_not_coalesced(mech: Mech) {
+    let mut setup = ContainerBeingSetUp::new();
+    let enforcer = setup.enforce(mech, &["--coalesce-window", "1h"]);
+    setup.create_container();
+    let cgroup = setup.cgroup.as_ref().unwrap();
+    enforcer.signal(nix::sys::signal::Signal::SIGSTOP);
+    let mut children: Vec<Child> = (0..2)
+        .map(|_| cgroup.command(TRUE).stdout(Stdio::null()).spawn().unwrap())
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !children.iter().all(|c| is_stopped(c.id())) {
+        assert!(Instant::now() < deadline, "the execs were not held");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    enforcer.signal(nix::sys::signal::Signal::SIGCONT);
+    for child in &mut children {
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("a held exec was never released (pid {})", child.id());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        // Same mount namespace as its parent: the runtime's set-up exec, let run.
+        assert!(status.success(), "{status}");
+    }
+    assert!(enforcer.stop().is_empty());
+}
+
 // Held first execs with both mechanisms: these need no container runtime (the
 // container is simulated), so they also run in the qemu VM with the BPF LSM.
 with_both_mechanisms!(
     a_reload_leaves_containers_being_set_up_pending,
     a_takeover_leaves_containers_being_set_up_pending,
     a_held_script_is_decided_with_its_interpreter,
+    identical_held_execs_are_not_coalesced,
 );

@@ -4,6 +4,7 @@
 
 use std::cell::Cell;
 use std::ops::RangeInclusive;
+use std::time::Duration;
 
 use fingerprint::bpf::abi::PATH_MAX;
 use fingerprint::bpf::enforce::{EnforceProbe, MechanismChoice, ProfileDescriptor};
@@ -28,8 +29,8 @@ fn probe() -> EnforceProbe {
         rules: 16,
         bindings: 16,
     };
-    let probe =
-        EnforceProbe::load(MechanismChoice::Kill, sizes, None).expect("loading enforce.bpf.o");
+    let probe = EnforceProbe::load(MechanismChoice::Kill, sizes, Duration::ZERO, None)
+        .expect("loading enforce.bpf.o");
     probe.write_config(&KEY, None).expect("config");
     probe
 }
@@ -51,6 +52,7 @@ fn load_profile(probe: &EnforceProbe, id: u32, offset: u32, paths: &[&[u8]], pat
         pattern_base: 100,
         pattern_count: patterns.len() as u32,
         mode: Mode::Enforce.into(),
+        keep_cgroup: false,
     };
     probe.write_profiles(&[(id, desc)]).expect("profile");
 }

@@ -111,6 +111,7 @@ impl FakeApi {
             "Pod" => format!("/api/v1/namespaces/{ns}/pods/{name}"),
             "ReplicaSet" => format!("/apis/apps/v1/namespaces/{ns}/replicasets/{name}"),
             "Job" => format!("/apis/batch/v1/namespaces/{ns}/jobs/{name}"),
+            "Deployment" => format!("/apis/apps/v1/namespaces/{ns}/deployments/{name}"),
             kind => panic!("no path for {kind}"),
         };
         self.shared.objects.lock().unwrap().insert(path, object);

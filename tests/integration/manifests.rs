@@ -133,6 +133,38 @@ fn mount<'a>(agent: &'a Agent, path: &str) -> &'a (String, String, bool) {
         .unwrap_or_else(|| panic!("no mount at {path}: {:?}", agent.mounts))
 }
 
+/// The agent serves /metrics and /healthz on the port it declares, the probes ask
+/// /healthz there, and the pod's scrape annotations name the same port.
+fn serves_metrics_and_health(doc: &Value, agent: &Agent) {
+    let addr = value_of(&agent.args, "--metrics-addr");
+    assert_eq!(addr.len(), 1, "one --metrics-addr: {:?}", agent.args);
+    let (host, port) = addr[0].rsplit_once(':').unwrap();
+    assert_eq!(host, "0.0.0.0", "reachable from the pod network");
+    let port: u64 = port.parse().unwrap();
+
+    let container = &pod_spec(doc)["containers"][0];
+    let ports = container["ports"].as_sequence().expect("ports");
+    let metrics = ports
+        .iter()
+        .find(|p| p["name"] == "metrics")
+        .expect("a port named metrics");
+    assert_eq!(metrics["containerPort"].as_u64(), Some(port));
+    for probe in ["startupProbe", "livenessProbe", "readinessProbe"] {
+        let get = &container[probe]["httpGet"];
+        assert_eq!(get["path"], "/healthz", "{probe}");
+        assert_eq!(get["port"], "metrics", "{probe}");
+    }
+    // Liveness tolerates a few slow answers: the probe itself fails only after 10 s
+    // without a read of the ring buffer (metrics::health).
+    let liveness = &container["livenessProbe"];
+    assert!(liveness["failureThreshold"].as_u64().unwrap_or(3) >= 3);
+
+    let annotations = &doc["spec"]["template"]["metadata"]["annotations"];
+    assert_eq!(annotations["prometheus.io/scrape"], "true");
+    assert_eq!(annotations["prometheus.io/port"], port.to_string().as_str());
+    assert_eq!(annotations["prometheus.io/path"], "/metrics");
+}
+
 #[test]
 fn learn_daemonset_matches_the_cli() {
     let doc = load("learn-daemonset.yaml");
@@ -168,6 +200,7 @@ fn learn_daemonset_matches_the_cli() {
     let mut caps = learn.caps.clone();
     caps.sort();
     assert_eq!(caps, ["BPF", "DAC_READ_SEARCH", "PERFMON", "SYS_RESOURCE"]);
+    serves_metrics_and_health(&doc, &learn);
 }
 
 #[test]
@@ -236,6 +269,14 @@ fn enforce_daemonset_matches_the_cli() {
         !command[2].contains("pkill"),
         "never signal by name on the host"
     );
+    serves_metrics_and_health(&doc, &enforce);
+    // Violation events name the node from the downward API.
+    let env = containers[0]["env"].as_sequence().expect("env");
+    let node = env
+        .iter()
+        .find(|e| e["name"] == fingerprint::workload::facts::NODE_NAME_ENV)
+        .expect("the node name variable");
+    assert_eq!(node["valueFrom"]["fieldRef"]["fieldPath"], "spec.nodeName");
 }
 
 #[test]

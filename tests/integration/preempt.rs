@@ -132,12 +132,15 @@ impl Racers {
 
 /// The race the issue describes: an allowed and a forbidden binary exec'd in a loop
 /// by two tasks on one CPU. No forbidden exec may run, no allowed one be refused,
-/// and every event names the exec it is about.
+/// and every event names the exec it is about. With a coalescing window of a
+/// millisecond, some violations are sent and others folded (issue #13) while tasks
+/// are preempted in both: the lines must still add up to every forbidden exec.
 pub fn racing_execs_on_one_cpu_are_decided_apart(mech: Mech) {
     let r = Racers::new("fp-allowed", "fp-forbidden");
     let profiles = r.tmp.join("profiles");
     write_profile(&profiles, &r.cg.path, "enforce", &[&r.first, &r.shell], &[]);
-    let enforcer = Enforcer::start(&r.tmp, &profiles, mech, &[]);
+    let window = ["--coalesce-window", "1ms"];
+    let enforcer = Enforcer::start(&r.tmp, &profiles, mech, &window);
     let [(allowed_ran, refused), (ran, forbidden_refused)] = r.race();
     let events = enforcer.stop();
 
@@ -160,7 +163,14 @@ pub fn racing_execs_on_one_cpu_are_decided_apart(mech: Mech) {
         strays.len(),
         &strays[..strays.len().min(3)]
     );
-    assert_eq!(events.len(), TRIES, "one event per forbidden exec");
+    let sent = events.iter().filter(|e| e["repeats"] == 0).count();
+    let repeats: u64 = events.iter().filter_map(|e| e["repeats"].as_u64()).sum();
+    eprintln!("preempt race ({mech:?}): {sent} events sent, {repeats} violations folded");
+    assert_eq!(
+        sent as u64 + repeats,
+        TRIES as u64,
+        "events and repeats add up to the forbidden execs"
+    );
 }
 
 /// Learning builds its events with the same code: two tasks on one CPU must never

@@ -84,7 +84,13 @@ fn a_full_disk_does_not_end_enforcement() {
         return;
     }
     let (f, fs) = with_small_fs();
-    let mut enforcer = Enforcer::start(&fs.dir, &f.profiles, Mech::Kill, &[]);
+    // One line per violation: 20 lines that cannot be written.
+    let mut enforcer = Enforcer::start(
+        &fs.dir,
+        &f.profiles,
+        Mech::Kill,
+        &["--coalesce-window", "0s"],
+    );
     fs.fill();
     for i in 0..20 {
         let ran = outcome(&mut f.cg.command(&f.forbidden));
@@ -115,7 +121,7 @@ fn unwritten_violations_are_counted_in_status_and_retried() {
         &fs.dir,
         &f.profiles,
         Mech::Kill,
-        &["--pin", "--pin-dir", pin_dir],
+        &["--pin", "--pin-dir", pin_dir, "--coalesce-window", "0s"],
     );
     let filler = fs.fill();
     for _ in 0..5 {

@@ -18,6 +18,20 @@ use crate::common::*;
 /// A learning database as `learn` leaves it: one session in which each cgroup path
 /// (the workload) ran its executables.
 pub fn learned_db(path: &Path, workloads: &[(&str, &[&str])]) {
+    let named: Vec<(WorkloadId, &[&str])> = workloads
+        .iter()
+        .map(|(cgroup, exes)| {
+            let id = WorkloadId::Cgroup {
+                path: cgroup.to_string(),
+            };
+            (id, *exes)
+        })
+        .collect();
+    learned_db_of(path, &named);
+}
+
+/// A learning database with one session in which each workload ran its executables.
+pub fn learned_db_of(path: &Path, workloads: &[(WorkloadId, &[&str])]) {
     let mut db = Database::open(path).expect("creating a learning database");
     let session = db
         .begin_session(&SessionInfo {
@@ -28,14 +42,12 @@ pub fn learned_db(path: &Path, workloads: &[(&str, &[&str])]) {
         })
         .expect("session");
     let mut batch = Batch::default();
-    for (cgroup, exes) in workloads {
+    for (workload, exes) in workloads {
         for exe in *exes {
             batch.add(Observation {
-                workload: WorkloadId::Cgroup {
-                    path: cgroup.to_string(),
-                },
+                workload: workload.clone(),
                 cgroup_id: 42,
-                cgroup_path: cgroup.to_string(),
+                cgroup_path: format!("/{}", workload.name().trim_start_matches('/')),
                 path: exe.as_bytes().to_vec(),
                 path_flags: 0,
                 parent: b"/bin/sh".to_vec(),
