@@ -353,9 +353,9 @@ pub struct StatusArgs {
     #[arg(long, default_value = DEFAULT_PIN_DIR, value_name = "DIR")]
     pub pin_dir: PathBuf,
     /// The database enforcement writes violations to (enforce --db): each profile in
-    /// audit mode is shown with its violations. Read only; skipped if missing.
-    #[arg(long, default_value = "fingerprint.db", value_name = "PATH")]
-    pub db: PathBuf,
+    /// audit mode is shown with its violations and since when. Read only.
+    #[arg(long, value_name = "PATH")]
+    pub db: Option<PathBuf>,
     /// Output format.
     #[arg(long, short, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,

@@ -486,16 +486,15 @@ fn check_command(args: CheckArgs) -> Result<ExitCode> {
     })
 }
 
-/// Each audit-mode profile of the pinned enforcement with its violations in `db`;
-/// `None` when there is no database to read.
+/// Each audit-mode profile of the pinned enforcement with its violations in `db`, or
+/// why they cannot be read; `None` without --db. Never an error: what is pinned is
+/// what `status` is for.
 fn audit_readiness(
     state: Option<&pinned::PinnedState>,
-    db: &std::path::Path,
-) -> Result<Option<Vec<readiness::AuditReadiness>>> {
-    match state {
-        Some(state) if db.exists() => readiness::audit_profiles(&state.profiles, db).map(Some),
-        _ => Ok(None),
-    }
+    db: Option<&std::path::Path>,
+) -> Option<Result<Vec<readiness::AuditReadiness>, String>> {
+    let (state, db) = (state?, db?);
+    Some(readiness::audit_profiles(&state.profiles, db).map_err(|e| format!("{e:#}")))
 }
 
 fn status_command(args: StatusArgs) -> Result<ExitCode> {
@@ -509,11 +508,15 @@ fn status_command(args: StatusArgs) -> Result<ExitCode> {
         }
         return Ok(ExitCode::from(1));
     };
-    let audit = audit_readiness(status.state.as_ref(), &args.db)?;
+    let audit = audit_readiness(status.state.as_ref(), args.db.as_deref());
     match args.output {
         OutputFormat::Json => println!(
             "{:#}",
-            serde_json::json!({"enforcing": true, "status": status, "audit": audit})
+            serde_json::json!({"enforcing": true, "status": status, "audit": match &audit {
+                Some(Ok(profiles)) => serde_json::json!(profiles),
+                Some(Err(error)) => serde_json::json!({ "error": error }),
+                None => serde_json::Value::Null,
+            }})
         ),
         OutputFormat::Text => {
             if let Some(state) = &status.state {
@@ -555,20 +558,15 @@ fn status_command(args: StatusArgs) -> Result<ExitCode> {
                 );
             }
             match &audit {
-                Some(profiles) if !profiles.is_empty() => {
-                    println!(
-                        "profiles in audit mode (violations in {}):",
-                        args.db.display()
-                    );
+                Some(Ok(profiles)) if !profiles.is_empty() => {
+                    println!("profiles in audit mode (violations from the database):");
                     for profile in profiles {
                         println!("  {}", profile.render_text());
                     }
                 }
-                Some(_) => println!("no profile is in audit mode"),
-                None => println!(
-                    "audit-mode violations unknown: no database at {} (pass enforce's --db)",
-                    args.db.display()
-                ),
+                Some(Ok(_)) => println!("no profile is in audit mode"),
+                Some(Err(error)) => println!("audit-mode violations unknown: {error}"),
+                None => {}
             }
         }
     }
