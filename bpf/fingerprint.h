@@ -38,6 +38,9 @@ enum fp_hook {
 	 * clone into another cgroup (CLONE_INTO_CGROUP). */
 	FP_HOOK_FILE_OPEN = 3,
 	FP_HOOK_TASK_ALLOC = 4,
+	/* Not an exec: a process already running when learning started, reported by
+	 * the task iterator (its exe, parent exe and cwd; no filename). */
+	FP_HOOK_RUNNING = 5,
 };
 
 enum fp_event_flags {

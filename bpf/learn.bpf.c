@@ -3,6 +3,8 @@
  * Learning: one event per exec in a watched cgroup, sent through a ring buffer.
  * Two programs, of which user space loads exactly one: the LSM hook that enforcement
  * uses (observe only), where the kernel allows it, else sched_process_exec.
+ * A third, the task iterator, reports the processes already running when learning
+ * starts, with the same path routine, so what started before `learn` is learned too.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -139,4 +141,72 @@ int BPF_PROG(handle_bprm_check_security, struct linux_binprm *bprm, int ret)
 {
 	fp_record_exec(bprm, FP_HOOK_BPRM_CHECK_SECURITY);
 	return FP_LSM_PREVIOUS(ret); /* observe only */
+}
+
+/*
+ * The event of a process already running: its executable (mm->exe_file), its
+ * parent's, and its working directory, each resolved against its own root by the
+ * same routine as an exec's. No filename: nothing was typed. User space reads the
+ * script of an interpreter from the process's command line and places it with cwd.
+ */
+static __always_inline __u32 fp_build_running_event(struct task_struct *task,
+						    struct file *exe,
+						    struct fp_event_buf *ev,
+						    struct fp_path *p)
+{
+	struct fs_struct *fs = BPF_CORE_READ(task, fs);
+	struct file *parent_exe = BPF_CORE_READ(task, real_parent, mm, exe_file);
+	__u64 root = (__u64)&fs->root;
+	__u32 off = 0;
+
+	ev->hdr.cgroup_id = BPF_CORE_READ(task, cgroups, dfl_cgrp, kn, id);
+	ev->hdr.ktime_ns = bpf_ktime_get_ns();
+	ev->hdr.pid = BPF_CORE_READ(task, tgid);
+	ev->hdr.ppid = BPF_CORE_READ(task, real_parent, tgid);
+	ev->hdr.uid = BPF_CORE_READ(task, cred, uid.val);
+	ev->hdr.hook = FP_HOOK_RUNNING;
+	ev->hdr.event_flags = 0;
+	ev->hdr.profile_id = 0;
+	ev->hdr.action = 0;
+	ev->hdr.reason = 0;
+	fp_read_file_id(&ev->hdr.exe_id, exe);
+	off = fp_append_path(ev, off, FP_EVENT_PATH_EXE, p, (__u64)&exe->f_path, root);
+	off = fp_append_path(ev, off, FP_EVENT_PATH_PARENT, p,
+			     parent_exe ? (__u64)&parent_exe->f_path : 0, root);
+	ev->hdr.len[FP_EVENT_PATH_FILENAME] = 0;
+	ev->hdr.path_flags[FP_EVENT_PATH_FILENAME] = FP_PATH_ABSENT;
+	off = fp_append_path(ev, off, FP_EVENT_PATH_CWD, p, (__u64)&fs->pwd, root);
+	return sizeof(ev->hdr) + (off & FP_EVENT_OFFSET_MASK);
+}
+
+/* One record per process (thread-group leader with an executable: kernel threads
+ * have none), written back to back into the iterator's output. Every process is
+ * reported; user space keeps those in the learned cgroups. */
+SEC("iter/task")
+int snapshot_running_task(struct bpf_iter__task *ctx)
+{
+	struct task_struct *task = ctx->task;
+	struct fp_learn_slot *slot;
+	struct file *exe;
+	__u32 size;
+
+	if (!task || BPF_CORE_READ(task, pid) != BPF_CORE_READ(task, tgid))
+		return 0;
+	exe = BPF_CORE_READ(task, mm, exe_file);
+	if (!exe)
+		return 0;
+	slot = fp_scratch_claim(&fp_learn_slots);
+	if (!slot) {
+		fp_count(FP_COUNTER_DROPPED);
+		return 0;
+	}
+	size = fp_build_running_event(task, exe, &slot->event, &slot->path);
+	/* A record that does not fit in what is left of the output buffer is not lost:
+	 * the iterator shows this task again at the start of the next read. */
+	if (size <= sizeof(slot->event))
+		bpf_seq_write(ctx->meta->seq, &slot->event, size);
+	else
+		fp_count(FP_COUNTER_DROPPED);
+	fp_scratch_release(slot);
+	return 0;
 }

@@ -61,8 +61,12 @@ pub enum Command {
     /// data gives byte-identical files. Paths that cannot be allowlisted (memfd,
     /// deleted, incomplete) are reported, never written. See docs/profile-format.md.
     ///
-    /// Example:
+    /// With --stable-for, only workloads whose learning has converged (nothing new
+    /// for that long) are written; the others are named on stderr.
+    ///
+    /// Examples:
     ///   fingerprint export --db fingerprint.db --out profiles/
+    ///   fingerprint export --db fleet.db --out profiles/ --stable-for 24h
     #[command(verbatim_doc_comment)]
     Export(ExportArgs),
     /// Show how two sets of profiles differ; exit 0 if they do not, 1 if they do, 2 on an error.
@@ -77,6 +81,12 @@ pub enum Command {
     #[command(verbatim_doc_comment)]
     Diff(DiffArgs),
     /// Show what a learning database holds: sessions, workloads, executables.
+    ///
+    /// Per workload, over every session and merged node: when learning first saw it,
+    /// when it last ran an executable it had not run before (how long ago), its execs
+    /// and distinct executables. A workload quiet for long enough is ready to export
+    /// (export --stable-for). Executables of processes that were already running
+    /// when learning started are marked "running".
     ///
     /// Example:
     ///   fingerprint show --db fingerprint.db -o json
@@ -100,8 +110,32 @@ pub enum Command {
     ///   fingerprint enforce --profile profiles/ --default deny --default-scope /kubepods
     #[command(verbatim_doc_comment)]
     Enforce(EnforceArgs),
+    /// What enforcing these profiles would refuse, from what a database recorded;
+    /// exit 0 if nothing, 1 if something, 2 on an error.
+    ///
+    /// Replays every executable the database holds (learned execs, processes seen
+    /// running, and violations an enforcer wrote with --db, e.g. in audit mode)
+    /// through enforcement's own decision code, run in the kernel, so patterns and
+    /// everything else enforcement checks agree by construction. Nothing is
+    /// attached: no exec on this node is affected. Lists per workload each
+    /// executable that would be refused, how often it ran and when last.
+    ///
+    /// Use it before switching a profile from audit to enforce, and in CI for a
+    /// profile change against a node's history (see "When is a profile ready?" in
+    /// the README).
+    ///
+    /// Examples:
+    ///   fingerprint check --profile profiles/ --db fingerprint.db
+    ///   fingerprint check --profile profiles/ --db fleet.db --since 7d -o json
+    #[command(verbatim_doc_comment)]
+    Check(CheckArgs),
     /// Show the pinned enforcement (enforce --pin/--detach): profiles, cgroups bound,
     /// execs checked, violations. Exit 0 if enforcing, 1 if nothing is pinned.
+    ///
+    /// With the database enforcement writes (--db), each profile in audit mode is
+    /// listed with how many violations it had and since when: a profile with none
+    /// for long enough is ready to enforce (check it with `fingerprint check`).
+    #[command(verbatim_doc_comment)]
     Status(StatusArgs),
     /// Remove the pinned enforcement: its programs detach and its maps are freed.
     /// A directory that holds no pins of fingerprint is left as it is.
@@ -297,10 +331,31 @@ impl EngineArgs {
 }
 
 #[derive(Debug, clap::Args)]
+pub struct CheckArgs {
+    /// Profiles to check: a directory of profiles, or one profile file.
+    #[arg(long, value_name = "PATH")]
+    pub profile: PathBuf,
+    /// Database whose recorded execs are replayed: what `learn` wrote, what `enforce
+    /// --db` wrote, or a merge of several nodes' databases.
+    #[arg(long, default_value = "fingerprint.db", value_name = "PATH")]
+    pub db: PathBuf,
+    /// Replay only what ran this recently (e.g. 24h, 7d); default: everything.
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub since: Option<Duration>,
+    /// Output format.
+    #[arg(long, short, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, clap::Args)]
 pub struct StatusArgs {
     /// Where the enforcement is pinned.
     #[arg(long, default_value = DEFAULT_PIN_DIR, value_name = "DIR")]
     pub pin_dir: PathBuf,
+    /// The database enforcement writes violations to (enforce --db): each profile in
+    /// audit mode is shown with its violations and since when. Read only.
+    #[arg(long, value_name = "PATH")]
+    pub db: Option<PathBuf>,
     /// Output format.
     #[arg(long, short, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
@@ -438,6 +493,11 @@ pub struct ExportArgs {
     /// every login. Each one left out is named on stderr.
     #[arg(long)]
     pub include_host: bool,
+    /// Write only workloads that ran nothing new for this long (e.g. 24h): their
+    /// learning has converged. Each workload still finding new executables is named
+    /// on stderr and left out. `fingerprint show` prints when each last found one.
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub stable_for: Option<Duration>,
 }
 
 /// What makes `diff` exit 1.
@@ -477,7 +537,7 @@ pub struct DiffArgs {
     pub color: Color,
 }
 
-/// Durations like `500ms`, `30s`, `10m`, `2h`, or a plain number of seconds; longer
+/// Durations like `500ms`, `30s`, `10m`, `2h`, `7d`, or a plain number of seconds; longer
 /// than zero (a zero-length session would record nothing) and representable.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let without = "leave --duration out to learn until Ctrl-C or SIGTERM";
@@ -512,9 +572,10 @@ fn parse_span(text: &str) -> Result<Option<Duration>, String> {
         "ms" => value / 1000.0,
         "m" => value * 60.0,
         "h" => value * 3600.0,
+        "d" => value * 86400.0,
         _ => {
             return Err(format!(
-                "unknown unit {unit:?} in {text:?}; use ms, s, m or h"
+                "unknown unit {unit:?} in {text:?}; use ms, s, m, h or d"
             ))
         }
     };
@@ -531,6 +592,7 @@ mod tests {
         assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86_400)));
         assert!(parse_duration("3 days").is_err());
         assert!(parse_duration("m").is_err());
         assert!(parse_duration("0").unwrap_err().contains("longer than 0"));

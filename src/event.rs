@@ -29,6 +29,8 @@ pub enum Hook {
     FileOpen,
     /// `lsm/task_alloc`: the cgroup move guard saw a clone into another cgroup.
     TaskAlloc,
+    /// `iter/task`: not an exec, a process already running when learning started.
+    Running,
 }
 
 impl Hook {
@@ -38,6 +40,7 @@ impl Hook {
             Hook::BprmCheckSecurity => "lsm/bprm_check_security",
             Hook::FileOpen => "lsm/file_open",
             Hook::TaskAlloc => "lsm/task_alloc",
+            Hook::Running => "iter/task",
         }
     }
 }
@@ -194,6 +197,7 @@ impl ExecEvent {
             fp_hook::FP_HOOK_BPRM_CHECK_SECURITY => Hook::BprmCheckSecurity,
             fp_hook::FP_HOOK_FILE_OPEN => Hook::FileOpen,
             fp_hook::FP_HOOK_TASK_ALLOC => Hook::TaskAlloc,
+            fp_hook::FP_HOOK_RUNNING => Hook::Running,
             _ => return Err(DecodeError::UnknownHook(header.hook)),
         };
         let body = &data[header_len..];
@@ -252,32 +256,55 @@ impl ExecEvent {
         files
     }
 
-    /// The script's path, from the name the caller typed: made absolute against the
-    /// kernel-resolved cwd and normalised. The kernel no longer holds the script's
-    /// file at sched_process_exec, so symlinks in that name stay unresolved; a
-    /// script run through a file descriptor cannot be named and is UNREACHABLE.
+    /// The script's path, from the name the caller typed (see [`script_path`]).
     fn script_path(&self) -> KernelPath {
-        let typed = &self.filename.bytes;
-        if typed.starts_with(b"/dev/fd/") || typed.starts_with(b"/proc/self/fd/") {
-            return KernelPath {
-                bytes: typed.clone(),
-                flags: path_flags::UNREACHABLE,
-            };
+        script_path(&self.filename, &self.cwd)
+    }
+
+    /// Decode records written back to back (the task iterator's output).
+    pub fn decode_all(mut data: &[u8]) -> Result<Vec<ExecEvent>, DecodeError> {
+        let header_len = std::mem::size_of::<fp_exec_event>();
+        let mut events = Vec::new();
+        while !data.is_empty() {
+            let event = ExecEvent::decode(data)?;
+            let len = header_len
+                + [&event.exe, &event.parent, &event.filename, &event.cwd]
+                    .iter()
+                    .map(|p| p.bytes.len())
+                    .sum::<usize>();
+            events.push(event);
+            data = &data[len..];
         }
-        let mut flags = self.filename.flags;
-        let joined = if typed.first() == Some(&b'/') {
-            typed.clone()
-        } else {
-            flags |= self.cwd.flags & !path_flags::ABSENT;
-            let mut joined = self.cwd.bytes.clone();
-            joined.push(b'/');
-            joined.extend_from_slice(typed);
-            joined
+        Ok(events)
+    }
+}
+
+/// A script's path from the name the caller typed (`filename`): made absolute against
+/// the kernel-resolved `cwd` and normalised. The kernel no longer holds the script's
+/// file at sched_process_exec (nor for a process already running), so symlinks in
+/// that name stay unresolved; a script run through a file descriptor cannot be named
+/// and is UNREACHABLE.
+pub fn script_path(filename: &KernelPath, cwd: &KernelPath) -> KernelPath {
+    let typed = &filename.bytes;
+    if typed.starts_with(b"/dev/fd/") || typed.starts_with(b"/proc/self/fd/") {
+        return KernelPath {
+            bytes: typed.clone(),
+            flags: path_flags::UNREACHABLE,
         };
-        KernelPath {
-            bytes: normalize(&joined),
-            flags,
-        }
+    }
+    let mut flags = filename.flags;
+    let joined = if typed.first() == Some(&b'/') {
+        typed.clone()
+    } else {
+        flags |= cwd.flags & !path_flags::ABSENT;
+        let mut joined = cwd.bytes.clone();
+        joined.push(b'/');
+        joined.extend_from_slice(typed);
+        joined
+    };
+    KernelPath {
+        bytes: normalize(&joined),
+        flags,
     }
 }
 

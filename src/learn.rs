@@ -4,7 +4,7 @@
 //! already in the ring buffer before the session is closed, so nothing is lost.
 
 use std::cell::RefCell;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,7 +19,8 @@ use crate::content::{self, ContentHasher, HashStats, Sha256};
 use crate::event::{ExecEvent, Hook, KernelPath};
 use crate::metrics::{self, learn::LearnMetrics, Health};
 use crate::progress::Progress;
-use crate::storage::{Batch, Database, Observation, SessionInfo};
+use crate::running::running_files;
+use crate::storage::{Batch, Database, LearnedWorkload, Observation, RunningProcess, SessionInfo};
 use crate::workload::cgroup::CgroupV2;
 use crate::workload::kubeapi::ApiSettings;
 use crate::workload::resolver::CgroupNames;
@@ -28,6 +29,10 @@ use crate::workload::WorkloadId;
 
 /// How often observations are committed: `kill -9` loses at most this much.
 pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The live display names a workload as still learning while it ran an executable new
+/// to the database this recently.
+pub const STILL_LEARNING: Duration = Duration::from_secs(60);
 
 pub struct LearnOptions {
     pub db: PathBuf,
@@ -51,6 +56,8 @@ pub struct LearnSummary {
     pub elapsed: Duration,
     pub counters: LearnCounters,
     pub recorded: u64,
+    /// Files of processes already running when learning started (see `running`).
+    pub running: u64,
     pub undecodable: u64,
     pub workloads: usize,
     pub executables: usize,
@@ -88,6 +95,11 @@ pub fn run(opts: &LearnOptions, stop: Arc<AtomicBool>) -> Result<LearnSummary> {
         .map(metrics::listen)
         .transpose()?;
 
+    let known = db
+        .learned_workloads()
+        .with_context(|| format!("reading what {} already holds", opts.db.display()))?;
+    let recorder = Rc::new(RefCell::new(Recorder::new(cgroups, metadata, &known)));
+
     let probe = LearnProbe::attach(opts.hook, &watched)?;
     if !opts.quiet {
         if let Some(reason) = probe.lsm_refusal() {
@@ -99,8 +111,17 @@ pub fn run(opts: &LearnOptions, stop: Arc<AtomicBool>) -> Result<LearnSummary> {
                 first_line(reason)
             );
         }
+    }
+    // After the exec program is attached: a process is in this snapshot, or its exec
+    // is an event (or both). Events wait in the ring buffer meanwhile.
+    let running = ExecEvent::decode_all(&probe.running_processes()?)
+        .context("decoding the processes already running")?;
+    let already_running = recorder.borrow_mut().on_running(&running, &watched);
+    // Said once every process is covered: what starts from now on is an exec event.
+    if !opts.quiet {
         eprintln!(
-            "fingerprint: learning at {} into {}",
+            "fingerprint: learning at {} into {} ({already_running} processes were already \
+             running there)",
             probe.hook(),
             opts.db.display()
         );
@@ -117,7 +138,6 @@ pub fn run(opts: &LearnOptions, stop: Arc<AtomicBool>) -> Result<LearnSummary> {
         None => None,
     };
 
-    let recorder = Rc::new(RefCell::new(Recorder::new(cgroups, metadata)));
     let sink = Rc::clone(&recorder);
     let ring = probe.events(move |data| {
         sink.borrow_mut().on_event(data);
@@ -147,7 +167,14 @@ pub fn run(opts: &LearnOptions, stop: Arc<AtomicBool>) -> Result<LearnSummary> {
                 .borrow_mut()
                 .flush(&mut db, session, counters, None)?;
             let totals = recorder.borrow();
-            progress.update(counters, totals.workloads.len(), totals.executables.len());
+            let still_learning =
+                totals.still_learning(now_ms() - STILL_LEARNING.as_millis() as i64);
+            progress.update(
+                counters,
+                totals.workloads.len(),
+                totals.executables.len(),
+                &still_learning,
+            );
             last_flush = Instant::now();
         }
     }
@@ -166,6 +193,7 @@ pub fn run(opts: &LearnOptions, stop: Arc<AtomicBool>) -> Result<LearnSummary> {
         elapsed: started.elapsed(),
         counters,
         recorded: recorder.recorded,
+        running: recorder.running,
         undecodable: recorder.undecodable,
         workloads: recorder.workloads.len(),
         executables: recorder.executables.len(),
@@ -208,7 +236,7 @@ pub(crate) fn host_and_kernel() -> (String, String) {
     )
 }
 
-pub(crate) fn now_ms() -> i64 {
+pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
@@ -251,13 +279,26 @@ pub struct Recorder {
     cgroup_mount: PathBuf,
     pub content_unknown: u64,
     pub recorded: u64,
+    pub running: u64,
     pub undecodable: u64,
     pub workloads: HashSet<WorkloadId>,
     pub executables: HashSet<(WorkloadId, Vec<u8>)>,
+    /// Every (workload name, path, flags) known, from the database and since.
+    known: HashSet<(String, Vec<u8>, u32)>,
+    /// When each workload last ran an executable new to `known`.
+    last_new_ms: HashMap<WorkloadId, i64>,
 }
 
 impl Recorder {
-    fn new(cgroups: CgroupV2, metadata: ContainerMetadata) -> Recorder {
+    fn new(cgroups: CgroupV2, metadata: ContainerMetadata, known: &[LearnedWorkload]) -> Recorder {
+        let known = known
+            .iter()
+            .flat_map(|w| {
+                w.executables
+                    .iter()
+                    .map(|e| (w.name.clone(), e.path.clone(), e.path_flags))
+            })
+            .collect();
         Recorder {
             cgroup_mount: cgroups.mount_point().to_path_buf(),
             names: CgroupNames::with_metadata(cgroups, metadata),
@@ -266,10 +307,82 @@ impl Recorder {
             content: ContentHasher::new(),
             content_unknown: 0,
             recorded: 0,
+            running: 0,
             undecodable: 0,
             workloads: HashSet::new(),
             executables: HashSet::new(),
+            known,
+            last_new_ms: HashMap::new(),
         }
+    }
+
+    /// Note that `workload` ran `file`, and when, if it is new to the database.
+    fn note(&mut self, workload: &WorkloadId, file: &KernelPath, time_ms: i64) {
+        self.workloads.insert(workload.clone());
+        self.executables
+            .insert((workload.clone(), file.bytes.clone()));
+        if self
+            .known
+            .insert((workload.name(), file.bytes.clone(), file.flags))
+        {
+            self.last_new_ms.insert(workload.clone(), time_ms);
+        }
+    }
+
+    /// Workloads that ran an executable new to the database since `since_ms`, by name.
+    pub fn still_learning(&self, since_ms: i64) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .last_new_ms
+            .iter()
+            .filter(|(_, &ms)| ms >= since_ms)
+            .map(|(w, _)| w.name())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Record the processes already running in the learned cgroups (`watched` ids
+    /// and below; empty: all), except this learner itself; returns how many.
+    fn on_running(&mut self, processes: &[ExecEvent], watched: &[u64]) -> usize {
+        let watched: Vec<String> = watched.iter().map(|id| self.names.name(*id).0).collect();
+        let under = |path: &str| {
+            watched.is_empty()
+                || watched.iter().any(|w| {
+                    w == "/"
+                        || path == w
+                        || path
+                            .strip_prefix(w.as_str())
+                            .is_some_and(|r| r.starts_with('/'))
+                })
+        };
+        let seen_ms = now_ms();
+        let mut recorded = 0;
+        for process in processes.iter().filter(|p| p.pid != std::process::id()) {
+            let (cgroup_path, workload) = self.names.name(process.cgroup_id);
+            if !under(&cgroup_path) {
+                continue;
+            }
+            recorded += 1;
+            for (index, file) in running_files(process).into_iter().enumerate() {
+                let version = if index == 0 {
+                    process.exe_version
+                } else {
+                    None
+                };
+                self.look_up_content(process, &cgroup_path, &workload, &file, version);
+                self.note(&workload, &file, seen_ms);
+                self.batch.add_running(RunningProcess {
+                    workload: workload.clone(),
+                    cgroup_id: process.cgroup_id,
+                    cgroup_path: cgroup_path.clone(),
+                    path: file.bytes,
+                    path_flags: file.flags,
+                    seen_ms,
+                });
+                self.running += 1;
+            }
+        }
+        recorded
     }
 
     fn on_event(&mut self, data: &[u8]) {
@@ -287,9 +400,7 @@ impl Recorder {
             // sched_process_exec is no longer held by the kernel).
             let version = if index == 0 { event.exe_version } else { None };
             self.look_up_content(&event, &cgroup_path, &workload, &file, version);
-            self.workloads.insert(workload.clone());
-            self.executables
-                .insert((workload.clone(), file.bytes.clone()));
+            self.note(&workload, &file, time_ms);
             self.batch.add(Observation {
                 workload: workload.clone(),
                 cgroup_id: event.cgroup_id,

@@ -2,7 +2,9 @@
 //! reviewable profiles, and lock each workload to its profile with one BPF LSM program.
 
 pub mod bpf;
+pub mod check;
 pub mod content;
+pub mod convergence;
 pub mod diff;
 pub mod digest;
 pub mod enforce;
@@ -12,6 +14,8 @@ pub mod metrics;
 pub mod peer_formats;
 pub mod profile;
 pub mod progress;
+pub mod readiness;
+pub mod running;
 pub mod show;
 pub mod storage;
 pub mod workload;

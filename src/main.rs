@@ -14,15 +14,18 @@ use anyhow::{Context, Result};
 use clap::Parser;
 
 use cli::{
-    Cli, Color, Command, DiffArgs, EnforceArgs, ExportArgs, FailOn, LearnArgs, MergeArgs,
-    OutputFormat, ShowArgs, StatusArgs, StopArgs,
+    CheckArgs, Cli, Color, Command, DiffArgs, EnforceArgs, ExportArgs, FailOn, LearnArgs,
+    MergeArgs, OutputFormat, ShowArgs, StatusArgs, StopArgs,
 };
 use fingerprint::bpf::pinned;
+use fingerprint::check;
+use fingerprint::convergence;
 use fingerprint::diff;
 use fingerprint::enforce::run::{EnforceOptions, EnforceSummary, Signals};
 use fingerprint::learn::{self, LearnOptions, LearnSummary};
 use fingerprint::peer_formats::{self, Labels, PeerFormat};
-use fingerprint::profile::{write_file_set, ExportOptions, ProfileSet, WriteReport};
+use fingerprint::profile::{self, write_file_set, ExportOptions, ProfileSet, WriteReport};
+use fingerprint::readiness;
 use fingerprint::show;
 use fingerprint::storage::{self, Database};
 use fingerprint::workload::kubeapi::ApiReader;
@@ -55,6 +58,7 @@ fn main() -> ExitCode {
             None => export_command(args),
         },
         Command::Diff(args) => diff_command(args),
+        Command::Check(args) => check_command(args),
         Command::Status(args) => status_command(args),
         Command::Stop(args) => stop_command(args),
         Command::Completions(args) => {
@@ -136,6 +140,11 @@ fn print_learn_summary(s: &LearnSummary) {
         s.recorded,
         s.workloads,
         s.executables
+    );
+    println!(
+        "{} executable(s) of processes already running when learning started were \
+         recorded as seen running",
+        s.running
     );
     println!(
         "content: {} file version(s) hashed ({:.1} MiB, {} ms of hashing); {} exec(s) with \
@@ -221,7 +230,20 @@ fn merge_profiles(args: &MergeArgs) -> Result<ExitCode> {
 }
 
 fn export_command(args: ExportArgs) -> Result<ExitCode> {
-    let learned = Database::open_read_only(&args.db)?.learned_workloads()?;
+    let mut learned = Database::open_read_only(&args.db)?.learned_workloads()?;
+    if let Some(window) = args.stable_for {
+        let (stable, learning) = convergence::split_stable(&learned, learn::now_ms(), window);
+        for (name, quiet) in &learning {
+            eprintln!(
+                "note: workload `{}` not exported: still learning (a new executable {} ago, \
+                 less than --stable-for {})",
+                profile::escape_bytes(name.as_bytes()),
+                humantime::format_duration(round_to_seconds(*quiet)),
+                humantime::format_duration(window)
+            );
+        }
+        learned = stable;
+    }
     let options = ExportOptions {
         mode: args.mode,
         with_stats: args.with_stats,
@@ -307,6 +329,11 @@ fn export_peer_command(args: ExportArgs, format: PeerFormat) -> Result<ExitCode>
     Ok(ExitCode::SUCCESS)
 }
 
+/// Whole seconds: enough for a person, and no "123ms 456us" noise.
+fn round_to_seconds(duration: std::time::Duration) -> std::time::Duration {
+    std::time::Duration::from_secs(duration.as_secs())
+}
+
 fn diff_command(args: DiffArgs) -> Result<ExitCode> {
     let (a, a_report) = diff::load_side_reported(&args.a)?;
     let (b, b_report) = diff::load_side_reported(&args.b)?;
@@ -351,7 +378,10 @@ fn show_command(args: ShowArgs) -> Result<ExitCode> {
     let sessions = db.sessions()?;
     let workloads = db.learned_workloads()?;
     match args.output {
-        OutputFormat::Text => print!("{}", show::render_text(&sessions, &workloads)),
+        OutputFormat::Text => print!(
+            "{}",
+            show::render_text(&sessions, &workloads, learn::now_ms())
+        ),
         OutputFormat::Json => println!("{:#}", show::render_json(&sessions, &workloads)),
     }
     Ok(ExitCode::SUCCESS)
@@ -440,6 +470,34 @@ fn print_enforce_summary(s: &EnforceSummary) {
     }
 }
 
+fn check_command(args: CheckArgs) -> Result<ExitCode> {
+    let opts = check::CheckOptions {
+        profiles: args.profile,
+        db: args.db,
+        since: args.since,
+    };
+    let report = check::run(&opts, learn::now_ms())?;
+    match args.output {
+        OutputFormat::Json => println!("{:#}", report.to_json()),
+        OutputFormat::Text => print!("{}", report.render_text()),
+    }
+    Ok(match report.is_empty() {
+        true => ExitCode::SUCCESS,
+        false => ExitCode::from(1),
+    })
+}
+
+/// Each audit-mode profile of the pinned enforcement with its violations in `db`, or
+/// why they cannot be read; `None` without --db. Never an error: what is pinned is
+/// what `status` is for.
+fn audit_readiness(
+    state: Option<&pinned::PinnedState>,
+    db: Option<&std::path::Path>,
+) -> Option<Result<Vec<readiness::AuditReadiness>, String>> {
+    let (state, db) = (state?, db?);
+    Some(readiness::audit_profiles(&state.profiles, db).map_err(|e| format!("{e:#}")))
+}
+
 fn status_command(args: StatusArgs) -> Result<ExitCode> {
     let Some(status) = pinned::status(&args.pin_dir)? else {
         match args.output {
@@ -451,10 +509,15 @@ fn status_command(args: StatusArgs) -> Result<ExitCode> {
         }
         return Ok(ExitCode::from(1));
     };
+    let audit = audit_readiness(status.state.as_ref(), args.db.as_deref());
     match args.output {
         OutputFormat::Json => println!(
             "{:#}",
-            serde_json::json!({"enforcing": true, "status": status})
+            serde_json::json!({"enforcing": true, "status": status, "audit": match &audit {
+                Some(Ok(profiles)) => serde_json::json!(profiles),
+                Some(Err(error)) => serde_json::json!({ "error": error }),
+                None => serde_json::Value::Null,
+            }})
         ),
         OutputFormat::Text => {
             if let Some(state) = &status.state {
@@ -494,6 +557,17 @@ fn status_command(args: StatusArgs) -> Result<ExitCode> {
                         .map(|e| format!(" ({e})"))
                         .unwrap_or_default()
                 );
+            }
+            match &audit {
+                Some(Ok(profiles)) if !profiles.is_empty() => {
+                    println!("profiles in audit mode (violations from the database):");
+                    for profile in profiles {
+                        println!("  {}", profile.render_text());
+                    }
+                }
+                Some(Ok(_)) => println!("no profile is in audit mode"),
+                Some(Err(error)) => println!("audit-mode violations unknown: {error}"),
+                None => {}
             }
         }
     }

@@ -1,13 +1,20 @@
 //! `fingerprint show`: what a learning database holds, for people (text, every name
-//! escaped) and for machines (JSON, every name exact).
+//! escaped) and for machines (JSON, every name exact), with each workload's
+//! convergence (see crate::convergence).
 
 use serde_json::{json, Value};
 
+use crate::convergence::Convergence;
 use crate::event::describe_path_flags;
 use crate::profile::{escape_bytes, path_json, ContentCoverage};
 use crate::storage::{LearnedExecutable, LearnedWorkload, SessionRecord};
 
-pub fn render_text(sessions: &[SessionRecord], workloads: &[LearnedWorkload]) -> String {
+/// The text form; `now_ms` says how long ago each workload last found something new.
+pub fn render_text(
+    sessions: &[SessionRecord],
+    workloads: &[LearnedWorkload],
+    now_ms: i64,
+) -> String {
     let mut out = String::new();
     let seen: u64 = sessions.iter().map(|s| s.events_seen).sum();
     let dropped: u64 = sessions.iter().map(|s| s.events_dropped).sum();
@@ -26,6 +33,9 @@ pub fn render_text(sessions: &[SessionRecord], workloads: &[LearnedWorkload]) ->
             workload.id.kind(),
             workload.executables.len()
         ));
+        if let Some(c) = Convergence::of(workload) {
+            out.push_str(&convergence_line(&c, now_ms));
+        }
         for exe in &workload.executables {
             out.push_str(&executable_line(exe));
             out.push_str(&content_lines(exe));
@@ -34,12 +44,39 @@ pub fn render_text(sessions: &[SessionRecord], workloads: &[LearnedWorkload]) ->
     out
 }
 
+/// "first seen ..., last new executable ... (3h ago), 120 execs, 7 executables".
+fn convergence_line(c: &Convergence, now_ms: i64) -> String {
+    let time = |ms: i64| {
+        humantime::format_rfc3339_seconds(
+            std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64),
+        )
+    };
+    let ago = std::time::Duration::from_secs(c.quiet_for(now_ms).as_secs());
+    format!(
+        "  first seen {}, last new executable {} ({} ago), {} execs, {} executables\n",
+        time(c.first_seen_ms),
+        time(c.last_new_ms),
+        humantime::format_duration(ago),
+        c.execs,
+        c.executables
+    )
+}
+
 fn executable_line(exe: &LearnedExecutable) -> String {
+    let mut notes = Vec::new();
     let flags = describe_path_flags(exe.path_flags);
-    let note = if flags.is_empty() {
-        String::new()
-    } else {
-        format!("  [{flags}]")
+    if !flags.is_empty() {
+        notes.push(flags);
+    }
+    if exe.running > 0 {
+        notes.push(format!(
+            "running: {} process(es) when learning started",
+            exe.running
+        ));
+    }
+    let note = match notes.is_empty() {
+        true => String::new(),
+        false => format!("  [{}]", notes.join("; ")),
     };
     format!("  {:>8}  {}{note}\n", exe.count, escape_bytes(&exe.path))
 }
@@ -86,11 +123,14 @@ pub fn render_json(sessions: &[SessionRecord], workloads: &[LearnedWorkload]) ->
                     json!({
                         "path": path_json(&e.path), "flags": e.path_flags, "count": e.count,
                         "first_seen_ms": e.first_seen_ms, "last_seen_ms": e.last_seen_ms,
-                        "sha256": e.sha256,
+                        "sha256": e.sha256, "running": e.running,
                     })
                 })
                 .collect();
-            json!({ "name": w.name, "identity": w.id, "executables": executables })
+            json!({
+                "name": w.name, "identity": w.id, "convergence": Convergence::of(w),
+                "executables": executables,
+            })
         })
         .collect();
     json!({ "sessions": sessions, "workloads": workloads })

@@ -8,6 +8,7 @@
 
 mod merge;
 mod read_only;
+mod recorded;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -19,6 +20,7 @@ use rusqlite::{
 
 pub use merge::merge_into;
 pub use read_only::is_database_file;
+pub use recorded::{RecordSource, RecordedExec};
 
 use crate::content::Sha256;
 use crate::workload::WorkloadId;
@@ -128,7 +130,36 @@ ALTER TABLE sessions ADD COLUMN content_unknown INTEGER NOT NULL DEFAULT 0;
     r#"
 ALTER TABLE violations ADD COLUMN repeats INTEGER NOT NULL DEFAULT 0;
 "#,
+    // Executables of processes already running when a session started: seen running,
+    // not seen exec'd (no exec count). `executables` includes them, with their
+    // process count as `running`.
+    r#"
+CREATE TABLE running_observations (
+    session_id INTEGER NOT NULL,
+    workload_id INTEGER NOT NULL,
+    path BLOB NOT NULL,
+    path_flags INTEGER NOT NULL,
+    processes INTEGER NOT NULL,
+    seen_ms INTEGER NOT NULL,
+    PRIMARY KEY (session_id, workload_id, path, path_flags)
+) WITHOUT ROWID;
+DROP VIEW executables;
+CREATE VIEW executables AS
+    SELECT workload_id, path, path_flags, SUM(count) AS count,
+           MIN(first_seen_ms) AS first_seen_ms, MAX(last_seen_ms) AS last_seen_ms,
+           SUM(processes) AS running
+    FROM (SELECT workload_id, path, path_flags, count, first_seen_ms, last_seen_ms,
+                 0 AS processes FROM observations
+          UNION ALL
+          SELECT workload_id, path, path_flags, 0, seen_ms, seen_ms, processes
+          FROM running_observations)
+    GROUP BY workload_id, path, path_flags;
+"#,
 ];
+
+/// The first schema version with `running_observations`; older files are read as
+/// they are, with no process seen running.
+const RUNNING_SCHEMA: u32 = 5;
 
 /// The schema version this build writes and understands.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
@@ -224,6 +255,26 @@ pub struct Batch {
     digests: HashMap<(WorkloadId, Vec<u8>, u32, Sha256), u64>,
     /// Execs whose content could not be hashed.
     content_unknown: u64,
+    /// Processes already running when the session started, per executable.
+    running: HashMap<(WorkloadId, Vec<u8>, u32), Running>,
+}
+
+/// The processes seen running one executable when a session started.
+#[derive(Debug, Default)]
+struct Running {
+    processes: u64,
+    seen_ms: i64,
+}
+
+/// An executable a process was already running when learning started.
+#[derive(Debug, Clone)]
+pub struct RunningProcess {
+    pub workload: WorkloadId,
+    pub cgroup_id: u64,
+    pub cgroup_path: String,
+    pub path: Vec<u8>,
+    pub path_flags: u32,
+    pub seen_ms: i64,
 }
 
 #[derive(Debug, Default)]
@@ -254,6 +305,19 @@ impl Batch {
         agg.last_seen_ms = agg.last_seen_ms.max(obs.time_ms);
         *agg.parents.entry(obs.parent).or_default() += 1;
         *agg.uids.entry(obs.uid).or_default() += 1;
+    }
+
+    /// A process seen running (not exec'd): recorded apart from execs, with no count.
+    pub fn add_running(&mut self, process: RunningProcess) {
+        self.cgroups
+            .entry(process.cgroup_id)
+            .or_insert_with(|| (process.cgroup_path, process.workload.clone()));
+        let running = self
+            .running
+            .entry((process.workload, process.path, process.path_flags))
+            .or_default();
+        running.processes += 1;
+        running.seen_ms = process.seen_ms;
     }
 
     /// Observations added since the batch was created.
@@ -297,6 +361,8 @@ pub struct LearnedExecutable {
     /// Every content seen executed under this path, sorted; empty when none could be
     /// hashed (or the database predates content recording).
     pub sha256: Vec<Sha256>,
+    /// Processes seen running it when a session started (0: only seen exec'd).
+    pub running: u64,
 }
 
 /// Everything learned about one workload.
@@ -558,12 +624,16 @@ impl Database {
     /// sorted by path.
     pub fn learned_workloads(&self) -> Result<Vec<LearnedWorkload>, StorageError> {
         let mut workloads = self.workload_index()?;
+        let running = match self.schema_version()? >= RUNNING_SCHEMA {
+            true => "running",
+            false => "0",
+        };
         let mut stmt = self
             .conn
-            .prepare(
-                "SELECT workload_id, path, path_flags, count, first_seen_ms, last_seen_ms \
-                 FROM executables ORDER BY workload_id, path, path_flags",
-            )
+            .prepare(&format!(
+                "SELECT workload_id, path, path_flags, count, first_seen_ms, last_seen_ms, \
+                 {running} FROM executables ORDER BY workload_id, path, path_flags"
+            ))
             .map_err(|e| self.err(e))?;
         let rows = stmt
             .query_map([], |row| {
@@ -576,6 +646,7 @@ impl Database {
                         first_seen_ms: row.get(4)?,
                         last_seen_ms: row.get(5)?,
                         sha256: Vec::new(),
+                        running: row.get::<_, i64>(6)? as u64,
                     },
                 ))
             })
@@ -793,6 +864,7 @@ fn write_batch(tx: &Transaction, session: i64, batch: &Batch) -> rusqlite::Resul
         .values()
         .map(|(_, w)| w)
         .chain(batch.executables.keys().map(|(w, _, _)| w))
+        .chain(batch.running.keys().map(|(w, _, _)| w))
     {
         if !workload_ids.contains_key(workload) {
             workload_ids.insert(workload, workload_row(tx, workload)?);
@@ -850,6 +922,22 @@ fn write_batch(tx: &Transaction, session: i64, batch: &Batch) -> rusqlite::Resul
         for (user, count) in &agg.uids {
             uid.execute(params![session, workload, path, flags, user, *count as i64])?;
         }
+    }
+    let mut running = tx.prepare_cached(
+        "INSERT INTO running_observations (session_id, workload_id, path, path_flags, \
+         processes, seen_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+         ON CONFLICT DO UPDATE SET processes = processes + excluded.processes, \
+         seen_ms = MAX(seen_ms, excluded.seen_ms)",
+    )?;
+    for ((workload, path, flags), seen) in &batch.running {
+        running.execute(params![
+            session,
+            workload_ids[workload],
+            path,
+            flags,
+            seen.processes as i64,
+            seen.seen_ms
+        ])?;
     }
     Ok(())
 }
@@ -1056,6 +1144,62 @@ mod tests {
         assert_eq!(learned_digests(&into), expected);
         let db = Database::open_read_only(&into).unwrap();
         assert_eq!(db.content_unknown().unwrap(), 1, "merged once, not twice");
+    }
+
+    /// A database as the previous schema (3) left it: read as it is (no process
+    /// seen running), then migrated by the first writer with nothing lost.
+    #[test]
+    fn a_schema_3_database_is_read_as_it_is_and_migrates() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v3.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            for sql in &MIGRATIONS[..3] {
+                conn.execute_batch(sql).unwrap();
+            }
+            conn.execute_batch(
+                "PRAGMA user_version = 3; \
+                 INSERT INTO sessions (id, uuid, host, kernel, hook, started_at_ms) \
+                   VALUES (1, 'u', 'h', 'k', 'x', 0); \
+                 INSERT INTO workloads (id, name, kind, identity) \
+                   VALUES (1, '/w', 'cgroup', '{\"kind\":\"cgroup\",\"path\":\"/w\"}'); \
+                 INSERT INTO observations VALUES (1, 1, X'2f62696e2f61', 0, 4, 10, 20);",
+            )
+            .unwrap();
+        }
+        let exes = |db: &Database| -> Vec<(u64, u64)> {
+            db.learned_workloads().unwrap()[0]
+                .executables
+                .iter()
+                .map(|e| (e.count, e.running))
+                .collect()
+        };
+        let read = Database::open_read_only(&path).unwrap();
+        assert_eq!(exes(&read), [(4, 0)]);
+        assert_eq!(read.recorded_execs(None).unwrap().len(), 1);
+        assert_eq!(
+            read.schema_version().unwrap(),
+            3,
+            "reading does not migrate"
+        );
+        drop(read);
+        let mut db = Database::open(&path).unwrap();
+        assert_eq!(db.schema_version().unwrap(), SCHEMA_VERSION);
+        let mut batch = Batch::default();
+        batch.add_running(RunningProcess {
+            workload: WorkloadId::Cgroup { path: "/w".into() },
+            cgroup_id: 1,
+            cgroup_path: "/w".into(),
+            path: b"/bin/a".to_vec(),
+            path_flags: 0,
+            seen_ms: 30,
+        });
+        db.record(1, &batch, 0, 0, None).unwrap();
+        assert_eq!(
+            exes(&db),
+            [(4, 1)],
+            "the exec count is kept, the process added"
+        );
     }
 
     #[test]

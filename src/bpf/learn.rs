@@ -1,6 +1,7 @@
 //! Loading the learning programs: the LSM hook enforcement uses, where the kernel
 //! allows it, else `tp_btf/sched_process_exec`; which one, and why, is reported.
 
+use std::io::Read;
 use std::time::Duration;
 
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
@@ -57,7 +58,9 @@ impl LearnProbe {
         let program = match hook {
             Hook::SchedProcessExec => &skel.progs.handle_sched_process_exec,
             Hook::BprmCheckSecurity => &skel.progs.handle_bprm_check_security,
-            Hook::FileOpen | Hook::TaskAlloc => unreachable!("learning hooks execs only"),
+            Hook::FileOpen | Hook::TaskAlloc | Hook::Running => {
+                unreachable!("learning attaches an exec hook")
+            }
         };
         let link = program
             .attach()
@@ -93,6 +96,26 @@ impl LearnProbe {
             .add(&self.skel.maps.fp_events, on_event)
             .map_err(map_error)?;
         builder.build().map_err(map_error)
+    }
+
+    /// Every process running now, one exec-event record each (hook
+    /// [`Hook::Running`]), back to back as the task iterator wrote them. Called after
+    /// the exec program is attached, so a process is either in this snapshot or its
+    /// exec is an event.
+    pub fn running_processes(&self) -> Result<Vec<u8>, BpfError> {
+        let refused = |reason: String| refused("iter/task", reason);
+        let link = self
+            .skel
+            .progs
+            .snapshot_running_task
+            .attach()
+            .map_err(|e| refused(format!("attach failed: {e}")))?;
+        let mut records = Vec::new();
+        libbpf_rs::Iter::new(&link)
+            .map_err(|e| refused(format!("creating the iterator failed: {e}")))?
+            .read_to_end(&mut records)
+            .map_err(|e| refused(format!("reading the iterator failed: {e}")))?;
+        Ok(records)
     }
 
     /// Sum of the per-CPU counters.

@@ -105,6 +105,7 @@ fn learned(path: &[u8], flags: u32, count: u64) -> LearnedExecutable {
         first_seen_ms: 1_700_000_000_000 + i64::try_from(count).expect("small count"),
         last_seen_ms: 1_700_000_900_000,
         sha256: Vec::new(),
+        running: 0,
     }
 }
 

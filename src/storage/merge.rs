@@ -172,6 +172,20 @@ fn merge_attached(conn: &mut Connection, source: &str) -> Result<MergeReport, ru
            JOIN temp.workload_map wm ON wm.src_id = o.workload_id;",
     )?;
     tx.execute_batch(super::MERGE_CONTENT)?;
+    // A source older than the running-process records has none to bring.
+    let has_running: bool = tx.query_row(
+        "SELECT EXISTS (SELECT 1 FROM src.sqlite_master WHERE name = 'running_observations')",
+        [],
+        |row| row.get(0),
+    )?;
+    if has_running {
+        tx.execute_batch(
+            "INSERT INTO main.running_observations SELECT sm.dst_id, wm.dst_id, o.path, \
+               o.path_flags, o.processes, o.seen_ms FROM src.running_observations o \
+               JOIN temp.session_map sm ON sm.src_id = o.session_id \
+               JOIN temp.workload_map wm ON wm.src_id = o.workload_id;",
+        )?;
+    }
     tx.execute_batch(
         "DROP TABLE temp.new_sessions; DROP TABLE temp.session_map; \
          DROP TABLE temp.workload_map;",

@@ -7,6 +7,7 @@ mod boundaries;
 mod cli;
 mod coalesce;
 mod containers;
+mod converge;
 mod decision;
 mod enforce;
 mod engines;
