@@ -26,7 +26,7 @@ pub enum Mech {
 }
 
 impl Mech {
-    fn arg(self) -> &'static str {
+    pub fn arg(self) -> &'static str {
         match self {
             Mech::Lsm => "lsm",
             Mech::Kill => "kill",

@@ -395,10 +395,7 @@ fn detached_enforcement_checks_pinned_paths_by_path_only(mech: Mech) {
         "--pin-dir".as_ref(),
         pin_dir.as_ref(),
         "--mechanism".as_ref(),
-        match mech {
-            Mech::Lsm => "lsm".as_ref(),
-            Mech::Kill => "kill".as_ref(),
-        },
+        mech.arg().as_ref(),
         "--profile".as_ref(),
         p.profiles.as_os_str(),
     ]);
