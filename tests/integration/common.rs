@@ -252,11 +252,31 @@ pub fn temp_dir() -> (tempfile::TempDir, PathBuf) {
 
 /// Copy a system binary to `dest` (made executable) so each test execs its own file.
 pub fn install_binary(source: &str, dest: &Path) -> PathBuf {
-    if let Some(parent) = dest.parent() {
+    let bytes = std::fs::read(source).unwrap_or_else(|e| panic!("reading {source}: {e}"));
+    write_executable(dest, &bytes)
+}
+
+/// Writes `bytes` to `path` (into the same inode if it exists), mode 0755, from a child
+/// process. A file this multi-threaded test process held open for writing would be
+/// inherited by a child another test thread forks at that moment, and until that child
+/// execs, the file cannot be exec'd (ETXTBSY): the write must never hold the fd here.
+pub fn write_executable(path: &Path, bytes: &[u8]) -> PathBuf {
+    use std::io::Write;
+    if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).expect("mkdir");
     }
-    std::fs::copy(source, dest).unwrap_or_else(|e| panic!("copying {source}: {e}"));
-    dest.to_owned()
+    let mut writer = Command::new("/bin/sh")
+        .args(["-c", "cat > \"$1\" && chmod 755 \"$1\"", "sh"])
+        .arg(path)
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("spawning /bin/sh");
+    let mut stdin = writer.stdin.take().expect("piped stdin");
+    stdin.write_all(bytes).expect("writing to cat");
+    drop(stdin);
+    let status = writer.wait().expect("waiting for cat");
+    assert!(status.success(), "writing {}: {status}", path.display());
+    path.to_owned()
 }
 
 /// `fingerprint export --db DB --out DIR EXTRA...`, which must succeed.

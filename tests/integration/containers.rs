@@ -7,7 +7,6 @@
 //! (`kubeapi.rs`), both name the owner from the API, and fall back to pod names.
 
 use std::ffi::{OsStr, OsString};
-use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -247,11 +246,11 @@ pub fn rootfs(dir: &Path) -> PathBuf {
     for sub in ["bin", "proc", "dev", "sys", "tmp", "opt/tools"] {
         std::fs::create_dir_all(dir.join(sub)).unwrap();
     }
-    std::fs::copy(BUSYBOX, dir.join("bin/busybox")).expect("busybox-static (make deps)");
+    install_binary(BUSYBOX, &dir.join("bin/busybox"));
     for applet in APPLETS {
         std::os::unix::fs::symlink("busybox", dir.join("bin").join(applet)).unwrap();
     }
-    std::fs::copy(BUSYBOX, dir.join(FORBIDDEN.trim_start_matches('/'))).unwrap();
+    install_binary(BUSYBOX, &dir.join(FORBIDDEN.trim_start_matches('/')));
     dir.to_path_buf()
 }
 
@@ -718,8 +717,7 @@ impl ContainerBeingSetUp {
         let script = Self::script(&tmp);
         std::fs::create_dir_all(script.parent().unwrap()).unwrap();
         let body = format!("#!{DASH}\n: > {}\n", tmp.join("ran").display());
-        std::fs::write(&script, body).unwrap();
-        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        write_executable(&script, body.as_bytes());
         let state = tmp.join("state");
         ContainerBeingSetUp {
             _keep: keep,

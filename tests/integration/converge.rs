@@ -77,20 +77,12 @@ fn a_process_started_before_learn_is_learned_and_may_restart_under_enforcement()
     let sleeper = install_binary(SLEEP, &tmp.join("app/bin/sleeper"));
     let forbidden = install_binary(TRUE, &tmp.join("app/bin/new-tool"));
     let service = tmp.join("app/service.sh");
-    std::fs::write(
-        &service,
-        format!(
-            "#!{}\n{} \"${{1:-300}}\"\nexit 0\n",
-            interpreter.display(),
-            sleeper.display()
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(
-        &service,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
+    let body = format!(
+        "#!{}\n{} \"${{1:-300}}\"\nexit 0\n",
+        interpreter.display(),
+        sleeper.display()
+    );
+    write_executable(&service, body.as_bytes());
     let cg = TestCgroup::new();
     let started = cg.command(&service).spawn().expect("starting the service");
     wait_for_processes(&cg, 2);

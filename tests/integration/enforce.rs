@@ -515,8 +515,10 @@ pub fn script_with_forbidden_interpreter_is_blocked(mech: Mech) {
     let f = Fixture::new("enforce");
     let interpreter = install_binary(DASH, &f.tmp.join("bin/fp-sh"));
     let script = f.tmp.join("bin/fp-script");
-    std::fs::write(&script, format!("#!{}\nexit 0\n", interpreter.display())).unwrap();
-    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    write_executable(
+        &script,
+        format!("#!{}\nexit 0\n", interpreter.display()).as_bytes(),
+    );
     write_profile(
         &f.profiles,
         &f.cg.path,
@@ -539,8 +541,10 @@ pub fn script_not_in_profile_is_denied_even_with_allowed_interpreter() {
     let f = Fixture::new("enforce");
     let interpreter = install_binary(DASH, &f.tmp.join("bin/fp-sh"));
     let script = f.tmp.join("bin/fp-script");
-    std::fs::write(&script, format!("#!{}\nexit 0\n", interpreter.display())).unwrap();
-    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    write_executable(
+        &script,
+        format!("#!{}\nexit 0\n", interpreter.display()).as_bytes(),
+    );
     write_profile(&f.profiles, &f.cg.path, "enforce", &[&interpreter], &[]);
     let enforcer = f.start(Mech::Lsm, &[]);
     assert_eq!(outcome(&mut f.cg.command(&script)), Outcome::Denied);
@@ -558,16 +562,12 @@ pub fn learned_profile_replays_without_violations(mech: Mech) {
     let tool = install_binary(TRUE, &tmp.join("app/bin/tool"));
     let interpreter = install_binary(DASH, &tmp.join("app/bin/sh"));
     let script = tmp.join("app/run.sh");
-    std::fs::write(
-        &script,
-        format!(
-            "#!{}\n{} && exit 0\n",
-            interpreter.display(),
-            tool.display()
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let body = format!(
+        "#!{}\n{} && exit 0\n",
+        interpreter.display(),
+        tool.display()
+    );
+    write_executable(&script, body.as_bytes());
     symlink(&tool, tmp.join("app/tool-link")).unwrap();
     let forbidden = install_binary(TRUE, &tmp.join("app/bin/new-tool"));
     let cg = TestCgroup::new();

@@ -293,7 +293,7 @@ pub fn overwrite_the_allowed_file_in_place(mech: Mech) {
     let enforcer = p.start(mech);
     assert_eq!(outcome(&mut p.cg.command(&p.allowed)), Outcome::Ran(0));
     let ino = std::fs::metadata(&p.allowed).unwrap().ino();
-    std::fs::write(&p.allowed, std::fs::read(&p.evil).unwrap()).unwrap();
+    write_executable(&p.allowed, &std::fs::read(&p.evil).unwrap());
     assert_eq!(std::fs::metadata(&p.allowed).unwrap().ino(), ino);
     assert_eq!(outcome(&mut p.exec_allowed()), Outcome::Killed);
     assert_content_mismatches(&enforcer.stop(), &p.allowed, &["killed"]);
@@ -360,15 +360,20 @@ pub fn edited_script_is_stopped() {
     // Named `sh`: busybox runs the applet its name says.
     let interpreter = install_binary(BUSYBOX, &p.tmp.join("bin/sh"));
     let script = p.tmp.join("bin/fp-script");
-    std::fs::write(&script, format!("#!{}\nexit 0\n", interpreter.display())).unwrap();
-    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    write_executable(
+        &script,
+        format!("#!{}\nexit 0\n", interpreter.display()).as_bytes(),
+    );
     p.write_profile(&[
         (&script, &[sha256_of(&script)]),
         (&interpreter, &[sha256_of(&interpreter)]),
     ]);
     let enforcer = p.start(Mech::Lsm);
     assert_eq!(outcome(&mut p.cg.command(&script)), Outcome::Ran(0));
-    std::fs::write(&script, format!("#!{}\nexit 3\n", interpreter.display())).unwrap();
+    write_executable(
+        &script,
+        format!("#!{}\nexit 3\n", interpreter.display()).as_bytes(),
+    );
     assert_eq!(outcome(&mut p.cg.command(&script)), Outcome::Killed);
     assert_content_mismatches(&enforcer.stop(), &script, &["killed"]);
 }

@@ -86,8 +86,10 @@ fn script_records_script_and_interpreter() {
     let (_keep, tmp) = temp_dir();
     let interpreter = install_binary(DASH, &tmp.join("bin/fp-sh"));
     let script = tmp.join("bin/fp-script");
-    std::fs::write(&script, format!("#!{}\nexit 0\n", interpreter.display())).unwrap();
-    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    write_executable(
+        &script,
+        format!("#!{}\nexit 0\n", interpreter.display()).as_bytes(),
+    );
     let cg = TestCgroup::new();
     let db = tmp.join("learn.db");
     let learner = Learner::start(&db, &[&cg]);
@@ -422,8 +424,7 @@ fn install_variant(source: &str, dest: &Path, tail: &[u8]) -> Vec<u8> {
     let mut content = std::fs::read(source).expect("reading a binary");
     content.extend_from_slice(tail);
     let staged = dest.with_extension("new");
-    std::fs::write(&staged, &content).unwrap();
-    std::fs::set_permissions(&staged, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    write_executable(&staged, &content);
     // A rename onto the name: a new inode, as a package update or an attacker does it.
     std::fs::rename(&staged, dest).unwrap();
     content
