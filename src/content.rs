@@ -3,10 +3,11 @@
 //! The kernel reports which *version* of a file was executed ([`FileVersion`]: device,
 //! inode, generation, change time, size). User space opens that file afterwards, while
 //! the process still lives (`/proc/PID/exe`), else by its path inside the root of a
-//! process still alive in the same cgroup, and accepts the digest only if the opened
-//! file is that same version before and after hashing: a digest is never taken from a
-//! file that replaced the executed one under its name. When no such file can be opened
-//! the content stays unknown, and the caller counts it.
+//! process still alive in the same cgroup, of its parent, or of the learner, and
+//! accepts the digest only if the opened file is that same version before and after
+//! hashing: a digest is never taken from a file that replaced the executed one under
+//! its name. When no such file can be opened the content stays unknown, and the caller
+//! counts it.
 //!
 //! Each version is hashed once ([`ContentHasher`] caches by version), on a worker
 //! thread, so an exec storm costs the event loop a map lookup per exec.
@@ -169,11 +170,17 @@ impl FileVersion {
     }
 }
 
-/// Open what process `pid` executed if it is still `version`: through the process
-/// itself while it lives, else by `path` inside the root of a live process of the same
-/// cgroup (`cgroup_dir` is its directory; its processes see the same files).
+/// Open what process `pid` (child of `ppid`) executed if it is still `version`:
+/// through the process itself while it lives, else by `path` inside the root of a live
+/// process of the same cgroup (`cgroup_dir` is its directory; its processes most
+/// likely see the same files), of the parent, and last of this process. Any root will
+/// do: a file is accepted only as the executed version (device and inode name the
+/// file whatever the mount namespace), so a root where `path` names another file
+/// yields nothing, never a wrong digest. Without the last two, a tool that exited
+/// alone in its cgroup before the event was read would be learned without content.
 pub fn open_executed(
     pid: u32,
+    ppid: u32,
     path: &[u8],
     cgroup_dir: &Path,
     version: &FileVersion,
@@ -181,11 +188,14 @@ pub fn open_executed(
     if let Some(file) = open_image_of(pid, version) {
         return Some(file);
     }
-    let procs = std::fs::read_to_string(cgroup_dir.join("cgroup.procs")).ok()?;
-    procs
-        .lines()
-        .filter(|line| *line != pid.to_string())
-        .find_map(|live| open_in_root_of(live, path, version))
+    let own = pid.to_string();
+    let procs = std::fs::read_to_string(cgroup_dir.join("cgroup.procs")).unwrap_or_default();
+    let neighbours = procs.lines().filter(|line| *line != own);
+    let parent = ppid.to_string();
+    let found = neighbours
+        .chain([parent.as_str(), "self"])
+        .find_map(|root_of| open_in_root_of(root_of, path, version));
+    found
 }
 
 /// The image process `pid` runs, if it is `version`. The mm's own file: always the
@@ -196,7 +206,8 @@ pub fn open_image_of(pid: u32, version: &FileVersion) -> Option<File> {
         .filter(|file| version.is(file))
 }
 
-/// `path` inside the root (and mount namespace) of process `pid`, if it is `version`.
+/// `path` inside the root (and mount namespace) of process `pid` (or `self`), if it is
+/// `version`.
 pub fn open_in_root_of(pid: &str, path: &[u8], version: &FileVersion) -> Option<File> {
     let relative = Path::new(std::ffi::OsStr::from_bytes(path.strip_prefix(b"/")?));
     open_if_version(

@@ -433,7 +433,7 @@ impl Recorder {
         let mount = &self.cgroup_mount;
         let open = || {
             let cgroup_dir = mount.join(cgroup_path.trim_start_matches('/'));
-            content::open_executed(event.pid, &file.bytes, &cgroup_dir, &version)
+            content::open_executed(event.pid, event.ppid, &file.bytes, &cgroup_dir, &version)
         };
         if let Some((key, digest)) = self.content.lookup(version, key, open) {
             self.record_content(key, digest);

@@ -597,6 +597,104 @@ pub fn learned_profile_replays_without_violations(mech: Mech) {
     );
 }
 
+/// An executable updated between learning and enforcement (a new image of the same
+/// workload): its new content is drift, blocked with `content_mismatch`, until what a
+/// node learned of the new version is merged with the old learning; then the workload
+/// replays with no violation.
+pub fn an_updated_executable_replays_once_its_new_content_is_merged(mech: Mech) {
+    let (_keep, tmp) = temp_dir();
+    let tool = install_binary(TRUE, &tmp.join("app/bin/tool"));
+    let v1 = crate::identity::sha256_of(&tool);
+    let cg = TestCgroup::new();
+    let learn = |db: &Path| {
+        let learner = crate::common::Learner::start(db, &[&cg]);
+        assert_eq!(outcome(&mut cg.command(&tool)), Outcome::Ran(0));
+        learner.stop_ok();
+    };
+    let old_db = tmp.join("old.db");
+    learn(&old_db);
+    let old_profiles = tmp.join("old-profiles");
+    export_profiles(&old_db, &old_profiles, &["--mode", "enforce"]);
+    // Learned with its content: a path-only entry would allow any bytes at that path.
+    assert_eq!(exported_digests(&old_profiles, &tool), vec![v1.to_string()]);
+
+    // The new version: other bytes (trailing data an ELF loader ignores), renamed
+    // onto the name as a package manager or an image update would.
+    let mut bytes = std::fs::read(&tool).unwrap();
+    bytes.extend_from_slice(b"version 2");
+    let staged = write_executable(&tmp.join("app/bin/.tool.new"), &bytes);
+    std::fs::rename(&staged, &tool).unwrap();
+    let v2 = crate::identity::sha256_of(&tool);
+
+    // The first exec of a version the kernel has not seen is held, hashed and killed
+    // (with the LSM too); a later one is refused from the cache (or held again while
+    // the version is younger than the cache's age rule): blocked either way.
+    let enforcer = Enforcer::start(&tmp, &old_profiles, mech, &["--coalesce-window", "0s"]);
+    assert_eq!(outcome(&mut cg.command(&tool)), Outcome::Killed, "drift");
+    let again = outcome(&mut cg.command(&tool));
+    assert!(
+        matches!(again, Outcome::Killed | Outcome::Denied),
+        "{again:?}"
+    );
+    let events = enforcer.stop();
+    assert_eq!(events.len(), 2, "{events:#?}");
+    assert!(
+        events.iter().all(|e| e["reason"] == "content_mismatch"),
+        "{events:#?}"
+    );
+
+    let new_db = tmp.join("new.db");
+    learn(&new_db);
+    let merged = tmp.join("merged.db");
+    let out = fingerprint(&[
+        "merge".as_ref(),
+        "--into".as_ref(),
+        merged.as_os_str(),
+        old_db.as_os_str(),
+        new_db.as_os_str(),
+    ]);
+    assert!(
+        out.status.success(),
+        "merge: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let profiles = tmp.join("profiles");
+    export_profiles(&merged, &profiles, &["--mode", "enforce"]);
+    let mut both = vec![v1.to_string(), v2.to_string()];
+    both.sort();
+    assert_eq!(
+        exported_digests(&profiles, &tool),
+        both,
+        "merge keeps the union"
+    );
+    let enforcer = Enforcer::start(&tmp, &profiles, mech, &[]);
+    assert_eq!(outcome(&mut cg.command(&tool)), Outcome::Ran(0));
+    assert_eq!(outcome(&mut cg.command(&tool)), Outcome::Ran(0), "cached");
+    let events = enforcer.stop();
+    assert!(events.is_empty(), "{events:#?}");
+}
+
+/// The digests the profiles in `dir` list for `exe`, sorted (empty: path only).
+fn exported_digests(dir: &Path, exe: &Path) -> Vec<String> {
+    let path = path_value(&bytes(exe));
+    let mut digests: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| std::fs::read(entry.unwrap().path()).unwrap())
+        .map(|text| serde_json::from_slice::<Value>(&text).unwrap())
+        .flat_map(|profile| {
+            profile["executables"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .filter(|entry| entry["path"] == path)
+        .flat_map(|entry| entry["sha256"].as_array().cloned().unwrap_or_default())
+        .map(|digest| digest.as_str().unwrap().to_owned())
+        .collect();
+    digests.sort();
+    digests
+}
+
 /// `fingerprint status` as JSON, and its exit status.
 pub fn status(pin_dir: &str) -> (Option<i32>, Value) {
     let out = fingerprint(&[
@@ -827,6 +925,7 @@ fn dynamic_loader() -> PathBuf {
 
 with_both_mechanisms!(
     learned_profile_replays_without_violations,
+    an_updated_executable_replays_once_its_new_content_is_merged,
     pinned_enforcement_survives_the_cli,
     pinned_enforcement_is_taken_over_without_a_gap,
     new_executable_is_blocked_and_reported,

@@ -460,6 +460,29 @@ fn learned_digest_is_the_sha256sum_of_the_executed_file() {
     assert_eq!(content_unknown(&db), 0);
 }
 
+/// A process that has exited, alone in its cgroup, before the learner reads its exec:
+/// neither its own image nor a neighbour's root is left to open the file through.
+/// The file is still at its path, the same version, so its digest is still learned:
+/// a short-lived tool must not become a path-only entry (any content allowed).
+#[test]
+fn a_short_lived_exec_alone_in_its_cgroup_is_hashed() {
+    if !privileged("content_alone") {
+        return;
+    }
+    let (_keep, tmp) = temp_dir();
+    let short = install_binary(TRUE, &tmp.join("bin/fp-alone"));
+    let cg = TestCgroup::new();
+    let db = tmp.join("learn.db");
+    let learner = Learner::start(&db, &[&cg]);
+    learner.signal(nix::sys::signal::Signal::SIGSTOP);
+    cg.run_ok(&short, &[]);
+    learner.signal(nix::sys::signal::Signal::SIGCONT);
+    learner.stop_ok();
+
+    assert_eq!(digests(&db, &cg.path, &short), vec![sha256sum(&short)]);
+    assert_eq!(content_unknown(&db), 0);
+}
+
 #[test]
 fn a_file_replaced_between_two_execs_gives_two_digests() {
     if !privileged("content_replaced") {
