@@ -72,11 +72,45 @@ pub struct SkippedWorkload {
 pub struct ExportReport {
     pub skipped_executables: Vec<SkippedExecutable>,
     pub skipped_workloads: Vec<SkippedWorkload>,
+    /// Executables exported by path only, per workload (in export order): learning
+    /// could not read what ran (the file was changed or gone first, a `#!` script
+    /// learned after the exec), so any bytes at that path would be allowed.
+    pub without_content: Vec<(String, PathBytes)>,
 }
+
+/// How many paths without content a line names before it says how many more.
+const WITHOUT_CONTENT_SHOWN: usize = 5;
 
 impl ExportReport {
     pub fn is_empty(&self) -> bool {
-        self.skipped_executables.is_empty() && self.skipped_workloads.is_empty()
+        self.skipped_executables.is_empty()
+            && self.skipped_workloads.is_empty()
+            && self.without_content.is_empty()
+    }
+
+    /// One line per workload with executables exported without content.
+    fn fmt_without_content(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for group in self.without_content.chunk_by(|a, b| a.0 == b.0) {
+            let shown: Vec<String> = group
+                .iter()
+                .take(WITHOUT_CONTENT_SHOWN)
+                .map(|(_, path)| path.to_string())
+                .collect();
+            let more = match group.len().saturating_sub(WITHOUT_CONTENT_SHOWN) {
+                0 => String::new(),
+                n => format!(" and {n} more"),
+            };
+            writeln!(
+                f,
+                "note: `{}`: {} executable(s) exported by path only, any content allowed \
+                 (learning could not read what ran; fix: learn again while they run, or \
+                 add their \"sha256\" by hand): {}{more}",
+                escape_bytes(group[0].0.as_bytes()),
+                group.len(),
+                shown.join(", ")
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -104,7 +138,7 @@ impl fmt::Display for ExportReport {
             let name = escape_bytes(skipped.name.as_bytes());
             writeln!(f, "workload `{name}` not exported: {}", skipped.reason)?;
         }
-        Ok(())
+        self.fmt_without_content(f)
     }
 }
 
@@ -208,7 +242,10 @@ fn add_executables(profile: &mut Profile, workload: &LearnedWorkload, report: &m
                 if let Some(stats) = profile.stats.as_mut() {
                     record_stats(stats, &path, learned);
                 }
-                if !learned.sha256.is_empty() {
+                if learned.sha256.is_empty() {
+                    let path_only = (workload.name.clone(), PathBytes::new(learned.path.clone()));
+                    report.without_content.push(path_only);
+                } else {
                     let digests = profile.content.entry(path.clone()).or_default();
                     digests.extend(learned.sha256.iter().copied());
                 }

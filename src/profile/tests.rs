@@ -645,5 +645,30 @@ fn export_leaves_out_the_root_cgroup_and_login_sessions_unless_asked() {
     };
     let (set, report) = ProfileSet::from_learned_with(&learned, everything);
     assert_eq!(set.len(), 3);
-    assert!(report.is_empty());
+    assert!(report.skipped_workloads.is_empty() && report.skipped_executables.is_empty());
+}
+
+#[test]
+fn export_names_what_it_wrote_without_content_and_nothing_pinned() {
+    let mut executables: Vec<_> = (0..8)
+        .map(|i| learned_executable(format!("/usr/bin/tool{i}").as_bytes()))
+        .collect();
+    executables[0].sha256 = vec![crate::content::Sha256::of(b"tool0")];
+    let learned = vec![crate::storage::LearnedWorkload {
+        name: "nginx.service".into(),
+        id: WorkloadId::SystemdUnit {
+            unit: "nginx.service".into(),
+        },
+        executables,
+    }];
+    let (_, report) = ProfileSet::from_learned(&learned, Mode::Audit);
+    let text = report.to_string();
+    assert_eq!(report.without_content.len(), 7, "{text}");
+    assert!(!text.contains("tool0"), "pinned: {text}");
+    assert!(
+        text.contains("7 executable(s) exported by path only")
+            && text.contains("/usr/bin/tool1, /usr/bin/tool2")
+            && text.contains("/usr/bin/tool5 and 2 more"),
+        "{text}"
+    );
 }
