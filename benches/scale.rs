@@ -70,6 +70,8 @@ use support::BpfStatsSysctl;
 mod open_guard;
 #[path = "scale/rounds.rs"]
 mod rounds;
+#[path = "scale/script_hold.rs"]
+mod script_hold;
 use rounds::{Arm, Block, Summary};
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -136,6 +138,8 @@ const OWN_NAMES: [&str; 10] = [
 const FAKE_CGROUP_BASE: u64 = 1 << 40;
 /// Paired blocks of opens for the move guard's cost (at most; FP_SCALE_ROUNDS if fewer).
 const GUARD_ROUNDS: usize = 40;
+/// Pairs of script execs (held, and run as an argument) in kill mode.
+const SCRIPT_ROUNDS: usize = 100;
 /// Execs before each timed block, not counted: page cache, lazy kernel state.
 const WARMUP_EXECS: usize = 10;
 /// Targets from issue 5.
@@ -249,13 +253,17 @@ fn run() -> Result<()> {
     // The BPF side names the canonical file: keep our path canonical too.
     let dir = temp.path().canonicalize().context("canonical temp dir")?;
     let (target, target_desc) = exec_target(&dir, config.target.as_deref())?;
+    // Kill mode holds a script's exec: the measured profile allows one, and its
+    // interpreter (by its canonical path, as the kernel names it).
+    let interpreter = std::fs::canonicalize("/bin/sh").context("finding /bin/sh")?;
+    let script = script_hold::write_script(&dir, &interpreter)?;
     let v2 = CgroupV2::discover().context("finding the cgroup v2 mount")?;
     let cgroup = BenchCgroup::create(&v2)?;
     // Fail now, not after minutes of loading, if the accounting cannot be turned on.
     drop(BpfStatsSysctl::enable("bench-scale")?);
     let key = DigestKey::random().context("reading random bytes for the digest key")?;
     let max_n = config.ns.iter().copied().max().unwrap_or(1);
-    let inputs = policy_inputs(max_n, &target, &cgroup.relative);
+    let inputs = policy_inputs(max_n, &[&target, &interpreter, &script], &cgroup.relative);
     eprintln!(
         "bench-scale: N = {:?}, {} rounds ({} per per-policy point) of {} timed + {} \
          accounted execs per block, target {}, cgroup {} (id {})",
@@ -275,6 +283,7 @@ fn run() -> Result<()> {
     let mut first_exec = Value::Null;
     let mut mechanism = None;
     let mut open_guard_result = None;
+    let mut script_hold_result = None;
     if config.fingerprint {
         let mut loaded = Vec::new();
         let pinned = config
@@ -303,6 +312,13 @@ fn run() -> Result<()> {
                 let guard = point.objects.prog_fds("guard_cgroup_fi");
                 let rounds = config.rounds.min(GUARD_ROUNDS);
                 open_guard_result = Some(open_guard::measure(probe, &guard, &dir, rounds)?);
+            } else {
+                eprintln!("bench-scale: a script's exec, held in kill mode ...");
+                probe.attach_exec_hook()?;
+                let rounds = config.rounds.min(SCRIPT_ROUNDS);
+                let held = script_hold::measure(probe, &cgroup, &interpreter, &script, rounds);
+                probe.detach_exec_hook();
+                script_hold_result = Some(held?);
             }
         }
         eprintln!("bench-scale: fingerprint, {} rounds ...", config.rounds);
@@ -374,6 +390,7 @@ fn run() -> Result<()> {
         "first_exec_hashing": first_exec,
         "targets": targets(&points, &pooled),
         "open_guard": open_guard_result,
+        "script_hold": script_hold_result,
     });
     let table = table(&points);
     match config.json.as_deref() {
@@ -393,7 +410,7 @@ fn run() -> Result<()> {
 }
 
 /// One workload per profile; profile 0 is the measured one and allows the target.
-fn policy_inputs(n: usize, target: &Path, measured_cgroup: &str) -> Vec<PolicyInput> {
+fn policy_inputs(n: usize, measured: &[&Path], measured_cgroup: &str) -> Vec<PolicyInput> {
     (0..n)
         .map(|i| {
             let mut executables: Vec<Vec<u8>> = (0..PER_PROFILE - OWN_NAMES.len())
@@ -405,8 +422,9 @@ fn policy_inputs(n: usize, target: &Path, measured_cgroup: &str) -> Vec<PolicyIn
                     .map(|name| format!("/srv/app-{i:05}/bin/{name}").into_bytes()),
             );
             let path = if i == 0 {
-                if let Some(last) = executables.last_mut() {
-                    *last = target.as_os_str().as_encoded_bytes().to_vec();
+                let own = executables.len() - measured.len();
+                for (entry, file) in executables[own..].iter_mut().zip(measured) {
+                    *entry = file.as_os_str().as_encoded_bytes().to_vec();
                 }
                 measured_cgroup.to_owned()
             } else {

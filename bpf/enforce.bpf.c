@@ -189,6 +189,40 @@ static __always_inline void fp_report(struct linux_binprm *bprm, __u16 hook,
 	}
 }
 
+/* A profile of a workload, as opposed to a marker (scope, pending, deny-all). */
+static __always_inline int fp_is_real_profile(__u32 id)
+{
+	return id != FP_PROFILE_SCOPE && id != FP_PROFILE_PENDING && id != FP_PROFILE_DENY_ALL;
+}
+
+/*
+ * Kill mode only: whether an allowed interpreted exec (a `#!` script, or a binfmt_misc
+ * target) must be held for user space. At sched_process_exec the kernel has already
+ * let go of the script's file: only its interpreter is left to check here, and the
+ * name the caller typed. So while a user-space enforcer is there to decide
+ * (check_content), such an exec is held, and user space checks the script as the LSM
+ * hook would have: its path (made absolute against the cwd, as learning records it),
+ * and its content where the profile pins it. Without this an edited or unlisted
+ * script runs under an allowed interpreter. The cost: one hold per script exec in
+ * kill mode (docs/benchmarks.md).
+ */
+static __always_inline int fp_script_needs_user_space(struct linux_binprm *bprm, __u32 id,
+						      struct fp_verdict *v)
+{
+	__u32 zero = 0;
+	struct fp_config *cfg;
+
+	if (v->mode || !fp_is_real_profile(id) ||
+	    (void *)BPF_CORE_READ(bprm, interp) == (void *)BPF_CORE_READ(bprm, filename))
+		return 0;
+	cfg = bpf_map_lookup_elem(&fp_config_map, &zero);
+	if (!cfg || !cfg->check_content)
+		return 0;
+	fp_enforce_count(FP_ENFORCE_HELD);
+	v->reason = FP_REASON_CONTENT_UNKNOWN;
+	return 1;
+}
+
 /*
  * The exec hook of both mechanisms: decide, then hold, block or audit, and report.
  * `hook` names the mechanism: the LSM refuses a forbidden exec (returns -EPERM); the
@@ -207,6 +241,8 @@ static __always_inline int fp_enforce_exec(struct linux_binprm *bprm, __u16 hook
 		return 0;
 	slot = fp_scratch_claim(&fp_enforce_slots);
 	fp_check_exec(BPF_CORE_READ(bprm, file), id, slot ? &slot->check : NULL, &v);
+	if (hook == FP_HOOK_SCHED_PROCESS_EXEC && fp_script_needs_user_space(bprm, id, &v))
+		v.mode = FP_MODE_HOLD;
 	if (v.mode == FP_MODE_HOLD) {
 		/*
 		 * No profile is known yet, so there is nothing to decide against: let the
@@ -250,12 +286,6 @@ int BPF_PROG(enforce_sched_process_exec, struct task_struct *task, pid_t old_pid
 {
 	fp_enforce_exec(bprm, FP_HOOK_SCHED_PROCESS_EXEC);
 	return 0;
-}
-
-/* A profile of a workload, as opposed to a marker (scope, pending, deny-all). */
-static __always_inline int fp_is_real_profile(__u32 id)
-{
-	return id != FP_PROFILE_SCOPE && id != FP_PROFILE_PENDING && id != FP_PROFILE_DENY_ALL;
 }
 
 /*

@@ -207,7 +207,7 @@ def label(run):
 
 
 def fmt_ns(ns):
-    return f"{ns / 1000:,.1f} us" if ns >= 10000 else f"{ns:,.0f} ns"
+    return f"{ns / 1000:,.1f} us" if abs(ns) >= 10000 else f"{ns:,.0f} ns"
 
 
 def fmt_bytes(b):
@@ -466,6 +466,20 @@ def content_lines(run):
     return lines
 
 
+def script_hold_note(run):
+    """Kill mode holds a `#!` script's exec while user space checks the script."""
+    hold = run.get("script_hold")
+    if not hold:
+        return ""
+    d = hold["difference_ns"]
+    return (f"A `#!` script's exec in kill mode (held, script checked in user space, "
+            f"continued): {fmt_ns(hold['held_ns'])} fork to exit, against "
+            f"{fmt_ns(hold['as_argument_ns'])} for the same script run as `sh script` "
+            f"(not held); the hold adds {fmt_ns(d['median'])} "
+            f"[{fmt_ns(d['ci_lo'])}, {fmt_ns(d['ci_hi'])}] per script exec "
+            f"(median of {hold['rounds']} pairs).")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--host", required=True)
@@ -485,7 +499,7 @@ def main():
         lines += ["Targets (fingerprint, largest N against N=1):", ""] + verdicts(run) + [""]
         content = content_lines(run)
         lines += content + ([""] if content else [])
-        notes = [breakdown(run)] + per_policy_notes(run)
+        notes = [breakdown(run), script_hold_note(run)] + per_policy_notes(run)
         lines += [f"- {n}" for n in notes if n] + [""]
     lines += [READING.strip(), ""]
     section = "\n".join(lines).rstrip() + "\n"

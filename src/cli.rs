@@ -227,7 +227,9 @@ pub struct EnforceArgs {
     pub pin: bool,
     /// Pin (as --pin), then exit: enforcement runs on in the kernel. Violations are
     /// counted (see `fingerprint status`) but not reported while nobody runs; those
-    /// an enforcement taken over left unread are reported before this exits.
+    /// an enforcement taken over left unread are reported before this exits. With
+    /// nobody to decide held execs, entries pinned to content are checked by path
+    /// only, and in kill mode a `#!` script is judged by its interpreter only.
     #[arg(long)]
     pub detach: bool,
     /// Where --pin and --detach pin.

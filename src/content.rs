@@ -216,6 +216,39 @@ pub fn open_in_root_of(pid: &str, path: &[u8], version: &FileVersion) -> Option<
     )
 }
 
+/// `path` as process `pid` would open it now, resolved inside its root (symlinks
+/// included: an absolute one is taken against that root, never this process's), with
+/// the version it has: for a file the kernel no longer holds (a `#!` script at
+/// sched_process_exec), whose version nothing recorded. Only a regular file is opened
+/// for reading (a FIFO put there cannot block the enforcer).
+pub fn open_in_task_root(pid: u32, path: &[u8]) -> Option<(File, FileVersion)> {
+    let root = File::open(format!("/proc/{pid}/root")).ok()?;
+    let relative = std::ffi::CString::new(path.strip_prefix(b"/")?).ok()?;
+    // SAFETY: open_how is three integers: all zeroes is a valid value.
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = (libc::O_PATH | libc::O_CLOEXEC) as u64;
+    how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
+    // SAFETY: openat2(2) with a valid directory fd, a NUL-terminated path and an
+    // open_how of the size passed; the returned fd is owned by the File below.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            root.as_raw_fd(),
+            relative.as_ptr(),
+            &how as *const libc::open_how,
+            std::mem::size_of::<libc::open_how>(),
+        )
+    };
+    let handle = (fd >= 0).then(|| {
+        // SAFETY: a new fd that nothing else owns.
+        unsafe { <File as std::os::fd::FromRawFd>::from_raw_fd(fd as i32) }
+    })?;
+    let metadata = handle.metadata().ok().filter(|m| m.is_file())?;
+    let version = FileVersion::of_metadata(&metadata);
+    let file = File::open(format!("/proc/self/fd/{}", handle.as_raw_fd())).ok()?;
+    version.is(&file).then_some((file, version))
+}
+
 /// Open a path the workload controls only once it is known to be `version`: first
 /// with O_PATH, which opens nothing (a FIFO put there cannot block the learner, a
 /// device cannot be triggered), then, checked, again for reading.

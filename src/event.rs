@@ -256,6 +256,17 @@ impl ExecEvent {
         files
     }
 
+    /// At sched_process_exec, an interpreted exec as the exec of its script: the
+    /// script's path as the file (no version: the kernel no longer holds it). None for
+    /// any other exec (the LSM hook reports each level as its own event).
+    pub fn script_exec(&self) -> Option<ExecEvent> {
+        (self.interpreted && self.hook == Hook::SchedProcessExec).then(|| ExecEvent {
+            exe: self.script_path(),
+            exe_version: None,
+            ..self.clone()
+        })
+    }
+
     /// The script's path, from the name the caller typed (see [`script_path`]).
     fn script_path(&self) -> KernelPath {
         script_path(&self.filename, &self.cwd)

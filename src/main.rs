@@ -253,6 +253,7 @@ fn export_command(args: ExportArgs) -> Result<ExitCode> {
     if !report.is_empty() {
         eprint!("{report}");
     }
+    eprint!("{}", report.without_content_notes());
     let out = args.out.unwrap_or_else(|| PathBuf::from("profiles"));
     let existing = match out.is_dir() && !args.replace {
         true => ProfileSet::load(&out)?,

@@ -164,12 +164,32 @@ impl Holds<'_> {
             binding,
             event,
             |id| identity::decide_held(self.probe, id, event),
-            |id| {
-                self.modes
-                    .get(&id)
-                    .map(|m| self.mode_override.unwrap_or(*m))
-            },
+            |id| self.mode_of(id),
         )
+    }
+
+    /// Kill mode: the decision on the script of a held interpreted exec, with the
+    /// exec as the script's to report (None: not such an exec). After [`Self::decide`],
+    /// which has bound the cgroup if it was pending.
+    pub fn decide_script(&self, event: &ExecEvent) -> Result<Option<(ExecEvent, Outcome)>> {
+        let Some(script) = event.script_exec() else {
+            return Ok(None);
+        };
+        let binding = self.probe.binding(event.cgroup_id)?;
+        let outcome = decide(
+            binding,
+            &script,
+            |id| identity::decide_script(self.probe, id, event.pid, &script.exe.bytes),
+            |id| self.mode_of(id),
+        )?;
+        Ok(Some((script, outcome)))
+    }
+
+    /// Profile `id`'s effective mode; None if it is not loaded.
+    fn mode_of(&self, id: u32) -> Option<Mode> {
+        self.modes
+            .get(&id)
+            .map(|m| self.mode_override.unwrap_or(*m))
     }
 
     /// The binding of the parent cgroup: a nested cgroup of a profiled container

@@ -14,7 +14,9 @@ use std::time::Duration;
 use anyhow::Result;
 
 use crate::bpf::enforce::EnforceProbe;
-use crate::content::{hash_version, open_image_of, open_in_root_of, FileVersion, Sha256};
+use crate::content::{
+    hash_version, open_image_of, open_in_root_of, open_in_task_root, FileVersion, Sha256,
+};
 use crate::event::{ExecEvent, Reason};
 
 /// A file version whose change time is younger than this when it is hashed is decided
@@ -28,20 +30,51 @@ pub const YOUNG_CTIME: Duration = Duration::from_millis(100);
 /// is a violation: content unknown.
 pub fn decide_held(probe: &EnforceProbe, id: u32, event: &ExecEvent) -> Result<Option<Reason>> {
     let path = &event.exe.bytes;
+    decide_with_content(probe, id, path, || {
+        let version = event.exe_version?;
+        let content = hash_executed(event.pid, path, &version)?;
+        let cached = match version.age() >= YOUNG_CTIME {
+            true => probe.record_version(&version.to_kernel(), &content),
+            false => Ok(()),
+        };
+        if let Err(e) = cached {
+            eprintln!("fingerprint: {e}; the next exec of this file version is held again");
+        }
+        Some(content)
+    })
+}
+
+/// Kill mode: the decision on the `#!` script of held task `pid`, at `script` (the
+/// name the caller typed, made absolute as learning records it). The kernel no longer
+/// holds the script's file, so its content is what that path holds in the task's root
+/// now, hashed while the task is stopped; nothing is cached (no version was seen).
+pub fn decide_script(
+    probe: &EnforceProbe,
+    id: u32,
+    pid: u32,
+    script: &[u8],
+) -> Result<Option<Reason>> {
+    decide_with_content(probe, id, script, || {
+        let (file, version) = open_in_task_root(pid, script)?;
+        hash_version(file, &version).ok().map(|(digest, _)| digest)
+    })
+}
+
+/// The kernel's decision on `path`, asking `hash` for the content only where the
+/// profile pins the path; no content (`hash` gives None) is a violation.
+fn decide_with_content(
+    probe: &EnforceProbe,
+    id: u32,
+    path: &[u8],
+    hash: impl FnOnce() -> Option<Sha256>,
+) -> Result<Option<Reason>> {
     let reason = kernel_reason(probe.test_decision(id, path, None)?.0);
     if reason != Some(Reason::ContentUnknown) {
         return Ok(reason);
     }
-    let Some(content) = event
-        .exe_version
-        .and_then(|version| hash_executed(event.pid, path, &version).map(|c| (version, c)))
-    else {
+    let Some(content) = hash() else {
         return Ok(Some(Reason::ContentUnknown));
     };
-    let (version, content) = content;
-    if version.age() >= YOUNG_CTIME {
-        probe.record_version(&version.to_kernel(), &content)?;
-    }
     Ok(kernel_reason(
         probe.test_decision(id, path, Some(&content))?.0,
     ))

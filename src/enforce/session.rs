@@ -182,15 +182,22 @@ impl<'p> Session<'p> {
                 let outcome = holds
                     .decide(event, path.as_deref())
                     .context("deciding on a held exec")?;
+                let script = holds
+                    .decide_script(event)
+                    .context("deciding on a held script")?;
                 self.held_decided += 1;
-                if let Some(verdict) = outcome.verdict() {
-                    if verdict.action == Action::Killed {
-                        self.held_killed += 1;
+                let decided = std::iter::once((event, outcome))
+                    .chain(script.as_ref().map(|(script, outcome)| (script, *outcome)));
+                for (exec, outcome) in decided {
+                    if let Some(verdict) = outcome.verdict() {
+                        if verdict.action == Action::Killed {
+                            self.held_killed += 1;
+                        }
+                        self.sink
+                            .report(exec, verdict, |id| names.get(&id).cloned());
                     }
-                    self.sink
-                        .report(event, verdict, |id| names.get(&id).cloned());
+                    outcomes.push(outcome);
                 }
-                outcomes.push(outcome);
             }
             hold::release(pid, &outcomes);
         }

@@ -82,15 +82,23 @@ pub struct ExportReport {
 const WITHOUT_CONTENT_SHOWN: usize = 5;
 
 impl ExportReport {
+    /// Whether nothing was left out (executables without content were exported).
     pub fn is_empty(&self) -> bool {
-        self.skipped_executables.is_empty()
-            && self.skipped_workloads.is_empty()
-            && self.without_content.is_empty()
+        self.skipped_executables.is_empty() && self.skipped_workloads.is_empty()
     }
 
-    /// One line per workload with executables exported without content.
-    fn fmt_without_content(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for group in self.without_content.chunk_by(|a, b| a.0 == b.0) {
+    /// For `export`: one note per workload with executables written without content.
+    /// (`diff` sums these up in its own note.)
+    pub fn without_content_notes(&self) -> impl fmt::Display + '_ {
+        WithoutContent(&self.without_content)
+    }
+}
+
+struct WithoutContent<'a>(&'a [(String, PathBytes)]);
+
+impl fmt::Display for WithoutContent<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for group in self.0.chunk_by(|a, b| a.0 == b.0) {
             let shown: Vec<String> = group
                 .iter()
                 .take(WITHOUT_CONTENT_SHOWN)
@@ -138,7 +146,7 @@ impl fmt::Display for ExportReport {
             let name = escape_bytes(skipped.name.as_bytes());
             writeln!(f, "workload `{name}` not exported: {}", skipped.reason)?;
         }
-        self.fmt_without_content(f)
+        Ok(())
     }
 }
 

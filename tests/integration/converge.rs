@@ -287,7 +287,7 @@ fn export_stable_for_writes_only_workloads_that_found_nothing_new_for_that_long(
         stderr.contains("workload `/busy` not exported: still learning (a new executable 10m"),
         "{stderr}"
     );
-    assert!(!stderr.contains("/quiet"), "{stderr}");
+    assert!(!stderr.contains("workload `/quiet`"), "{stderr}");
 
     // A longer window leaves both out; a shorter one takes both.
     let none = tmp.join("none");

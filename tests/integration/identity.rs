@@ -351,11 +351,11 @@ fn pivot_root_into_a_tree_with_the_allowed_name(mech: Mech) {
     assert_content_mismatches(&enforcer.stop(), &p.allowed, &["killed"]);
 }
 
-/// LSM only: the LSM hook sees the script's own file, so an allowed `#!` script
-/// whose body was edited is stopped. (Kill mode runs after the exec, where only the
-/// interpreter is left: an edited script with an allowed interpreter runs there;
-/// see docs/architecture.md.)
-pub fn edited_script_is_stopped() {
+/// An allowed `#!` script whose body was edited (same inode, same name) is stopped:
+/// the LSM hook sees the script's own file; kill mode, which runs after the exec
+/// where only the interpreter is left, holds every interpreted exec and user space
+/// hashes the script in the task's root (docs/architecture.md).
+pub fn edited_script_is_stopped(mech: Mech) {
     let p = Pinned::new();
     // Named `sh`: busybox runs the applet its name says.
     let interpreter = install_binary(BUSYBOX, &p.tmp.join("bin/sh"));
@@ -368,7 +368,7 @@ pub fn edited_script_is_stopped() {
         (&script, &[sha256_of(&script)]),
         (&interpreter, &[sha256_of(&interpreter)]),
     ]);
-    let enforcer = p.start(Mech::Lsm);
+    let enforcer = p.start(mech);
     assert_eq!(outcome(&mut p.cg.command(&script)), Outcome::Ran(0));
     write_executable(
         &script,
@@ -378,14 +378,57 @@ pub fn edited_script_is_stopped() {
     assert_content_mismatches(&enforcer.stop(), &script, &["killed"]);
 }
 
+/// A script named through an absolute symlink inside a chroot: the jail's `/app` links
+/// to a directory whose absolute path, outside the jail, holds the allowed script, and
+/// inside the jail, the attacker's. The interpreter reads the jail's. Kill mode hashes
+/// the script as the task resolves it (in its own root): resolved in the enforcer's
+/// root, the link would lend the allowed file's digest to the attacker's script. With
+/// the LSM, the script's own file is seen, outside the profile's path.
+pub fn script_behind_an_absolute_symlink_in_a_chroot(mech: Mech) {
+    let p = Pinned::new();
+    let genuine_dir = p.tmp.join("genuine");
+    let body = |code: u8| format!("#!/bin/sh\nexit {code}\n").into_bytes();
+    let genuine = write_executable(&genuine_dir.join("run.sh"), &body(0));
+    let jail = p.tmp.join("jail");
+    let interpreter = install_binary(BUSYBOX, &jail.join("bin/sh"));
+    write_executable(
+        &jail
+            .join(genuine_dir.strip_prefix("/").unwrap())
+            .join("run.sh"),
+        &body(3),
+    );
+    std::os::unix::fs::symlink(&genuine_dir, jail.join("app")).unwrap();
+    p.write_profile(&[
+        (Path::new("/app/run.sh"), &[sha256_of(&genuine)]),
+        (Path::new("/bin/sh"), &[sha256_of(&interpreter)]),
+    ]);
+    let enforcer = p.start(mech);
+    let mut cmd = p.cg.command(Path::new("/app/run.sh"));
+    let root = CString::new(bytes(&jail)).unwrap();
+    let slash = CString::new("/").unwrap();
+    // SAFETY: chroot(2) and chdir(2) only, on memory allocated before fork.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::chroot(root.as_ptr()) != 0 || libc::chdir(slash.as_ptr()) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    assert_eq!(outcome(&mut cmd), blocked(mech));
+    let events = enforcer.stop();
+    assert_eq!(events.len(), 1, "{events:#?}");
+}
+
 with_both_mechanisms!(
     pinned_content_runs,
     chroot_into_a_tree_with_the_allowed_name,
     bind_mount_over_the_allowed_file,
     move_mount_over_the_allowed_directory,
     rename_onto_the_allowed_name,
-    overwrite_the_allowed_file_in_place;
-    lsm only: edited_script_is_stopped
+    overwrite_the_allowed_file_in_place,
+    edited_script_is_stopped,
+    script_behind_an_absolute_symlink_in_a_chroot,
 );
 
 /// Detached, nobody would decide held execs: pinned paths are checked by path only
