@@ -557,10 +557,20 @@ pub fn script_not_in_profile_is_blocked_even_with_allowed_interpreter(mech: Mech
 
 /// The whole loop: learn a workload, export its profile, enforce it, replay the same
 /// workload: zero violations; then something new is blocked. What learning records
-/// is what enforcement checks, byte for byte (same path routine, same hook in the VM).
+/// is what enforcement checks, byte for byte (same path routine, same hook in the VM),
+/// content included: a script, a symlink, a hard link, and the applets of a multi-call
+/// binary (busybox: each applet a symlink to one file).
 pub fn learned_profile_replays_without_violations(mech: Mech) {
     let (_keep, tmp) = temp_dir();
     let tool = install_binary(TRUE, &tmp.join("app/bin/tool"));
+    let hard_link = tmp.join("app/bin/tool-hard");
+    std::fs::hard_link(&tool, &hard_link).unwrap();
+    install_binary(crate::identity::BUSYBOX, &tmp.join("app/bin/busybox"));
+    let applets = ["true", "echo"].map(|applet| tmp.join("app/applets").join(applet));
+    std::fs::create_dir_all(tmp.join("app/applets")).unwrap();
+    for applet in &applets {
+        symlink("../bin/busybox", applet).unwrap();
+    }
     let interpreter = install_binary(DASH, &tmp.join("app/bin/sh"));
     let script = tmp.join("app/run.sh");
     let body = format!(
@@ -579,6 +589,14 @@ pub fn learned_profile_replays_without_violations(mech: Mech) {
             Outcome::Ran(0)
         );
         assert_eq!(outcome(&mut cg.command(&script)), Outcome::Ran(0));
+        assert_eq!(outcome(&mut cg.command(&hard_link)), Outcome::Ran(0));
+        for applet in &applets {
+            assert_eq!(
+                outcome(&mut cg.command(applet)),
+                Outcome::Ran(0),
+                "{applet:?}"
+            );
+        }
     };
 
     let db = tmp.join("learn.db");
@@ -587,6 +605,12 @@ pub fn learned_profile_replays_without_violations(mech: Mech) {
     learner.stop_ok();
     let profiles = tmp.join("profiles");
     export_profiles(&db, &profiles, &["--mode", "enforce"]);
+    // Pinned, so the replay goes through the content check.
+    let busybox = tmp.join("app/bin/busybox");
+    for (exe, content) in [(&tool, &tool), (&hard_link, &tool), (&busybox, &busybox)] {
+        let digest = crate::identity::sha256_of(content).to_string();
+        assert_eq!(exported_digests(&profiles, exe), [digest], "{exe:?}");
+    }
 
     let enforcer = Enforcer::start(&tmp, &profiles, mech, &[]);
     replay(&cg);

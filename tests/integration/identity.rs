@@ -19,7 +19,7 @@ use crate::enforce::{blocked, outcome, Enforcer, Mech, Outcome, TRUE};
 use fingerprint::content::Sha256;
 use fingerprint::enforce::YOUNG_CTIME;
 
-const BUSYBOX: &str = "/bin/busybox";
+pub const BUSYBOX: &str = "/bin/busybox";
 
 /// A workload whose profile allows one binary, pinned to its content, and an
 /// attacker's binary ready to take its place.
