@@ -266,6 +266,63 @@ pub fn move_mount_over_the_allowed_directory(mech: Mech) {
     assert_content_mismatches(&enforcer.stop(), &p.allowed, &["killed"]);
 }
 
+/// `unshare -Urm` as an unprivileged user: a new user namespace (root inside it, no
+/// privilege outside) owns a new mount namespace, where the attacker's file is
+/// bind-mounted over the allowed one. The path is the allowed one; the file is not.
+pub fn bind_mount_in_an_unprivileged_user_namespace(mech: Mech) {
+    let p = Pinned::new();
+    // The unprivileged user must reach both files.
+    for dir in [&p.tmp, &p.tmp.join("bin"), &p.tmp.join("evil")] {
+        std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    }
+    let enforcer = p.start(mech);
+    let mut cmd = p.exec_allowed();
+    let proc_file = |name: &str| CString::new(format!("/proc/self/{name}")).unwrap();
+    let writes = [
+        (proc_file("setgroups"), CString::new("deny").unwrap()),
+        (proc_file("uid_map"), CString::new("0 65534 1").unwrap()),
+        (proc_file("gid_map"), CString::new("0 65534 1").unwrap()),
+    ];
+    let private = MountCall::new(
+        Path::new("none"),
+        Path::new("/"),
+        libc::MS_REC | libc::MS_PRIVATE,
+    );
+    let bind = MountCall::new(&p.evil, &p.allowed, libc::MS_BIND);
+    // SAFETY: setgroups, setgid, setuid, prctl, unshare, open, write, close and mount
+    // only, on memory allocated before fork.
+    unsafe {
+        cmd.pre_exec(move || {
+            let fail = || Err(std::io::Error::last_os_error());
+            if libc::setgroups(0, std::ptr::null()) != 0
+                || libc::setgid(65534) != 0
+                || libc::setuid(65534) != 0
+                // A changed uid leaves the task undumpable, its /proc/self files
+                // root's: uid_map could not be written.
+                || libc::prctl(libc::PR_SET_DUMPABLE, 1) != 0
+                || libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNS) != 0
+            {
+                return fail();
+            }
+            for (file, text) in &writes {
+                let fd = libc::open(file.as_ptr(), libc::O_WRONLY);
+                let len = text.as_bytes().len();
+                let written = fd >= 0 && libc::write(fd, text.as_ptr().cast(), len) == len as isize;
+                if fd >= 0 {
+                    libc::close(fd);
+                }
+                if !written {
+                    return fail();
+                }
+            }
+            private.call()?;
+            bind.call()
+        });
+    }
+    assert_eq!(outcome(&mut cmd), Outcome::Killed);
+    assert_content_mismatches(&enforcer.stop(), &p.allowed, &["killed"]);
+}
+
 /// The attacker's file renamed onto the allowed name. Its first exec is held and
 /// hashed; the version is then old enough to be cached, so the kernel knows its digest
 /// and the next exec is blocked at once (refused with the LSM), without a hold.
@@ -425,6 +482,7 @@ with_both_mechanisms!(
     chroot_into_a_tree_with_the_allowed_name,
     bind_mount_over_the_allowed_file,
     move_mount_over_the_allowed_directory,
+    bind_mount_in_an_unprivileged_user_namespace,
     rename_onto_the_allowed_name,
     overwrite_the_allowed_file_in_place,
     edited_script_is_stopped,
