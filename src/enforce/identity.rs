@@ -25,6 +25,22 @@ use crate::event::{ExecEvent, Reason};
 /// this long after its last change, any later change gets a later change time.
 pub const YOUNG_CTIME: Duration = Duration::from_millis(100);
 
+/// The tick of a filesystem that keeps change times in whole seconds (ext4 with
+/// 128-byte inodes, ext3) or two (FAT): its versions wait this much longer.
+pub const COARSE_CTIME_TICK: Duration = Duration::from_secs(2);
+
+/// Whether `version` may be cached: hashed long enough after its last change that any
+/// later change must get a later change time. A change time with no fraction of a
+/// second is taken to come from a whole-second filesystem (on a fine one, that is
+/// one change in 10^9 or so, which then waits two seconds more: harmless).
+pub fn cacheable(version: &FileVersion) -> bool {
+    let tick = match version.ctime_nsec {
+        0 => COARSE_CTIME_TICK,
+        _ => Duration::ZERO,
+    };
+    version.age() >= YOUNG_CTIME + tick
+}
+
 /// The decision on a held exec's file under profile `id`: None if allowed, else why.
 /// A file that cannot be hashed as the version executed (gone, replaced, unreadable)
 /// is a violation: content unknown.
@@ -33,7 +49,7 @@ pub fn decide_held(probe: &EnforceProbe, id: u32, event: &ExecEvent) -> Result<O
     decide_with_content(probe, id, path, || {
         let version = event.exe_version?;
         let content = hash_executed(event.pid, path, &version)?;
-        let cached = match version.age() >= YOUNG_CTIME {
+        let cached = match cacheable(&version) {
             true => probe.record_version(&version.to_kernel(), &content),
             false => Ok(()),
         };
@@ -99,6 +115,33 @@ fn hash_executed(pid: u32, path: &[u8], version: &FileVersion) -> Option<Sha256>
 mod tests {
     use super::*;
     use crate::bpf::abi::fp_reason;
+
+    #[test]
+    fn a_whole_second_change_time_waits_out_the_coarse_tick() {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap();
+        // Changed `ago`, on a filesystem that keeps nanoseconds or whole seconds.
+        let changed = |ago: Duration, whole_seconds: bool| FileVersion {
+            dev: 1,
+            ino: 2,
+            generation: 0,
+            ctime_sec: (now - ago).as_secs() as i64,
+            ctime_nsec: if whole_seconds {
+                0
+            } else {
+                (now - ago).subsec_nanos() | 1
+            },
+            size: 3,
+        };
+        assert!(!cacheable(&changed(Duration::ZERO, false)), "young");
+        assert!(cacheable(&changed(Duration::from_millis(200), false)));
+        assert!(
+            !cacheable(&changed(Duration::from_secs(1), true)),
+            "a coarse tick"
+        );
+        assert!(cacheable(&changed(Duration::from_secs(4), true)));
+    }
 
     #[test]
     fn an_unknown_kernel_reason_fails_closed() {

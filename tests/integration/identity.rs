@@ -5,7 +5,7 @@
 //! `false`: exit 1 if it ran) under that path, and the exec must be stopped with a
 //! `content_mismatch` event. Written once for both mechanisms, like `enforce`.
 
-use std::ffi::CString;
+use std::ffi::{CString, OsStr};
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -20,6 +20,7 @@ use fingerprint::content::Sha256;
 use fingerprint::enforce::YOUNG_CTIME;
 
 pub const BUSYBOX: &str = "/bin/busybox";
+const FALSE: &str = "/usr/bin/false";
 
 /// A workload whose profile allows one binary, pinned to its content, and an
 /// attacker's binary ready to take its place.
@@ -543,5 +544,114 @@ mod kill_host_only {
         if privileged("identity::kill_host_only::pivot_root_into_a_tree_with_the_allowed_name") {
             super::pivot_root_into_a_tree_with_the_allowed_name(Mech::Kill);
         }
+    }
+}
+
+/// Host only (the VM has no mkfs): a filesystem whose change times are whole seconds
+/// (ext4 with 128-byte inodes keeps no nanoseconds). A pinned file is exec'd (hashed
+/// and cached) and then rewritten in place with other bytes of the same size, within
+/// the same second: the file version (device, inode, change time, size) is unchanged.
+/// Kill mode has no write hook to forget the cached digest, so only a cache that waits
+/// out the coarse tick stops the rewrite. Attempts that cross a second are retried.
+#[test]
+fn a_rewrite_within_one_coarse_change_time_tick_is_not_taken_for_the_cached_version() {
+    if !privileged("identity::a_rewrite_within_one_coarse_change_time_tick") {
+        return;
+    }
+    let (_keep, tmp) = temp_dir();
+    let coarse = CoarseFs::mount(&tmp);
+    let cg = TestCgroup::new();
+    // Same size: `true` and `false`, each padded to the larger one (an ELF loader
+    // ignores trailing bytes).
+    let (mut allowed, mut evil) = (std::fs::read(TRUE).unwrap(), std::fs::read(FALSE).unwrap());
+    let size = allowed.len().max(evil.len());
+    allowed.resize(size, 0);
+    evil.resize(size, 0);
+    for attempt in 0..5 {
+        let tool = coarse.0.join(format!("tool-{attempt}"));
+        write_pinned_profile(
+            &tmp.join("profiles"),
+            &cg.path,
+            &[(&tool, &[Sha256::of(&allowed)])],
+        );
+        let enforcer = Enforcer::start(&tmp, &tmp.join("profiles"), Mech::Kill, &[]);
+        wait_for_subsecond(Duration::from_millis(50));
+        write_executable(&tool, &allowed);
+        let written = std::fs::metadata(&tool).unwrap();
+        assert_eq!(written.ctime_nsec(), 0, "a coarse filesystem");
+        // Old enough for a cache that trusts a 100 ms age, still in the same second.
+        std::thread::sleep(YOUNG_CTIME);
+        assert_eq!(outcome(&mut cg.command(&tool)), Outcome::Ran(0));
+        write_executable(&tool, &evil);
+        let rewritten = std::fs::metadata(&tool).unwrap();
+        assert_eq!(
+            (rewritten.ino(), rewritten.size()),
+            (written.ino(), written.size())
+        );
+        if rewritten.ctime() != written.ctime() {
+            enforcer.stop();
+            continue; // crossed a second: the version changed anyway; try again
+        }
+        assert_eq!(
+            outcome(&mut cg.command(&tool)),
+            Outcome::Killed,
+            "attempt {attempt}"
+        );
+        assert_content_mismatches(&enforcer.stop(), &tool, &["killed"]);
+        return;
+    }
+    panic!("five attempts crossed a second boundary");
+}
+
+/// Sleep until the wall clock's fraction of a second is at least `at` (and has room).
+fn wait_for_subsecond(at: Duration) {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    let into = Duration::from_nanos(u64::from(now.subsec_nanos()));
+    let wait = if into < at {
+        at - into
+    } else if into < at + Duration::from_millis(200) {
+        Duration::ZERO
+    } else {
+        Duration::from_secs(1) - into + at
+    };
+    std::thread::sleep(wait);
+}
+
+/// A loop-mounted ext4 with 128-byte inodes (whole-second timestamps), removed on drop.
+struct CoarseFs(PathBuf);
+
+impl CoarseFs {
+    fn mount(tmp: &Path) -> CoarseFs {
+        let image = tmp.join("coarse.img");
+        let dir = tmp.join("coarse");
+        std::fs::create_dir_all(&dir).unwrap();
+        let run = |program: &str, args: &[&OsStr]| {
+            let out = Command::new(program).args(args).output().unwrap();
+            assert!(
+                out.status.success(),
+                "{program}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        std::fs::File::create(&image)
+            .unwrap()
+            .set_len(16 << 20)
+            .unwrap();
+        let os = |s: &'static str| OsStr::new(s);
+        run(
+            "mkfs.ext4",
+            &[os("-q"), os("-F"), os("-I"), os("128"), image.as_os_str()],
+        );
+        run(
+            "mount",
+            &[os("-o"), os("loop"), image.as_os_str(), dir.as_os_str()],
+        );
+        CoarseFs(dir)
+    }
+}
+
+impl Drop for CoarseFs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
     }
 }
