@@ -9,6 +9,7 @@ packages=(
   qemu-system-x86 cpio busybox-static               # the BPF LSM test VM and demo roots
   containerd runc                                   # real containers in the integration tests
   docker.io podman                                  # real Docker and Podman containers in the tests
+  e2fsprogs mount                                   # a loop-mounted ext4 with whole-second times
 )
 
 missing=()
