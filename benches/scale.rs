@@ -79,7 +79,7 @@ use std::io::Write as _;
 use std::mem::MaybeUninit;
 use std::os::fd::{BorrowedFd, RawFd};
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode};
+use std::process::{Child, Command, ExitCode};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -488,28 +488,9 @@ fn held_first_exec(
         .elapsed()
         .unwrap_or_default();
     std::thread::sleep(YOUNG_CTIME.saturating_sub(age));
-    let (sender, events) = std::sync::mpsc::channel();
-    let ring = probe.violations(move |data| match sender.send(data.to_vec()) {
-        Ok(()) => 0,
-        Err(_) => -1,
-    })?;
+    let held = HeldExecs::new(probe)?;
     let started = Instant::now();
-    let mut child = {
-        let _inside = cgroup.enter()?;
-        Command::new(target)
-            .spawn()
-            .context("spawning the exec target")?
-    };
-    hold::wait_until_stopped(child.id(), Duration::from_secs(10));
-    ring.consume().context("reading the held exec")?;
-    let event = events
-        .try_iter()
-        .find_map(|data| {
-            ExecEvent::decode(&data)
-                .ok()
-                .filter(|e| e.pid == child.id())
-        })
-        .ok_or_else(|| anyhow!("the target's first exec was not held"))?;
+    let (mut child, event) = held.spawn(cgroup, Command::new(target))?;
     let decision = identity::decide_held(probe, id, &event)?;
     hold::release(child.id(), &[]);
     let status = child.wait()?;
@@ -524,6 +505,47 @@ fn held_first_exec(
         bail!("the target's version was not cached");
     }
     Ok(took)
+}
+
+/// Execs the kernel holds, read as `enforce` reads them: from the violations ring.
+struct HeldExecs<'p> {
+    ring: libbpf_rs::RingBuffer<'p>,
+    events: std::sync::mpsc::Receiver<Vec<u8>>,
+}
+
+impl<'p> HeldExecs<'p> {
+    fn new(probe: &'p EnforceProbe) -> Result<HeldExecs<'p>> {
+        let (sender, events) = std::sync::mpsc::channel();
+        let ring = probe.violations(move |data| match sender.send(data.to_vec()) {
+            Ok(()) => 0,
+            Err(_) => -1,
+        })?;
+        Ok(HeldExecs { ring, events })
+    }
+
+    /// Spawn `command` in the measured cgroup; once the kernel has stopped it, the
+    /// task and the event of its held exec.
+    fn spawn(&self, cgroup: &BenchCgroup, mut command: Command) -> Result<(Child, ExecEvent)> {
+        let child = {
+            let _inside = cgroup.enter()?;
+            command
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .context("spawning in the measured cgroup")?
+        };
+        hold::wait_until_stopped(child.id(), Duration::from_secs(10));
+        self.ring.consume().context("reading the held exec")?;
+        let event = self
+            .events
+            .try_iter()
+            .find_map(|data| {
+                ExecEvent::decode(&data)
+                    .ok()
+                    .filter(|e| e.pid == child.id())
+            })
+            .ok_or_else(|| anyhow!("the exec of {:?} was not held", command.get_program()))?;
+        Ok((child, event))
+    }
 }
 
 /// What a first-seen file version costs user space before the held exec is decided:

@@ -8,17 +8,15 @@
 
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{anyhow, bail, Context, Result};
 use fingerprint::bpf::enforce::EnforceProbe;
 use fingerprint::enforce::{hold, identity};
-use fingerprint::event::ExecEvent;
 use serde_json::{json, Value};
 
 use super::rounds::Summary;
-use super::BenchCgroup;
+use super::{BenchCgroup, HeldExecs};
 
 /// The script: as short as a script gets, so that the hold is most of what differs.
 pub fn write_script(dir: &Path, interpreter: &Path) -> Result<std::path::PathBuf> {
@@ -43,24 +41,10 @@ pub fn measure(
     let id = probe
         .binding(cgroup.id)?
         .ok_or_else(|| anyhow!("the measured cgroup is not bound"))?;
-    let (sender, events) = mpsc::channel();
-    let ring = probe.violations(move |data| match sender.send(data.to_vec()) {
-        Ok(()) => 0,
-        Err(_) => -1,
-    })?;
+    let held = HeldExecs::new(probe)?;
     let held_exec = || -> Result<f64> {
         let started = Instant::now();
-        let mut child = spawn_in(cgroup, Command::new(script))?;
-        hold::wait_until_stopped(child.id(), Duration::from_secs(10));
-        ring.consume().context("reading the held exec")?;
-        let event = events
-            .try_iter()
-            .find_map(|data| {
-                ExecEvent::decode(&data)
-                    .ok()
-                    .filter(|e| e.pid == child.id())
-            })
-            .ok_or_else(|| anyhow!("the script's exec was not held"))?;
+        let (mut child, event) = held.spawn(cgroup, Command::new(script))?;
         let exec = event
             .script_exec()
             .ok_or_else(|| anyhow!("the held exec is not interpreted"))?;
@@ -76,7 +60,8 @@ pub fn measure(
         let started = Instant::now();
         let mut command = Command::new(interpreter);
         command.arg(script);
-        let status = spawn_in(cgroup, command)?.wait()?;
+        let _inside = cgroup.enter()?;
+        let status = command.stdout(Stdio::null()).status()?;
         if !status.success() {
             bail!(
                 "`{} {}` failed: {status}",
@@ -115,12 +100,4 @@ pub fn measure(
         "as_argument_ns": plain.median,
         "difference_ns": {"median": deltas.median, "ci_lo": deltas.ci_lo, "ci_hi": deltas.ci_hi},
     }))
-}
-
-fn spawn_in(cgroup: &BenchCgroup, mut command: Command) -> Result<std::process::Child> {
-    let _inside = cgroup.enter()?;
-    command
-        .stdout(Stdio::null())
-        .spawn()
-        .context("spawning in the measured cgroup")
 }
