@@ -1202,6 +1202,43 @@ mod tests {
         );
     }
 
+    /// Sources of every older schema merge: each brings its sessions and executions,
+    /// and what its schema did not record yet (digests, running processes) is simply
+    /// absent.
+    #[test]
+    fn sources_of_every_older_schema_merge() {
+        let dir = tempfile::tempdir().unwrap();
+        let sources: Vec<PathBuf> = (1..SCHEMA_VERSION)
+            .map(|version| {
+                let path = dir.path().join(format!("v{version}.db"));
+                let conn = Connection::open(&path).unwrap();
+                for sql in &MIGRATIONS[..version as usize] {
+                    conn.execute_batch(sql).unwrap();
+                }
+                conn.execute_batch(&format!(
+                    "PRAGMA user_version = {version}; \
+                     INSERT INTO sessions (id, uuid, host, kernel, hook, started_at_ms) \
+                       VALUES (1, 'u{version}', 'h', 'k', 'x', 0); \
+                     INSERT INTO workloads (id, name, kind, identity) \
+                       VALUES (1, '/w', 'cgroup', '{{\"kind\":\"cgroup\",\"path\":\"/w\"}}'); \
+                     INSERT INTO observations VALUES (1, 1, X'2f62696e2f61', 0, {version}, 10, 20);",
+                ))
+                .unwrap();
+                path
+            })
+            .collect();
+        let into = dir.path().join("merged.db");
+        let reports = merge::merge_into(&into, &sources).unwrap();
+        assert!(
+            reports.iter().all(|(_, r)| r.sessions_added == 1),
+            "{reports:?}"
+        );
+        let merged = Database::open_read_only(&into).unwrap();
+        let count: u64 = (1..SCHEMA_VERSION as u64).sum();
+        let learned = merged.learned_workloads().unwrap();
+        assert_eq!(learned[0].executables[0].count, count);
+    }
+
     #[test]
     fn a_newer_schema_is_refused_and_left_alone() {
         let dir = tempfile::tempdir().unwrap();

@@ -129,6 +129,15 @@ impl Database {
     }
 }
 
+/// Whether the attached source has `table` (its schema may be older than ours).
+fn source_has(tx: &rusqlite::Transaction, table: &str) -> Result<bool, rusqlite::Error> {
+    tx.query_row(
+        "SELECT EXISTS (SELECT 1 FROM src.sqlite_master WHERE name = ?1)",
+        [table],
+        |row| row.get(0),
+    )
+}
+
 fn merge_attached(conn: &mut Connection, source: &str) -> Result<MergeReport, rusqlite::Error> {
     let tx = conn.transaction()?;
     let total: i64 = tx.query_row("SELECT COUNT(*) FROM src.sessions", [], |r| r.get(0))?;
@@ -171,14 +180,12 @@ fn merge_attached(conn: &mut Connection, source: &str) -> Result<MergeReport, ru
            JOIN temp.session_map sm ON sm.src_id = o.session_id \
            JOIN temp.workload_map wm ON wm.src_id = o.workload_id;",
     )?;
-    tx.execute_batch(super::MERGE_CONTENT)?;
-    // A source older than the running-process records has none to bring.
-    let has_running: bool = tx.query_row(
-        "SELECT EXISTS (SELECT 1 FROM src.sqlite_master WHERE name = 'running_observations')",
-        [],
-        |row| row.get(0),
-    )?;
-    if has_running {
+    // A source older than content (schema 3) or running-process records (schema 5)
+    // has none to bring.
+    if source_has(&tx, "observation_digests")? {
+        tx.execute_batch(super::MERGE_CONTENT)?;
+    }
+    if source_has(&tx, "running_observations")? {
         tx.execute_batch(
             "INSERT INTO main.running_observations SELECT sm.dst_id, wm.dst_id, o.path, \
                o.path_flags, o.processes, o.seen_ms FROM src.running_observations o \
