@@ -342,7 +342,7 @@ pub struct CheckArgs {
     #[arg(long, default_value = "fingerprint.db", value_name = "PATH")]
     pub db: PathBuf,
     /// Replay only what ran this recently (e.g. 24h, 7d); default: everything.
-    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, value_parser = parse_period, value_name = "DURATION")]
     pub since: Option<Duration>,
     /// Output format.
     #[arg(long, short, value_enum, default_value_t = OutputFormat::Text)]
@@ -498,7 +498,7 @@ pub struct ExportArgs {
     /// Write only workloads that ran nothing new for this long (e.g. 24h): their
     /// learning has converged. Each workload still finding new executables is named
     /// on stderr and left out. `fingerprint show` prints when each last found one.
-    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, value_parser = parse_period, value_name = "DURATION")]
     pub stable_for: Option<Duration>,
 }
 
@@ -542,10 +542,23 @@ pub struct DiffArgs {
 /// Durations like `500ms`, `30s`, `10m`, `2h`, `7d`, or a plain number of seconds; longer
 /// than zero (a zero-length session would record nothing) and representable.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let without = "leave --duration out to learn until Ctrl-C or SIGTERM";
+    parse_positive(
+        text,
+        "leave --duration out to learn until Ctrl-C or SIGTERM",
+    )
+}
+
+/// `--since` and `--stable-for`: a duration as `parse_duration` reads it, a limit on
+/// what is taken (leaving the option out takes everything).
+pub fn parse_period(text: &str) -> Result<Duration, String> {
+    parse_positive(text, "leave the option out for no limit")
+}
+
+/// A duration longer than 0; `without` says what leaving the option out does.
+fn parse_positive(text: &str, without: &str) -> Result<Duration, String> {
     match parse_span(text)? {
         Some(duration) if duration.is_zero() => Err(format!(
-            "{:?} must be longer than 0 (it would record nothing); {without}",
+            "{:?} must be longer than 0; {without}",
             text.trim()
         )),
         Some(duration) => Ok(duration),
@@ -598,6 +611,8 @@ mod tests {
         assert!(parse_duration("3 days").is_err());
         assert!(parse_duration("m").is_err());
         assert!(parse_duration("0").unwrap_err().contains("longer than 0"));
+        assert!(parse_duration("0").unwrap_err().contains("--duration"));
+        assert!(!parse_period("0").unwrap_err().contains("--duration"));
         assert!(parse_duration("99999999999999999999s")
             .unwrap_err()
             .contains("too long"));
