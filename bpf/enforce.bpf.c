@@ -18,6 +18,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define EPERM 1
 #define SIGKILL 9
 #define SIGSTOP 19
+#define SIGCONT 18
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -92,6 +93,22 @@ struct {
 	__type(key, struct fp_fold_key);
 	__type(value, struct fp_fold);
 } fp_folds SEC(".maps");
+
+/*
+ * Held tasks (LSM): a task the exec hook stopped (SIGSTOP) for user space to decide,
+ * by tgid (what its pid is once the exec has taken over the thread group), with its
+ * thread group leader's start time (a recycled pid is another task). While it waits,
+ * a task governed by a profile may neither continue it (SIGCONT) nor trace it: a
+ * sibling racing the decision would otherwise run the new image before it is decided.
+ * An entry goes when an unprofiled task (the enforcer) continues or kills the task;
+ * LRU: one left by a task that died otherwise is forgotten in time.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, __u64);
+} fp_held SEC(".maps");
 
 /* Set by user space before load: how long after an event later violations of the
  * same kind are only counted. 0: every violation is sent. */
@@ -223,6 +240,23 @@ static __always_inline int fp_script_needs_user_space(struct linux_binprm *bprm,
 	return 1;
 }
 
+/* The start time that names task `t`'s thread group: its leader's (kept by an exec
+ * from another thread, which takes the leader's place). */
+static __always_inline __u64 fp_group_start(struct task_struct *t)
+{
+	return BPF_CORE_READ(t, group_leader, start_time);
+}
+
+/* Record the current task as held (see fp_held). */
+static __always_inline void fp_hold_guarded(void)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	__u64 start = fp_group_start(task);
+
+	bpf_map_update_elem(&fp_held, &tgid, &start, BPF_ANY);
+}
+
 /*
  * The exec hook of both mechanisms: decide, then hold, block or audit, and report.
  * `hook` names the mechanism: the LSM refuses a forbidden exec (returns -EPERM); the
@@ -251,6 +285,8 @@ static __always_inline int fp_enforce_exec(struct linux_binprm *bprm, __u16 hook
 		 * file. (For this one exec, the LSM gives kill-mode semantics.)
 		 */
 		bpf_send_signal(SIGSTOP);
+		if (hook == FP_HOOK_BPRM_CHECK_SECURITY)
+			fp_hold_guarded();
 		action = FP_ACTION_HELD;
 	} else if (v.mode == FP_MODE_ENFORCE && hook == FP_HOOK_BPRM_CHECK_SECURITY) {
 		deny = 1;
@@ -395,6 +431,62 @@ int BPF_PROG(guard_cgroup_clone, struct task_struct *task, unsigned long clone_f
 	if (!prof)
 		return 0;
 	return fp_guard_move(id, prof, NULL, FP_HOOK_TASK_ALLOC);
+}
+
+/*
+ * Whether the current task may not act on `target` because `target` is held (fp_held)
+ * and the current task is governed by a profile (not the enforcer, which continues or
+ * kills it). The enforcer's own continue or kill ends the hold.
+ */
+static __always_inline int fp_held_from_workload(struct task_struct *target, int ends_hold)
+{
+	__u32 tgid = BPF_CORE_READ(target, tgid);
+	struct fp_config *cfg;
+	__u32 zero = 0, id;
+	__u64 *start;
+
+	start = bpf_map_lookup_elem(&fp_held, &tgid);
+	if (!start || *start != fp_group_start(target))
+		return 0;
+	cfg = bpf_map_lookup_elem(&fp_config_map, &zero);
+	if (fp_is_active() && fp_bound_profile(&id) &&
+	    (!cfg || cfg->enforcer_tgid != bpf_get_current_pid_tgid() >> 32))
+		return 1;
+	if (ends_hold)
+		bpf_map_delete_elem(&fp_held, &tgid);
+	return 0;
+}
+
+/* -EPERM if `refuse`, else 0, by a branch: clang would compute `refuse ? -1 : 0` as a
+ * negation, whose result the verifier cannot bound to an LSM return's [-4095, 0]. The
+ * empty asm in one arm cannot be hoisted, so the branch stays. */
+static __always_inline int fp_refuse_if(int refuse)
+{
+	if (refuse) {
+		asm volatile("");
+		return -EPERM;
+	}
+	return 0;
+}
+
+SEC("lsm/task_kill")
+int BPF_PROG(guard_held_signal, struct task_struct *p, struct kernel_siginfo *info, int sig,
+	     const struct cred *cred, int ret)
+{
+	if (ret)
+		return FP_LSM_PREVIOUS(ret);
+	if (sig != SIGCONT && sig != SIGKILL)
+		return 0;
+	/* Killing a held task is never refused; continuing it from a workload is. */
+	return fp_refuse_if(fp_held_from_workload(p, 1) && sig == SIGCONT);
+}
+
+SEC("lsm/ptrace_access_check")
+int BPF_PROG(guard_held_ptrace, struct task_struct *child, unsigned int mode, int ret)
+{
+	if (ret)
+		return FP_LSM_PREVIOUS(ret);
+	return fp_refuse_if(fp_held_from_workload(child, 0));
 }
 
 /* The cgroup id of a cgroup: its kernfs node id. */

@@ -163,6 +163,10 @@ struct fp_config {
 	/* 1: entries pinned to content are checked (a user-space enforcer hashes held
 	 * execs); 0: they are checked by path only (detached: nobody would decide). */
 	__u32 check_content;
+	/* The enforcer's process (tgid): it alone, among tasks governed by a profile,
+	 * may continue or trace a held task (bpf/enforce.bpf.c, "held tasks"). */
+	__u32 enforcer_tgid;
+	__u32 reserved;
 };
 
 /* The profile unprofiled cgroups are bound to under --default deny: allows nothing. */

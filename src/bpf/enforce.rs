@@ -202,6 +202,11 @@ impl EnforceProbe {
             self.guard_links = attach_each([
                 ("lsm/file_open", &self.skel.progs.guard_cgroup_file_open),
                 ("lsm/task_alloc", &self.skel.progs.guard_cgroup_clone),
+                ("lsm/task_kill", &self.skel.progs.guard_held_signal),
+                (
+                    "lsm/ptrace_access_check",
+                    &self.skel.progs.guard_held_ptrace,
+                ),
             ])?;
         }
         self.skel
@@ -234,6 +239,9 @@ impl EnforceProbe {
             hash_key: key.0,
             mode_override: mode_override.map_or(0, |mode| mode.0),
             check_content: check_content.into(),
+            // Held tasks: this process may continue them even from a profiled cgroup.
+            enforcer_tgid: std::process::id(),
+            ..Default::default()
         };
         self.skel
             .maps
@@ -411,7 +419,7 @@ impl EnforceProbe {
             reason: format!("creating {}: {e}", dir.display()),
         })?;
         let maps = &mut self.skel.maps;
-        let handles: [&mut libbpf_rs::MapMut<'static>; 10] = [
+        let handles: [&mut libbpf_rs::MapMut<'static>; 11] = [
             &mut maps.fp_config_map,
             &mut maps.fp_bindings,
             &mut maps.fp_profiles,
@@ -422,6 +430,7 @@ impl EnforceProbe {
             &mut maps.fp_violations,
             &mut maps.fp_handover,
             &mut maps.fp_folds,
+            &mut maps.fp_held,
         ];
         for (map, name) in handles.into_iter().zip(MAPS) {
             if !self.carried.contains(name) {
@@ -430,7 +439,11 @@ impl EnforceProbe {
         }
         let tracking = self.links.iter_mut().zip([LINKS[1], LINKS[2]]);
         let exec = self.exec_link.as_mut().map(|link| (link, LINKS[0]));
-        let guard = self.guard_links.iter_mut().zip([LINKS[3], LINKS[4]]);
+        let guard = self
+            .guard_links
+            .iter_mut()
+            .zip(&LINKS[3..])
+            .map(|(l, n)| (l, *n));
         for (link, name) in tracking.chain(exec).chain(guard) {
             pin_replacing(dir, name, |path| link.pin(path))?;
         }
@@ -729,6 +742,7 @@ fn load(
             "fp_violations" => &mut open.maps.fp_violations,
             "fp_handover" => &mut open.maps.fp_handover,
             "fp_folds" => &mut open.maps.fp_folds,
+            "fp_held" => &mut open.maps.fp_held,
             other => return Err(refused(format!("no map {other} to carry over"))),
         };
         map.reuse_fd(pinned.as_fd()).map_err(map_error(name))?;
@@ -749,6 +763,8 @@ fn load(
         (&mut open.progs.enforce_sched_process_exec, !lsm),
         (&mut open.progs.guard_cgroup_file_open, lsm),
         (&mut open.progs.guard_cgroup_clone, lsm),
+        (&mut open.progs.guard_held_signal, lsm),
+        (&mut open.progs.guard_held_ptrace, lsm),
     ] {
         prog.set_autoload(wanted);
     }

@@ -10,7 +10,8 @@
 //! carries the handover word, which lets only one of the two programs act at a time
 //! (`fp_handover` in bpf/enforce.bpf.c), so no exec is reported or counted twice;
 //! and the repeated violations counted and not taken yet (`fp_folds`), which the new
-//! enforcer takes and reports.
+//! enforcer takes and reports; and the tasks held for a decision (`fp_held`), which stay
+//! guarded until the new enforcer decides them.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -37,6 +38,9 @@ pub const LINKS: &[&str] = &[
     // The cgroup move guard (LSM only): lsm/file_open and lsm/task_alloc.
     "link_guard_open",
     "link_guard_clone",
+    // Held tasks (LSM only): lsm/task_kill and lsm/ptrace_access_check.
+    "link_guard_signal",
+    "link_guard_ptrace",
 ];
 pub const MAPS: &[&str] = &[
     "fp_config_map",
@@ -49,6 +53,7 @@ pub const MAPS: &[&str] = &[
     "fp_violations",
     "fp_handover",
     "fp_folds",
+    "fp_held",
 ];
 /// Maps a takeover keeps instead of creating (see the module docs).
 pub const CARRIED_MAPS: &[&str] = &[
@@ -56,9 +61,10 @@ pub const CARRIED_MAPS: &[&str] = &[
     "fp_violations",
     "fp_handover",
     "fp_folds",
+    "fp_held",
 ];
 /// Carried maps an older version did not pin: a takeover of it creates them.
-pub const OPTIONAL_CARRIED_MAPS: &[&str] = &["fp_handover", "fp_folds"];
+pub const OPTIONAL_CARRIED_MAPS: &[&str] = &["fp_handover", "fp_folds", "fp_held"];
 
 /// Recorded beside the pins.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

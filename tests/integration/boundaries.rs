@@ -405,9 +405,81 @@ pub fn a_workload_that_keeps_its_tasks_cannot_move_them_out() {
     );
 }
 
+/// LSM only: a task held for a decision (here the first exec of a file version under a
+/// pinned path: the attacker's file renamed onto the allowed name) can be neither
+/// continued (SIGCONT) nor traced by another task of its workload, which would run the
+/// new image before it is decided. The enforcer is stopped meanwhile, so that the hold
+/// lasts as long as the attack needs; resumed, it kills the task.
+pub fn a_held_task_cannot_be_released_from_its_workload() {
+    use crate::identity::{sha256_of, write_pinned_profile, BUSYBOX};
+    let (_keep, tmp) = temp_dir();
+    let allowed = install_binary(TRUE, &tmp.join("bin/tool"));
+    let cg = TestCgroup::new();
+    let profiles = tmp.join("profiles");
+    write_pinned_profile(&profiles, &cg.path, &[(&allowed, &[sha256_of(&allowed)])]);
+    // Busybox's `touch` under the allowed name: if it runs, it leaves a mark.
+    std::fs::rename(install_binary(BUSYBOX, &tmp.join("evil")), &allowed).unwrap();
+    let mark = tmp.join("ran");
+    let enforcer = Enforcer::start(&tmp, &profiles, Mech::Lsm, &[]);
+    enforcer.signal(nix::sys::signal::Signal::SIGSTOP);
+    let mut victim = cg.command(&allowed);
+    victim.arg0("touch").arg(&mark);
+    let mut victim = victim.spawn().unwrap();
+    fingerprint::enforce::hold::wait_until_stopped(victim.id(), std::time::Duration::from_secs(10));
+
+    let refused = attack_from(&cg, victim.id());
+    assert_eq!(
+        refused,
+        (true, true),
+        "(SIGCONT, ptrace) refused with EPERM"
+    );
+    assert!(!mark.exists(), "the held image ran");
+    enforcer.signal(nix::sys::signal::Signal::SIGCONT);
+    let status = victim.wait().unwrap();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(libc::SIGKILL)
+    );
+    assert!(!mark.exists(), "the held image ran");
+    let events = enforcer.stop();
+    assert_eq!(events.len(), 1, "{events:#?}");
+    assert_eq!(events[0]["reason"], "content_mismatch", "{events:#?}");
+}
+
+/// From a process in `cg` (forked, moved in, no exec): SIGCONT and ptrace `pid`;
+/// whether each was refused with EPERM.
+fn attack_from(cg: &TestCgroup, pid: u32) -> (bool, bool) {
+    let procs = std::fs::OpenOptions::new()
+        .write(true)
+        .open(cg.dir.join("cgroup.procs"))
+        .unwrap();
+    // SAFETY: the child makes system calls only (write, kill, ptrace, _exit), on memory
+    // allocated before fork: async-signal-safe in a multi-threaded parent.
+    match unsafe { libc::fork() } {
+        0 => unsafe {
+            let eperm = |rc: libc::c_long| rc == -1 && *libc::__errno_location() == libc::EPERM;
+            if libc::write(procs.as_raw_fd(), b"0".as_ptr().cast(), 1) != 1 {
+                libc::_exit(100);
+            }
+            let cont = eperm(libc::kill(pid as i32, libc::SIGCONT).into());
+            let trace = eperm(libc::ptrace(libc::PTRACE_SEIZE, pid as i32, 0, 0));
+            libc::_exit(i32::from(cont) | i32::from(trace) << 1);
+        },
+        child => {
+            let mut status = 0;
+            // SAFETY: waiting for our own child.
+            assert_eq!(unsafe { libc::waitpid(child, &mut status, 0) }, child);
+            let code = libc::WEXITSTATUS(status);
+            assert!(code < 4, "the attacker could not enter the cgroup ({code})");
+            (code & 1 != 0, code & 2 != 0)
+        }
+    }
+}
+
 with_both_mechanisms!(
     a_root_profile_governs_the_root_cgroup_alone,
     a_nested_cgroup_cannot_take_another_workloads_profile,
     cgroups_differing_in_one_invalid_byte_stay_two_workloads;
     lsm only: a_workload_that_keeps_its_tasks_cannot_move_them_out,
+    a_held_task_cannot_be_released_from_its_workload,
 );
