@@ -10,7 +10,9 @@
 #
 # The guest is an initramfs (cpio newc, gzip) holding busybox-static (as
 # /bin/busybox plus applet symlinks), every --add file or directory, and the
-# shared libraries (from ldd, plus the dynamic loader) of every ELF file added.
+# shared libraries (from ldd, plus the dynamic loader) of every ELF file added,
+# and the kernel's modules/*.ko beside its vmlinuz (overlayfs, from vm/kernel.sh),
+# which /init loads.
 # qemu uses software emulation (TCG): KVM does not work on these machines.
 #
 # Output channels (so kernel console noise never mixes with the command's output):
@@ -83,6 +85,7 @@ ensure_tools() {
   local need=()
   command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
   command -v cpio >/dev/null || need+=(cpio)
+  command -v xz >/dev/null || need+=(xz-utils) # vm/kernel.sh: 6.12's modules are .ko.xz
   [[ $(dpkg-query -W -f='${Status}' busybox-static 2>/dev/null) == *' installed' ]] ||
     need+=(busybox-static)
   [[ ${#need[@]} -eq 0 ]] && return 0
@@ -153,6 +156,12 @@ cp "$busybox" "$root/bin/busybox"
     my $p = ""; for my $c (split m{/}, $dir) { $p .= "$c/"; mkdir $p; }
     symlink("/bin/busybox", "$root/$a") or die "symlink $a: $!\n";
   }' "$root"
+
+# Modules kept beside the kernel (vm/kernel.sh), for /init to insmod.
+if [[ -d $(dirname "$vmlinuz")/modules ]]; then
+  mkdir -p "$root/lib/modules"
+  cp "$(dirname "$vmlinuz")"/modules/*.ko "$root/lib/modules/"
+fi
 
 printf 'root:x:0:0:root:/root:/bin/sh\n' >"$root/etc/passwd"
 printf 'root:x:0:\n' >"$root/etc/group"
@@ -262,6 +271,11 @@ $bb hostname fp-vm
 $bb ip link set lo up 2>/dev/null
 # Raw mode: no "\n" -> "\r\n" translation; the settings outlive each open.
 for p in 1 2 3; do $bb stty -F /dev/ttyS$p raw -echo 2>/dev/null || echo "init: no /dev/ttyS$p" >&2; done
+# A module that does not load is reported on COMMAND's stderr, not only the console.
+for ko in /lib/modules/*.ko; do
+  [ -e "$ko" ] || continue
+  $bb insmod "$ko" || echo "init: insmod $ko failed" >/dev/ttyS2
+done
 up() { read -r u _ </proc/uptime; echo "$u"; }
 EOF
   for e in "${envs[@]+"${envs[@]}"}"; do
