@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
   clang llvm libelf-dev zlib1g-dev pkg-config make  # BPF objects and libbpf-sys
   bpftool                                           # regenerating bpf/vmlinux/<arch>/vmlinux.h, inspection
-  qemu-system-x86 cpio busybox-static               # the BPF LSM test VM and demo roots
+  qemu-system-x86 cpio busybox-static xz-utils      # the BPF LSM test VM (xz: its overlay module) and demo roots
   containerd runc                                   # real containers in the integration tests
   docker.io podman                                  # real Docker and Podman containers in the tests
   e2fsprogs mount                                   # a loop-mounted ext4 with whole-second times

@@ -11,8 +11,11 @@
 # The newest package is chosen at run time by Debian version comparison
 # (never a hard-coded version). Cache layout, keyed by package and version:
 #   ${FP_VM_CACHE:-<repo>/.vm}/kernels/<package>_<version>/vmlinuz   (+ config)
-# Only boot/vmlinuz-* and boot/config-* are kept from the package: the cloud
-# kernel has everything the harness needs built in, so no modules are kept.
+#   .../modules/NAME.ko   the modules listed in $modules, decompressed
+# The cloud kernel has everything the harness needs built in except the file
+# systems in $modules (overlayfs: containers' root file system, and the identity
+# tests mount one over an allowed directory); vm/run.sh loads them at boot.
+# A cache entry from before a module was added to the list gets it on next use.
 # If apt knows no matching package (e.g. no network and no package lists), the
 # newest already-cached kernel of the series is used, with a warning.
 # Progress goes to stderr; stdout is only the path.
@@ -22,6 +25,18 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 cache=${FP_VM_CACHE:-$here/../.vm}
 
 die() { echo "kernel.sh: $*" >&2; exit 1; }
+
+# Modules to keep, as paths under lib/modules/<version>/kernel/ without ".ko".
+modules=(fs/overlayfs/overlay)
+
+# complete DIR: DIR holds a vmlinuz and every module in $modules.
+complete() {
+  local m
+  [[ -f $1/vmlinuz ]] || return 1
+  for m in "${modules[@]}"; do
+    [[ -f $1/modules/${m##*/}.ko ]] || return 1
+  done
+}
 
 [[ $# -eq 1 ]] || die "usage: kernel.sh 6.12|6.1"
 series=$1
@@ -40,7 +55,8 @@ lists_stamp=$(stat -c '%n %s %Y' /var/lib/apt/lists/*Packages* 2>/dev/null | cks
 memo=$cache/kernels/.resolved-$series
 if [[ -n $lists_stamp && -f $memo ]]; then
   read -r memo_stamp memo_path <"$memo" || true
-  if [[ ${memo_stamp:-} == "${lists_stamp// /:}" && -f ${memo_path:-} ]]; then
+  if [[ ${memo_stamp:-} == "${lists_stamp// /:}" && -n ${memo_path:-} ]] &&
+    complete "$(dirname "$memo_path")"; then
     echo "$memo_path"
     exit 0
   fi
@@ -90,13 +106,15 @@ if [[ -z $best_pkg ]]; then
   done
   [[ -n $fallback ]] || die "no Debian package matches $pattern (apt-get update?) and nothing is cached in $cache/kernels"
   echo "kernel.sh: warning: apt knows no package matching $pattern; using cached $fallback" >&2
+  complete "$(dirname "$fallback")" ||
+    echo "kernel.sh: warning: $(dirname "$fallback") lacks modules (${modules[*]##*/}); the guest will have no overlayfs" >&2
   echo "$fallback"
   exit 0
 fi
 
 key="${best_pkg}_${best_ver//[:\/]/_}"
 dest="$cache/kernels/$key"
-if [[ -f $dest/vmlinuz ]]; then
+if complete "$dest"; then
   remember "$dest/vmlinuz"
   echo "$dest/vmlinuz"
   exit 0
@@ -105,10 +123,26 @@ fi
 # Serialise concurrent downloads of the same cache.
 exec 9>"$cache/kernels/.lock"
 flock 9
-if [[ -f $dest/vmlinuz ]]; then
+if complete "$dest"; then
   echo "$dest/vmlinuz"
   exit 0
 fi
+
+# keep_module TREE MODULE OUTDIR: the module from the unpacked package TREE,
+# decompressed (Debian ships .ko on 6.1 and .ko.xz on 6.12) into OUTDIR/NAME.ko.
+keep_module() {
+  local src out=$3/${2##*/}.ko
+  src=$(find "$1" -path "*/modules/*/kernel/$2.ko*" -type f | head -n1)
+  [[ -n $src ]] || die "$best_pkg has no module $2.ko"
+  case $src in
+    *.ko) cp "$src" "$out" ;;
+    *.ko.xz) command -v xz >/dev/null || die "$src needs xz (apt-get install xz-utils)"
+      xz -dc "$src" >"$out" ;;
+    *.ko.zst) command -v zstd >/dev/null || die "$src needs zstd (apt-get install zstd)"
+      zstd -qdc "$src" >"$out" ;;
+    *) die "$src: unknown module compression (want .ko, .ko.xz or .ko.zst)" ;;
+  esac
+}
 
 work=$(mktemp -d "$cache/kernels/.dl.XXXXXX")
 trap 'rm -rf "$work"' EXIT
@@ -121,14 +155,24 @@ deb=$(find "$work" -maxdepth 1 -name '*.deb' | head -n1)
 [[ -n $deb ]] || die "apt-get download produced no .deb for $best_pkg"
 mkdir "$work/x"
 dpkg-deb -x "$deb" "$work/x"
-vmlinuz=$(find "$work/x/boot" -maxdepth 1 -name 'vmlinuz-*' | head -n1)
-[[ -n $vmlinuz ]] || die "$best_pkg has no boot/vmlinuz-*"
-mkdir "$work/out"
-cp "$vmlinuz" "$work/out/vmlinuz"
-config=$(find "$work/x/boot" -maxdepth 1 -name 'config-*' | head -n1)
-[[ -z $config ]] || cp "$config" "$work/out/config"
-printf '%s\n' "$best_ver" >"$work/out/version"
-printf '%s\n' "$best_pkg" >"$work/out/package"
-mv "$work/out" "$dest"
+mkdir -p "$work/out/modules"
+for m in "${modules[@]}"; do
+  keep_module "$work/x" "$m" "$work/out/modules"
+done
+if [[ -f $dest/vmlinuz ]]; then
+  # Cached before a module was added to the list: add the modules in one rename,
+  # so that a run using this kernel meanwhile never sees a missing vmlinuz.
+  rm -rf "$dest/modules"
+  mv "$work/out/modules" "$dest/modules"
+else
+  vmlinuz=$(find "$work/x/boot" -maxdepth 1 -name 'vmlinuz-*' | head -n1)
+  [[ -n $vmlinuz ]] || die "$best_pkg has no boot/vmlinuz-*"
+  cp "$vmlinuz" "$work/out/vmlinuz"
+  config=$(find "$work/x/boot" -maxdepth 1 -name 'config-*' | head -n1)
+  [[ -z $config ]] || cp "$config" "$work/out/config"
+  printf '%s\n' "$best_ver" >"$work/out/version"
+  printf '%s\n' "$best_pkg" >"$work/out/package"
+  mv "$work/out" "$dest"
+fi
 remember "$dest/vmlinuz"
 echo "$dest/vmlinuz"
