@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use libbpf_cargo::SkeletonBuilder;
 
 /// Objects to build; each becomes `$OUT_DIR/<name>.skel.rs`.
-const BPF_OBJECTS: &[&str] = &["learn", "enforce", "bench_per_policy"];
+const BPF_OBJECTS: &[&str] = &["learn", "enforce", "bench_per_policy", "bench_ima_hash"];
 /// Headers every object may include: a change to any rebuilds them all.
 const BPF_HEADERS: &[&str] = &[
     "fingerprint.h",

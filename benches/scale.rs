@@ -50,8 +50,10 @@
 //!                         (default 40; the VM run uses fewer)
 //!   FP_SCALE_MECHANISM    auto | lsm | kill (default auto: the LSM where the kernel
 //!                         accepts it, else kill mode); both designs use the same hook
-//!   FP_SCALE_DESIGNS      fingerprint,content,per-policy (default all three; content
-//!                         needs fingerprint: it is paired with it)
+//!   FP_SCALE_DESIGNS      fingerprint,content,per-policy,kernel-hash (default all;
+//!                         content needs fingerprint: it is paired with it;
+//!                         kernel-hash, LSM only: hashing at exec in the kernel,
+//!                         `scale/kernel_hash.rs`)
 //!   FP_SCALE_PP_MEM_MIB   per-policy: do not load a point whose projected kernel
 //!                         memory exceeds this (default: half of MemAvailable)
 //!   FP_SCALE_PP_SECONDS   per-policy: do not load a point whose projected load time
@@ -66,6 +68,8 @@
 #[path = "support/mod.rs"]
 mod support;
 use support::BpfStatsSysctl;
+#[path = "scale/kernel_hash.rs"]
+mod kernel_hash;
 #[path = "scale/open_guard.rs"]
 mod open_guard;
 #[path = "scale/rounds.rs"]
@@ -140,6 +144,8 @@ const FAKE_CGROUP_BASE: u64 = 1 << 40;
 const GUARD_ROUNDS: usize = 40;
 /// Pairs of script execs (held, and run as an argument) in kill mode.
 const SCRIPT_ROUNDS: usize = 100;
+/// Paired blocks per file for hashing in the kernel (at most; FP_SCALE_ROUNDS if fewer).
+const KERNEL_HASH_ROUNDS: usize = 20;
 /// Execs before each timed block, not counted: page cache, lazy kernel state.
 const WARMUP_EXECS: usize = 10;
 /// Targets from issue 5.
@@ -166,6 +172,8 @@ struct Config {
     /// Also fingerprint with every executable pinned to content (cache hits).
     content: bool,
     per_policy: bool,
+    /// Hashing the executable in the kernel (`scale/kernel_hash.rs`), LSM only.
+    kernel_hash: bool,
     pp_mem_limit: u64,
     pp_seconds: f64,
     target: Option<PathBuf>,
@@ -200,8 +208,8 @@ impl Config {
             Some("kill") => MechanismChoice::Kill,
             Some(other) => bail!("FP_SCALE_MECHANISM={other:?}: want auto, lsm or kill"),
         };
-        let designs =
-            var("FP_SCALE_DESIGNS").unwrap_or_else(|| "fingerprint,content,per-policy".into());
+        let designs = var("FP_SCALE_DESIGNS")
+            .unwrap_or_else(|| "fingerprint,content,per-policy,kernel-hash".into());
         let available = mem_available().unwrap_or(4 << 30);
         Ok(Config {
             ns,
@@ -213,6 +221,7 @@ impl Config {
             fingerprint: designs.contains("fingerprint"),
             content: designs.contains("content"),
             per_policy: designs.contains("per-policy"),
+            kernel_hash: designs.contains("kernel-hash"),
             pp_mem_limit: (number("FP_SCALE_PP_MEM_MIB", (available / 2 / (1 << 20)) as f64)?
                 * (1 << 20) as f64) as u64,
             pp_seconds: number("FP_SCALE_PP_SECONDS", 600.0)?,
@@ -374,6 +383,15 @@ fn run() -> Result<()> {
         }
     }
 
+    // Needs the LSM: not measured in kill mode (JSON null).
+    let lsm = mechanism != Some(Mechanism::Kill) && config.mechanism != MechanismChoice::Kill;
+    let mut kernel_hash_result = None;
+    if config.kernel_hash && lsm {
+        eprintln!("bench-scale: hashing the executable in the kernel (IMA) ...");
+        let rounds = config.rounds.min(KERNEL_HASH_ROUNDS);
+        kernel_hash_result = Some(kernel_hash::measure(&cgroup, &target, &dir, rounds)?);
+    }
+
     let report = json!({
         "machine": machine(),
         "target": target_desc,
@@ -391,6 +409,7 @@ fn run() -> Result<()> {
         "targets": targets(&points, &pooled),
         "open_guard": open_guard_result,
         "script_hold": script_hold_result,
+        "kernel_hash": kernel_hash_result,
     });
     let table = table(&points);
     match config.json.as_deref() {

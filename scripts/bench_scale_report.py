@@ -466,6 +466,37 @@ def content_lines(run):
     return lines
 
 
+def kernel_hash_lines(run):
+    """Hashing the executable in the kernel at exec (issue #12): a sleepable LSM program
+    calling bpf_ima_file_hash, against user space hashing the same file."""
+    kh = run.get("kernel_hash")
+    if not kh:
+        return []
+    if not kh["available"]:
+        return [f"Hashing in the kernel (`bpf_ima_file_hash`): not measurable: {kh['reason']}."]
+    lines = [f"Hashing in the kernel at exec (`lsm.s/bprm_check_security` calling "
+             f"`bpf_ima_file_hash`), {kh['rounds']} paired blocks of {kh['execs_per_block']} "
+             f"execs per file:", "",
+             "| file | IMA returned | digest = SHA-256 | cached measurement | helper | helper per MiB "
+             "| exec, attached | exec, without | difference [95% CI] | user space per MiB |",
+             "|---|---|---|---|---:|---:|---:|---:|---|---:|"]
+    for f in kh["files"]:
+        r = f["result"]
+        user = f"{r['user_space_ns_per_mib'] / 1e6:.2f} ms"
+        if "helper_ns" not in r:
+            lines.append(f"| {f['file']} | {r['file_hash']} | – | {r['inode_hash']} | – | – | – | – | – | {user} |")
+            continue
+        d = r["difference_ns"]
+        same = {True: "yes", False: "no", None: "not SHA-256"}[r["digest_equals_sha256"]]
+        cached = r["inode_hash"] if r["inode_hash_ret"] >= 0 else f"none: {r['inode_hash']}"
+        lines.append(
+            f"| {f['file']} | {r['file_hash']} | {same} | {cached} "
+            f"| {r['helper_ns']['median'] / 1e6:.2f} ms | {r['helper_ns_per_mib'] / 1e6:.2f} ms "
+            f"| {r['exec_ns_attached']['median'] / 1e6:.2f} ms | {r['exec_ns_detached']['median'] / 1e6:.2f} ms "
+            f"| {d['median'] / 1e6:.2f} ms [{d['ci_lo'] / 1e6:.2f}, {d['ci_hi'] / 1e6:.2f}] | {user} |")
+    return lines
+
+
 def script_hold_note(run):
     """Kill mode holds a `#!` script's exec while user space checks the script."""
     hold = run.get("script_hold")
@@ -499,6 +530,8 @@ def main():
         lines += ["Targets (fingerprint, largest N against N=1):", ""] + verdicts(run) + [""]
         content = content_lines(run)
         lines += content + ([""] if content else [])
+        kernel_hash = kernel_hash_lines(run)
+        lines += kernel_hash + ([""] if kernel_hash else [])
         notes = [breakdown(run), script_hold_note(run)] + per_policy_notes(run)
         lines += [f"- {n}" for n in notes if n] + [""]
     lines += [READING.strip(), ""]
