@@ -145,20 +145,7 @@ impl Learner {
 
     /// Wait for a line of stderr containing `needle`, and return it.
     pub fn wait_for_line(&self, needle: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let mut seen = Vec::new();
-        while Instant::now() < deadline {
-            match self.stderr.recv_timeout(Duration::from_millis(200)) {
-                Ok(line) if line.contains(needle) => return line,
-                Ok(line) => seen.push(line),
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => break,
-            }
-        }
-        panic!(
-            "learner never printed {needle:?}; stderr so far:\n{}",
-            seen.join("\n")
-        );
+        wait_for_line(&self.stderr, needle, "learner")
     }
 
     /// Stop with SIGINT (as Ctrl-C) and return its exit status and remaining stderr.
@@ -248,6 +235,30 @@ pub fn temp_dir() -> (tempfile::TempDir, PathBuf) {
         .expect("tempdir");
     let canonical = dir.path().canonicalize().expect("canonical tempdir");
     (dir, canonical)
+}
+
+/// How long a started process may take to say something expected. Generous: loading
+/// and verifying the BPF programs under emulation (qemu TCG) on a loaded machine can
+/// take minutes; a process that will never say it still fails the test.
+const LINE_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// The first line from `lines` (a process's stderr) containing `needle`; panics,
+/// naming `who` and quoting what it said, if none comes within LINE_TIMEOUT.
+pub fn wait_for_line(lines: &mpsc::Receiver<String>, needle: &str, who: &str) -> String {
+    let deadline = Instant::now() + LINE_TIMEOUT;
+    let mut seen = Vec::new();
+    while Instant::now() < deadline {
+        match lines.recv_timeout(Duration::from_millis(200)) {
+            Ok(line) if line.contains(needle) => return line,
+            Ok(line) => seen.push(line),
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    panic!(
+        "{who} never printed {needle:?}; stderr so far:\n{}",
+        seen.join("\n")
+    );
 }
 
 /// Copy a system binary to `dest` (made executable) so each test execs its own file.

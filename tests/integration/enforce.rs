@@ -163,20 +163,7 @@ impl Enforcer {
     }
 
     pub fn wait_for_line(&self, needle: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let mut seen = Vec::new();
-        while Instant::now() < deadline {
-            match self.stderr.recv_timeout(Duration::from_millis(200)) {
-                Ok(line) if line.contains(needle) => return line,
-                Ok(line) => seen.push(line),
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => break,
-            }
-        }
-        panic!(
-            "enforcer never printed {needle:?}; stderr:\n{}",
-            seen.join("\n")
-        );
+        crate::common::wait_for_line(&self.stderr, needle, "enforcer")
     }
 
     pub fn pid(&self) -> u32 {
