@@ -707,6 +707,20 @@ fn exported_digests(dir: &Path, exe: &Path) -> Vec<String> {
     digests
 }
 
+/// `fingerprint enforce --detach` of `profiles` pinned at `pin_dir`.
+pub fn enforce_detached(pin_dir: &str, mech: Mech, profiles: &Path) -> std::process::Output {
+    fingerprint(&[
+        "enforce".as_ref(),
+        "--detach".as_ref(),
+        "--pin-dir".as_ref(),
+        pin_dir.as_ref(),
+        "--mechanism".as_ref(),
+        mech.arg().as_ref(),
+        "--profile".as_ref(),
+        profiles.as_os_str(),
+    ])
+}
+
 /// `fingerprint status` as JSON, and its exit status.
 pub fn status(pin_dir: &str) -> (Option<i32>, Value) {
     let out = fingerprint(&[
@@ -740,16 +754,7 @@ pub fn pinned_enforcement_survives_the_cli(mech: Mech) {
     assert_eq!(json["status"]["violations"], json!(1));
     stop_and_wait_for_release(&pin_dir, &f);
 
-    let out = fingerprint(&[
-        "enforce".as_ref(),
-        "--detach".as_ref(),
-        "--pin-dir".as_ref(),
-        pin_dir.as_ref(),
-        "--mechanism".as_ref(),
-        mech.arg().as_ref(),
-        "--profile".as_ref(),
-        f.profiles.as_os_str(),
-    ]);
+    let out = enforce_detached(&pin_dir, mech, &f.profiles);
     assert!(
         out.status.success(),
         "{}",

@@ -501,16 +501,7 @@ with_both_mechanisms!(
 fn detached_enforcement_checks_pinned_paths_by_path_only(mech: Mech) {
     let p = Pinned::new();
     let pin_dir = format!("/sys/fs/bpf/{}", unique("fp-test-identity"));
-    let out = fingerprint(&[
-        "enforce".as_ref(),
-        "--detach".as_ref(),
-        "--pin-dir".as_ref(),
-        pin_dir.as_ref(),
-        "--mechanism".as_ref(),
-        mech.arg().as_ref(),
-        "--profile".as_ref(),
-        p.profiles.as_os_str(),
-    ]);
+    let out = crate::enforce::enforce_detached(&pin_dir, mech, &p.profiles);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(
