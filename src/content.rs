@@ -216,33 +216,37 @@ pub fn open_in_root_of(pid: &str, path: &[u8], version: &FileVersion) -> Option<
     )
 }
 
-/// `path` as process `pid` would open it now, resolved inside its root (symlinks
-/// included: an absolute one is taken against that root, never this process's), with
-/// the version it has: for a file the kernel no longer holds (a `#!` script at
-/// sched_process_exec), whose version nothing recorded. Only a regular file is opened
-/// for reading (a FIFO put there cannot block the enforcer).
-pub fn open_in_task_root(pid: u32, path: &[u8]) -> Option<(File, FileVersion)> {
+/// `path` as process `pid` would open it now, with `flags` (O_CLOEXEC added): resolved
+/// inside its root, symlinks included (an absolute one is taken against that root,
+/// never this process's), no magic links.
+pub fn open_as_task(pid: u32, path: &[u8], flags: i32) -> Option<File> {
     let root = File::open(format!("/proc/{pid}/root")).ok()?;
-    let relative = std::ffi::CString::new(path.strip_prefix(b"/")?).ok()?;
-    // SAFETY: open_how is three integers: all zeroes is a valid value.
+    let name = std::ffi::CString::new(path).ok()?;
+    // SAFETY: open_how is plain integers; all zero is a valid value.
     let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-    how.flags = (libc::O_PATH | libc::O_CLOEXEC) as u64;
+    how.flags = (flags | libc::O_CLOEXEC) as u64;
     how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
-    // SAFETY: openat2(2) with a valid directory fd, a NUL-terminated path and an
-    // open_how of the size passed; the returned fd is owned by the File below.
+    // SAFETY: the name is NUL-terminated, `how` is a valid open_how of the size
+    // passed, and the returned descriptor, if any, is owned by the File alone.
     let fd = unsafe {
         libc::syscall(
             libc::SYS_openat2,
             root.as_raw_fd(),
-            relative.as_ptr(),
+            name.as_ptr(),
             &how as *const libc::open_how,
             std::mem::size_of::<libc::open_how>(),
         )
     };
-    let handle = (fd >= 0).then(|| {
-        // SAFETY: a new fd that nothing else owns.
-        unsafe { <File as std::os::fd::FromRawFd>::from_raw_fd(fd as i32) }
-    })?;
+    // SAFETY: a non-negative return is a new descriptor nobody else owns.
+    (fd >= 0).then(|| unsafe { <File as std::os::fd::FromRawFd>::from_raw_fd(fd as i32) })
+}
+
+/// `path` as process `pid` would open it now ([`open_as_task`]), with the version it
+/// has: for a file the kernel no longer holds (a `#!` script at sched_process_exec),
+/// whose version nothing recorded. Only a regular file is opened for reading (a FIFO
+/// put there cannot block the enforcer).
+pub fn open_in_task_root(pid: u32, path: &[u8]) -> Option<(File, FileVersion)> {
+    let handle = open_as_task(pid, path, libc::O_PATH)?;
     let metadata = handle.metadata().ok().filter(|m| m.is_file())?;
     let version = FileVersion::of_metadata(&metadata);
     let file = File::open(format!("/proc/self/fd/{}", handle.as_raw_fd())).ok()?;

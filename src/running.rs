@@ -11,10 +11,8 @@
 //! (`sh script` typed by hand looks the same; the script is then recorded too, which
 //! allows running it directly as well.)
 
-use std::ffi::CString;
 use std::fs::File;
 use std::io::Read;
-use std::os::fd::{AsRawFd, FromRawFd};
 
 use crate::event::{script_path, ExecEvent, KernelPath};
 
@@ -82,28 +80,14 @@ fn shebang_line(pid: u32, path: &[u8]) -> Option<Vec<u8>> {
     Some(line[..end].trim_ascii().to_vec())
 }
 
-/// Open `path` as process `pid` would: resolved inside its root (symlinks included),
-/// without blocking on a FIFO or following anything out of that root.
+/// Open `path` as process `pid` would, without blocking on a FIFO or following
+/// anything out of its root.
 fn open_in_root(pid: u32, path: &[u8]) -> Option<File> {
-    let root = File::open(format!("/proc/{pid}/root")).ok()?;
-    let name = CString::new(path).ok()?;
-    // SAFETY: open_how is plain integers; all zero is a valid value.
-    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-    how.flags = (libc::O_RDONLY | libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY) as u64;
-    how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
-    // SAFETY: the name is NUL-terminated, `how` is a valid open_how of the size
-    // passed, and the returned descriptor, if any, is owned by the File alone.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_openat2,
-            root.as_raw_fd(),
-            name.as_ptr(),
-            &how as *const libc::open_how,
-            std::mem::size_of::<libc::open_how>(),
-        )
-    };
-    // SAFETY: a non-negative return is a new descriptor nobody else owns.
-    (fd >= 0).then(|| unsafe { File::from_raw_fd(fd as i32) })
+    crate::content::open_as_task(
+        pid,
+        path,
+        libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY,
+    )
 }
 
 #[cfg(test)]
